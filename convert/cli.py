@@ -1,0 +1,213 @@
+"""``velm-convert``: train, evaluate and try the Keras VELM on a workstation."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from convert import datasets
+from convert.config import BACKBONES, TrainConfig
+from velm_edge.tokenizer import normalize
+
+EPILOG = """examples:
+  velm-convert train --out runs/default                    # synthetic scenes, default model
+  velm-convert train --dataset csv --annotations my/captions.csv --images my/photos --out runs/mine
+  velm-convert evaluate runs/default/model.keras           # 500 held-out synthetic scenes
+  velm-convert caption runs/default/model.keras photo.jpg
+"""
+
+
+def _field_help(cls) -> dict[str, str]:
+    """The comment after each field of a config dataclass is its --help text (one source of truth)."""
+    docs = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m:
+            docs[m.group(1)] = m.group(2).strip().replace("%", "%%")
+    return docs
+
+
+def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    docs = _field_help(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name not in docs:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = str(f.type)
+        if kind == "bool":
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=default,
+                                help=docs[f.name])
+            continue
+        conv = int if kind.startswith("int") else float if kind.startswith("float") else str
+        parser.add_argument(f"--{f.name}", type=conv, default=default, metavar=f.name.upper(),
+                            help=f"{docs[f.name]} (default: %(default)s)")
+
+
+def train_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="velm-convert train")
+    parser.description = ("Train the VELM (CNN encoder + GRU decoder) with teacher forcing. Without --dataset it "
+                          "renders synthetic scenes; with a caption file it trains on your images. Writes "
+                          "OUT/model.keras, OUT/checkpoint.keras, OUT/history.csv, OUT/curve.png, OUT/train.json.")
+    _add_dataclass_options(parser, TrainConfig, skip=("scene_config",))
+    for action in parser._actions:
+        if action.dest == "dataset":
+            action.choices = datasets.FORMATS
+        elif action.dest == "backbone":
+            action.choices = BACKBONES
+        elif action.dest == "resize_mode":
+            action.choices = ("stretch", "crop", "letterbox")
+    return parser
+
+
+def train_config_from_args(args: argparse.Namespace):
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=datasets.FORMATS, default="synth",
+                   help="what to evaluate on (default: %(default)s)")
+    p.add_argument("--scenes", type=int, default=500, help="held-out synthetic scenes (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=datasets.EVAL_SEED,
+                   help="first seed of the synthetic scenes; the default range is never used for training "
+                        "(default: %(default)s)")
+    p.add_argument("--annotations", help="caption file for coco/flickr/csv/jsonl")
+    p.add_argument("--images", help="image folder (default: the caption file's folder)")
+    p.add_argument("--max_images", type=int, help="evaluate at most this many images of a caption file")
+    p.add_argument("--beam_size", type=int, default=1, help="1 = greedy, >1 = beam search (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from convert import __version__
+
+    parser = argparse.ArgumentParser(prog="velm-convert", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"velm-convert {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    train_parser(sub.add_parser("train", help="train a model", formatter_class=fmt))
+
+    ev = sub.add_parser("evaluate", help="score a model: exact match, BLEU-1..4, CIDEr-D",
+                        description="Caption held-out images with the float Keras model and score the captions "
+                                    "against their references: exact match, BLEU-1..4 and CIDEr-D (no Java). "
+                                    "Prints a table and writes the figures as JSON.")
+    ev.add_argument("model", help="a .keras file written by velm-convert train")
+    _eval_options(ev)
+    ev.add_argument("--json", dest="json_out", help="where to write the figures (default: MODEL.eval.json)")
+    ev.add_argument("--show", type=int, default=5, help="print this many example captions (default: %(default)s)")
+
+    cp = sub.add_parser("caption", help="caption images (or synthetic scenes) with a .keras model",
+                        description="Caption image files with the float Keras model; with --synth N, caption N "
+                                    "synthetic scenes and show the true caption beside each.")
+    cp.add_argument("model", help="a .keras file written by velm-convert train")
+    cp.add_argument("images", nargs="*", help="image files (PNG, JPEG, ...)")
+    cp.add_argument("--synth", type=int, default=0, help="caption this many synthetic scenes (default: %(default)s)")
+    cp.add_argument("--seed", type=int, default=datasets.EVAL_SEED, help="first synthetic seed (default: %(default)s)")
+    cp.add_argument("--beam_size", type=int, default=1, help="1 = greedy, >1 = beam search (default: %(default)s)")
+    return parser
+
+
+def _quiet_tensorflow(verbose: bool) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("convert").setLevel(logging.INFO)
+
+
+def cmd_train(args) -> int:
+    from convert import metrics
+    from convert.train import train
+
+    velm = train(train_config_from_args(args))
+    print(f"saved {Path(args.out) / 'model.keras'} ({velm.info['train_seconds']:.0f} s of training, "
+          f"{velm.info['epochs_run']} epochs)")
+    print(metrics.table({"validation": velm.info["val_metrics"]}))
+    return 0
+
+
+def _eval_data(args, image_size: int) -> datasets.CaptionSet:
+    if args.dataset == "synth":
+        from velm_edge.scenes import SceneConfig
+
+        return datasets.synthetic(args.scenes, args.seed, SceneConfig(size=image_size))
+    if not args.annotations:
+        raise datasets.DatasetError(f"--annotations is required for the {args.dataset} dataset")
+    return datasets.load_captions(args.annotations, args.images, args.dataset, image_size,
+                                  max_images=args.max_images)
+
+
+def cmd_evaluate(args) -> int:
+    from convert import metrics
+    from convert.model import Velm
+    from velm_edge.preprocess import to_float
+
+    velm = Velm.load(args.model)
+    data = _eval_data(args, velm.config.image_size)
+    hyps = velm.caption(to_float(data.images), beam_size=args.beam_size)
+    scores = metrics.score(hyps, data.captions)
+    print(metrics.table({f"{Path(args.model).name} ({len(data)} images)": scores}))
+    for h, refs in list(zip(hyps, data.captions))[: args.show]:
+        mark = "ok " if h.split() in [normalize(r) for r in refs] else "ERR"
+        print(f"  {mark} {h!r:70}  truth: {refs[0]!r}")
+    out = Path(args.json_out or Path(args.model).with_suffix(".eval.json"))
+    out.write_text(json.dumps({"model": str(args.model), "data": data.source, "beam_size": args.beam_size,
+                               "metrics": scores}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_caption(args) -> int:
+    import cv2
+    import numpy as np
+
+    from convert.model import Velm
+    from velm_edge import preprocess, scenes
+
+    if not args.images and args.synth <= 0:
+        raise SystemExit("velm-convert caption: give image files or --synth N")
+    velm = Velm.load(args.model)
+    size = velm.config.image_size
+    frames, names, truths = [], [], []
+    for path in args.images:
+        frame = cv2.imread(path, cv2.IMREAD_COLOR)
+        if frame is None:
+            print(f"{path}: cannot read this image, skipped", file=sys.stderr)
+            continue
+        frames.append(preprocess.prepare(frame, size))
+        names.append(path)
+        truths.append(None)
+    for i in range(args.synth):
+        frame, truth = scenes.generate(args.seed + i, scenes.SceneConfig(size=size))
+        frames.append(preprocess.prepare(frame, size))
+        names.append(f"synth:{args.seed + i}")
+        truths.append(truth)
+    if not frames:
+        return 1
+    captions = velm.caption(preprocess.to_float(np.stack(frames)), beam_size=args.beam_size)
+    for name, cap, truth in zip(names, captions, truths):
+        print(f"{name}: {cap}" + (f"    (truth: {truth})" if truth else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_tensorflow(args.verbose)
+    warnings.simplefilter("default")
+    try:
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption}[args.command](args)
+    except (datasets.DatasetError, FileNotFoundError, ValueError) as e:
+        print(f"velm-convert {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Configuration dataclasses of the model and of training (no TensorFlow import here).
+
+The comment after each field is its documentation and the ``--help`` text of the CLI flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from velm_edge import scenes
+
+BACKBONES = ("seed", "mobilenet_v3_small")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int  # number of tokens, specials included
+    max_length: int = 16  # tokens per caption including <start> and <end>
+    image_size: int = 96  # square input side in pixels
+    backbone: str = "seed"  # "seed" (small conv/pool CNN) or "mobilenet_v3_small" (minimalistic)
+    backbone_weights: str | None = None  # local .weights.h5/.h5 file for the backbone, or None
+    seed_filters: tuple[int, ...] = (16, 32, 64, 64)  # conv widths of the seed CNN, one per block
+    batch_norm: bool = True  # batch normalization after each seed conv (trains faster; folded on export)
+    feature_dim: int = 256  # F: image feature size
+    embed_dim: int = 64  # E: word embedding size
+    units: int = 256  # S: GRU state size
+    dropout: float = 0.1  # dropout on the feature and embeddings while training
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.vocab_size < 5 or self.max_length < 3 or self.image_size < 32:
+            raise ValueError(f"vocab_size >= 5, max_length >= 3 and image_size >= 32 needed, got "
+                             f"{self.vocab_size}, {self.max_length}, {self.image_size}")
+        if self.backbone_weights and not Path(self.backbone_weights).is_file():
+            raise FileNotFoundError(f"backbone weights file not found: {self.backbone_weights}")
+
+    @property
+    def steps(self) -> int:
+        """Decoder steps per caption (teacher-forced sequence length)."""
+        return self.max_length - 1
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        d["seed_filters"] = tuple(d.get("seed_filters", cls.seed_filters))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/default"  # output directory (created); see the module docstring
+    dataset: str = "synth"  # synth | coco | flickr | csv | jsonl
+    annotations: str | None = None  # caption file for coco/flickr/csv/jsonl
+    images: str | None = None  # image folder (default: the caption file's folder)
+    max_images: int | None = None  # use at most this many images of a caption file
+    val_fraction: float = 0.05  # share of a caption file's images held out for validation
+    train_scenes: int = 60_000  # synthetic training scenes (seeds 0..N-1)
+    val_scenes: int = 1_000  # synthetic validation scenes (a disjoint seed range)
+    image_size: int = 96  # model input side in pixels
+    resize_mode: str = "stretch"  # how dataset images are fitted: stretch | crop | letterbox
+    backbone: str = "seed"  # seed | mobilenet_v3_small
+    backbone_weights: str | None = None  # optional local weights file for the backbone
+    feature_dim: int = 256  # image feature size F
+    embed_dim: int = 64  # word embedding size E
+    units: int = 256  # GRU state size S
+    dropout: float = 0.1  # dropout on feature and embeddings
+    batch_norm: bool = True  # batch normalization in the seed CNN
+    max_length: int = 16  # caption tokens incl. <start>/<end>; longer captions are cut
+    min_count: int = 1  # drop words seen fewer times than this (they become <unk>)
+    max_vocab: int = 10_000  # vocabulary cap, specials included
+    batch_size: int = 64  # sequences per step (split across GPUs when several are visible)
+    epochs: int = 30  # upper bound on epochs
+    learning_rate: float = 2e-3  # Adam learning rate at the start (cosine decay to 5 percent of it)
+    patience: int = 4  # early stopping: epochs without a better validation loss
+    max_minutes: float | None = None  # stop after this much training time (checked every batch)
+    seed: int = 0  # weights, shuffling and data split
+    workers: int | None = None  # processes that render synthetic scenes (default: all cores)
+    progress: bool = True  # progress bars
+    scene_config: scenes.SceneConfig = dataclasses.field(default_factory=scenes.SceneConfig)
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(vocab_size=vocab_size, max_length=self.max_length, image_size=self.image_size,
+                           backbone=self.backbone, backbone_weights=self.backbone_weights,
+                           feature_dim=self.feature_dim, embed_dim=self.embed_dim, units=self.units,
+                           dropout=self.dropout, batch_norm=self.batch_norm)

@@ -1,0 +1,239 @@
+"""The Keras VELM: a CNN image encoder feeding a GRU language decoder.
+
+Training graph (teacher forcing over whole sequences)::
+
+    image (H,W,3) -> backbone -> Dense "feature" (F) -> Dense tanh "init_state" (S)   [init-inject]
+    tokens (T,)   -> Embedding "embedding" (E) ++ feature at every step                 [par-inject]
+                  -> GRU "gru" (S, initial state = init_state) -> Dense "logits" (V)
+
+Inference/export graphs built from the same weights (see ``vision_model`` and ``step_model``):
+vision: image -> feature, state0;  step: embedding, feature, state -> logits, state.
+The step graph is plain FULLY_CONNECTED / LOGISTIC / TANH / MUL / ADD / SUB arithmetic: no loop,
+no GATHER (the embedding lookup happens on the host), which is what int8 TFLite and the Edge TPU need.
+
+A ``Velm`` is saved as one ``.keras`` file; the vocabulary and configuration travel inside the
+same zip under ``velm/`` so ``Velm.load(path)`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from convert.config import ModelConfig
+from velm_edge import decode
+from velm_edge.tokenizer import Vocab
+
+
+def _seed_backbone(x, filters: tuple[int, ...], batch_norm: bool):
+    for i, f in enumerate(filters):
+        if batch_norm:  # folded into the convolution when converted to TFLite
+            x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+            x = keras.layers.BatchNormalization(name=f"bn{i + 1}")(x)
+            x = keras.layers.ReLU(name=f"relu{i + 1}")(x)
+        else:
+            x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    return keras.layers.Flatten(name="flatten")(x)
+
+
+def _mobilenet_backbone(x, cfg: ModelConfig):
+    net = keras.applications.MobileNetV3Small(
+        input_shape=(cfg.image_size, cfg.image_size, 3), include_top=False, weights=None,
+        minimalistic=True, include_preprocessing=False, pooling="avg")
+    if cfg.backbone_weights:
+        net.load_weights(cfg.backbone_weights)
+    net.name = "mobilenet_v3_small"
+    return net(x * 2.0 - 1.0)  # MobileNet expects [-1, 1]
+
+
+def build(cfg: ModelConfig) -> keras.Model:
+    """The training model: {"image": (H,W,3) float [0,1], "tokens": (T,) int} -> logits (T, V)."""
+    image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    tokens = keras.Input((cfg.steps,), dtype="int32", name="tokens")
+    if cfg.backbone == "seed":
+        x = _seed_backbone(image, cfg.seed_filters, cfg.batch_norm)
+    else:
+        x = _mobilenet_backbone(image, cfg)
+    feature = keras.layers.Dense(cfg.feature_dim, activation="relu", name="feature")(x)
+    state0 = keras.layers.Dense(cfg.units, activation="tanh", name="init_state")(feature)
+    emb = keras.layers.Embedding(cfg.vocab_size, cfg.embed_dim, name="embedding")(tokens)
+    emb = keras.layers.Dropout(cfg.dropout, name="embedding_dropout")(emb)
+    feat = keras.layers.Dropout(cfg.dropout, name="feature_dropout")(feature)
+    feat_seq = keras.layers.RepeatVector(cfg.steps, name="feature_per_step")(feat)
+    seq = keras.layers.Concatenate(name="par_inject")([emb, feat_seq])
+    h = keras.layers.GRU(cfg.units, return_sequences=True, name="gru")(seq, initial_state=state0)
+    logits = keras.layers.Dense(cfg.vocab_size, name="logits")(h)
+    return keras.Model({"image": image, "tokens": tokens}, logits, name="velm")
+
+
+def vision_model(model: keras.Model) -> keras.Model:
+    """image -> {"feature": (F,), "state": (S,)}, sharing the training model's layers."""
+    image = model.get_layer("image").output
+    return keras.Model(image, {"feature": model.get_layer("feature").output,
+                               "state": model.get_layer("init_state").output}, name="velm_vision")
+
+
+def step_model(model: keras.Model) -> keras.Model:
+    """One decoder step with explicit state, built from the trained GRU's weights.
+
+    {"embedding": (E,), "feature": (F,), "state": (S,)} -> {"logits": (V,), "state": (S,)}.
+    Keras' GRU (reset_after=True): z, r = sigmoid(x Wz,r + b + h Uz,r + b'), n = tanh(x Wn + b +
+    r * (h Un + b')), h' = z * h + (1 - z) * n, written here as n + z * (h - n).
+    """
+    gru = model.get_layer("gru")
+    cell = gru.cell
+    if not cell.reset_after or cell.activation.__name__ != "tanh" or cell.recurrent_activation.__name__ != "sigmoid":
+        raise ValueError("step_model supports GRU(reset_after=True, activation=tanh, recurrent_activation=sigmoid)")
+    kernel, rec_kernel, bias = (np.asarray(w) for w in (cell.kernel, cell.recurrent_kernel, cell.bias))
+    units = cell.units
+    emb_dim = model.get_layer("embedding").output_dim
+    feat_dim = model.get_layer("feature").units
+    e_in = keras.Input((emb_dim,), name="embedding")
+    f_in = keras.Input((feat_dim,), name="feature")
+    h_in = keras.Input((units,), name="state")
+    x = keras.layers.Concatenate(name="step_par_inject")([e_in, f_in])
+
+    def gate(name: str, k: int):
+        sl = slice(k * units, (k + 1) * units)
+        dx = keras.layers.Dense(units, name=f"step_x{name}")
+        dh = keras.layers.Dense(units, name=f"step_h{name}")
+        xo, ho = dx(x), dh(h_in)
+        dx.set_weights([kernel[:, sl], bias[0, sl]])
+        dh.set_weights([rec_kernel[:, sl], bias[1, sl]])
+        return xo, ho
+
+    xz, hz = gate("z", 0)
+    xr, hr = gate("r", 1)
+    xn, hn = gate("n", 2)
+    z = keras.layers.Activation("sigmoid", name="step_z")(keras.layers.Add(name="step_z_sum")([xz, hz]))
+    r = keras.layers.Activation("sigmoid", name="step_r")(keras.layers.Add(name="step_r_sum")([xr, hr]))
+    rn = keras.layers.Multiply(name="step_reset")([r, hn])
+    n = keras.layers.Activation("tanh", name="step_n")(keras.layers.Add(name="step_n_sum")([xn, rn]))
+    diff = keras.layers.Subtract(name="step_keep")([h_in, n])
+    h_new = keras.layers.Add(name="step_state")([n, keras.layers.Multiply(name="step_update")([z, diff])])
+    logits = model.get_layer("logits")(h_new)
+    return keras.Model({"embedding": e_in, "feature": f_in, "state": h_in},
+                       {"logits": logits, "state": h_new}, name="velm_step")
+
+
+def count_macs(model: keras.Model, cfg: ModelConfig) -> dict[str, int]:
+    """Multiply-accumulates per caption: the vision graph once, the decoder step cfg.steps times."""
+    vision = 0
+    for layer in _flat_layers(vision_model(model)):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            _, oh, ow, c = layer.output.shape
+            vision += oh * ow * kh * kw * c
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            _, oh, ow, co = layer.output.shape
+            vision += oh * ow * kh * kw * layer.input.shape[-1] * co
+        elif isinstance(layer, keras.layers.Dense):
+            vision += int(np.prod(layer.kernel.shape))
+    step = sum(int(np.prod(layer.kernel.shape)) for layer in step_model(model).layers
+               if isinstance(layer, keras.layers.Dense))
+    return {"vision": int(vision), "decoder_step": step, "caption": int(vision + cfg.steps * step)}
+
+
+def _flat_layers(model: keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _flat_layers(layer)
+        else:
+            yield layer
+
+
+# ----------------------------------------------------------------------------- wrapper
+
+
+class Velm:
+    """A trained model with its vocabulary: captioning (float reference) and .keras I/O."""
+
+    def __init__(self, model: keras.Model, vocab: Vocab, config: ModelConfig, info: dict | None = None):
+        if len(vocab) != config.vocab_size:
+            raise ValueError(f"vocabulary has {len(vocab)} tokens but the model expects {config.vocab_size}")
+        self.model, self.vocab, self.config = model, vocab, config
+        self.info = dict(info or {})  # training facts: data, metrics, timings
+        self._vision = self._step = None
+
+    # -- persistence
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise ValueError(f"model files end in .keras, got {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(path)
+        with zipfile.ZipFile(path, "a") as z:
+            z.writestr("velm/vocab.txt", self.vocab.to_text())
+            z.writestr("velm/config.json", json.dumps(self.config.to_json(), indent=2))
+            z.writestr("velm/info.json", json.dumps(self.info, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Velm:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file at {path}")
+        try:
+            with zipfile.ZipFile(path) as z:
+                vocab = Vocab.from_text(z.read("velm/vocab.txt").decode("utf-8"), f"{path}:velm/vocab.txt")
+                config = ModelConfig.from_json(json.loads(z.read("velm/config.json")))
+                info = json.loads(z.read("velm/info.json")) if "velm/info.json" in z.namelist() else {}
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise ValueError(f"{path} is not a VELM .keras file (saved by Velm.save): {e}") from None
+        return cls(keras.models.load_model(path, compile=False), vocab, config, info)
+
+    # -- inference (float reference)
+    @property
+    def vision(self) -> keras.Model:
+        if self._vision is None:
+            self._vision = vision_model(self.model)
+        return self._vision
+
+    @property
+    def step(self) -> keras.Model:
+        if self._step is None:
+            self._step = step_model(self.model)
+        return self._step
+
+    def encode_images(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Float images (N,H,W,3) in [0,1] -> (features (N,F), initial states (N,S))."""
+        feats, states = [], []
+        for i in range(0, len(images), batch_size):
+            out = self.vision(images[i:i + batch_size], training=False)
+            feats.append(np.asarray(out["feature"]))
+            states.append(np.asarray(out["state"]))
+        return np.concatenate(feats), np.concatenate(states)
+
+    def step_fn(self, features: np.ndarray) -> decode.Step:
+        """A decode.Step over the float step model; a single feature row is broadcast to the batch."""
+        table = np.asarray(self.model.get_layer("embedding").embeddings)
+
+        def step(tokens: np.ndarray, states: np.ndarray):
+            f = features if len(features) == len(tokens) else np.repeat(features[:1], len(tokens), 0)
+            out = self.step({"embedding": table[tokens], "feature": f, "state": states}, training=False)
+            return np.asarray(out["logits"]), np.asarray(out["state"])
+
+        return step
+
+    def caption_arrays(self, images: np.ndarray, beam_size: int = 1, batch_size: int = 256) -> list[decode.Decoded]:
+        """Decode float images (N,H,W,3) in [0,1]: greedy (batched) or beam search (per image)."""
+        results: list[decode.Decoded] = []
+        v, steps = self.vocab, self.config.steps
+        for i in range(0, len(images), batch_size):
+            feats, states = self.encode_images(images[i:i + batch_size], batch_size)
+            if beam_size <= 1:
+                results += decode.greedy(self.step_fn(feats), states, v.start_id, v.end_id, steps)
+            else:
+                for f, s in zip(feats, states):
+                    results.append(decode.beam_search(self.step_fn(f[None]), s[None], v.start_id,
+                                                      v.end_id, steps, beam_size))
+        return results
+
+    def caption(self, images: np.ndarray, beam_size: int = 1) -> list[str]:
+        return [self.vocab.decode(d.tokens) for d in self.caption_arrays(images, beam_size)]

@@ -1,0 +1,189 @@
+"""Training the VELM with teacher forcing: data, batches, callbacks, curve, saved model.
+
+``train(TrainConfig(...))`` is what ``velm-convert train`` runs.  Output directory layout::
+
+    OUT/model.keras        the best model (by validation loss), vocabulary and facts inside
+    OUT/checkpoint.keras   the best weights so far, written during training (plain Keras)
+    OUT/history.csv        loss / val_loss / learning rate per epoch
+    OUT/curve.png          the training curve
+    OUT/train.json         the configuration, data summary, timings and validation figures
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from convert import datasets, metrics
+from convert.config import TrainConfig
+from convert.model import Velm, build, count_macs
+from velm_edge import preprocess
+from velm_edge.tokenizer import Vocab
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_data(cfg: TrainConfig) -> tuple[datasets.CaptionSet, datasets.CaptionSet]:
+    if cfg.dataset == "synth":
+        sc = dataclasses.replace(cfg.scene_config, size=cfg.image_size)
+        train = datasets.synthetic(cfg.train_scenes, 0, sc, workers=cfg.workers, progress=cfg.progress)
+        val = datasets.synthetic(cfg.val_scenes, datasets.VAL_SEED, sc, workers=cfg.workers, progress=cfg.progress)
+        return train, val
+    if not cfg.annotations:
+        raise datasets.DatasetError(f"--annotations is required for the {cfg.dataset} dataset")
+    data = datasets.load_captions(cfg.annotations, cfg.images, cfg.dataset, cfg.image_size, cfg.resize_mode,
+                                  cfg.max_images, cfg.progress)
+    return data.split(cfg.val_fraction, cfg.seed)
+
+
+def encode_captions(data: datasets.CaptionSet, vocab: Vocab, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (image index, token sequence) training pairs: every reference caption is a pair."""
+    img_idx = np.array([i for i, caps in enumerate(data.captions) for _ in caps], np.int64)
+    seqs = np.array([vocab.encode(c, max_length) for caps in data.captions for c in caps], np.int32)
+    return img_idx, seqs
+
+
+class CaptionBatches(keras.utils.PyDataset):
+    """Teacher-forcing batches: inputs tokens[:-1], targets tokens[1:], pad positions weighted 0."""
+
+    def __init__(self, images: np.ndarray, img_idx: np.ndarray, seqs: np.ndarray, batch_size: int,
+                 shuffle: bool, seed: int = 0):
+        super().__init__()
+        self.images, self.img_idx, self.seqs = images, img_idx, seqs
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(seqs)) if shuffle else np.arange(len(seqs))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.seqs) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        sel = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        seq = self.seqs[sel]
+        x = {"image": preprocess.to_float(self.images[self.img_idx[sel]]), "tokens": seq[:, :-1]}
+        y = seq[:, 1:]
+        return x, y, (y != 0).astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.order = self.rng.permutation(len(self.seqs))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def strategy():
+    """Several visible GPUs -> MirroredStrategy; otherwise the default (CPU or one GPU)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        log.info("training on %d GPUs with MirroredStrategy", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+class TimeLimit(keras.callbacks.Callback):
+    def __init__(self, minutes: float | None):
+        super().__init__()
+        self.limit = None if minutes is None else minutes * 60.0
+        self.start = time.monotonic()
+        self.hit = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.limit is not None and time.monotonic() - self.start > self.limit:
+            self.hit = True
+            self.model.stop_training = True
+
+
+def train(cfg: TrainConfig) -> Velm:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    t0 = time.monotonic()
+    train_set, val_set = load_data(cfg)
+    t_data = time.monotonic() - t0
+    vocab = Vocab.build((c for caps in train_set.captions for c in caps), cfg.min_count, cfg.max_vocab)
+    mcfg = cfg.model_config(len(vocab))
+    tr_idx, tr_seq = encode_captions(train_set, vocab, cfg.max_length)
+    va_idx, va_seq = encode_captions(val_set, vocab, cfg.max_length)
+    train_batches = CaptionBatches(train_set.images, tr_idx, tr_seq, cfg.batch_size, True, cfg.seed)
+    val_batches = CaptionBatches(val_set.images, va_idx, va_seq, cfg.batch_size, False)
+
+    with strategy().scope():
+        model = build(mcfg)
+        total_steps = max(1, cfg.epochs * len(train_batches))
+        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total_steps, alpha=0.05)
+        model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      weighted_metrics=["sparse_categorical_accuracy"])
+    macs = count_macs(model, mcfg)
+    log.info("model: %s backbone, %d parameters, %.1f M MACs per caption", mcfg.backbone, model.count_params(),
+             macs["caption"] / 1e6)
+    limit = TimeLimit(cfg.max_minutes)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(out / "checkpoint.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv")),
+        limit,
+    ]
+    t1 = time.monotonic()
+    history = model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
+                        verbose=1 if cfg.progress else 2)
+    t_train = time.monotonic() - t1
+    if limit.hit:  # stopped mid-epoch: EarlyStopping does not restore then, so take the best checkpoint
+        best = out / "checkpoint.keras"
+        if best.is_file():
+            model.load_weights(best)
+    velm = Velm(model, vocab, mcfg)
+    val_scores = metrics.score(velm.caption(preprocess.to_float(val_set.images)), val_set.captions)
+    velm.info = {
+        "dataset": cfg.dataset, "train_source": train_set.source, "val_source": val_set.source,
+        "train_images": len(train_set), "train_pairs": int(len(tr_seq)), "val_images": len(val_set),
+        "skipped_records": dict(train_set.skipped), "data_seconds": round(t_data, 1),
+        "train_seconds": round(t_train, 1), "epochs_run": len(history.history.get("loss", [])),
+        "stopped_by_time_limit": limit.hit, "parameters": int(model.count_params()), "macs": macs,
+        "val_metrics": val_scores, "train_config": _jsonable(cfg),
+    }
+    velm.save(out / "model.keras")
+    (out / "train.json").write_text(json.dumps(velm.info, indent=2))
+    plot_curve(history.history, out / "curve.png")
+    return velm
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["scene_config"] = dataclasses.asdict(cfg.scene_config)
+    return d
+
+
+def plot_curve(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for key, label in (("loss", "training loss"), ("val_loss", "validation loss")):
+        if history.get(key):
+            ax.plot(epochs, history[key], marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy per token")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("VELM training")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,85 @@
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+from convert import cli as convert_cli
+from convert import datasets
+from convert.config import TrainConfig
+from velm_edge import cli as edge_cli
+from velm_edge import scenes
+
+
+def test_velm_edge_synth_writes_a_caption_set_that_training_reads(tmp_path, capsys):
+    assert edge_cli.main(["synth", "--out", str(tmp_path / "s"), "--count", "12", "--seed", "40", "--size", "64"]) == 0
+    data = datasets.load_captions(tmp_path / "s" / "captions.csv", image_size=64)
+    assert len(data) == 12
+    assert data.captions[3] == [scenes.generate(43, scenes.SceneConfig(size=64))[1]]
+    assert "wrote 12 images" in capsys.readouterr().out
+
+
+def test_velm_edge_synth_animated_and_bad_input(tmp_path, capsys):
+    assert edge_cli.main(["synth", "--out", str(tmp_path), "--count", "6", "--animated", "--fps", "2",
+                          "--hold_s", "1", "--format", "jpg"]) == 0
+    rows = (tmp_path / "captions.csv").read_text().splitlines()
+    assert len(rows) == 7 and rows[1].startswith("scene_000000.jpg,")
+    assert edge_cli.main(["synth", "--out", str(tmp_path), "--size", "10"]) == 2
+    assert "size must be at least 32" in capsys.readouterr().err
+
+
+def test_console_scripts_are_installed():
+    out = subprocess.run([sys.executable, "-m", "velm_edge.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("velm-edge ")
+
+
+def test_train_help_explains_every_option():
+    text = convert_cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "scene_config":
+            assert f"--{f.name}" in text, f.name
+    assert "(default: 60000)" in text and "teacher forcing" in text
+
+
+def test_evaluate_help_explains_every_option():
+    text = convert_cli.build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
+    for opt in ("--dataset", "--scenes", "--seed", "--annotations", "--images", "--max_images", "--beam_size",
+                "--json", "--show", "BLEU", "CIDEr"):
+        assert opt in text, opt
+
+
+def test_evaluate_writes_the_metrics_as_json(tiny_run, tmp_path, capsys):
+    out, velm = tiny_run
+    report = tmp_path / "eval.json"
+    assert convert_cli.main(["evaluate", str(out / "model.keras"), "--scenes", "40", "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    figures = json.loads(report.read_text())["metrics"]
+    assert figures["images"] == 40 and set(figures) >= {"exact_match", "bleu1", "bleu4", "cider"}
+    assert f"{figures['bleu1']:.4f}" in printed
+
+
+def test_evaluate_on_a_csv_caption_set_and_its_errors(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    edge_cli.main(["synth", "--out", str(tmp_path / "s"), "--count", "10", "--size", "64"])
+    rc = convert_cli.main(["evaluate", str(out / "model.keras"), "--dataset", "csv",
+                           "--annotations", str(tmp_path / "s" / "captions.csv"), "--json", str(tmp_path / "e.json")])
+    assert rc == 0 and json.loads((tmp_path / "e.json").read_text())["metrics"]["images"] == 10
+    assert convert_cli.main(["evaluate", str(out / "model.keras"), "--dataset", "csv"]) == 2
+    assert "--annotations is required" in capsys.readouterr().err
+    assert convert_cli.main(["evaluate", str(tmp_path / "nope.keras")]) == 2
+    assert "no model file" in capsys.readouterr().err
+
+
+def test_caption_command_prints_captions_with_the_truth(tiny_run, capsys):
+    out, _ = tiny_run
+    assert convert_cli.main(["caption", str(out / "model.keras"), "--synth", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all("(truth: " in line for line in lines)
+
+
+@pytest.mark.parametrize("argv", [["train", "--dataset", "parquet"], ["train", "--backbone", "resnet"]])
+def test_train_refuses_unknown_choices(argv, capsys):
+    with pytest.raises(SystemExit):
+        convert_cli.main(argv)
+    assert "invalid choice" in capsys.readouterr().err
