@@ -48,7 +48,7 @@ def _mobilenet_backbone(x, cfg: ModelConfig):
     if cfg.backbone_weights:
         net.load_weights(cfg.backbone_weights)
     net.name = "mobilenet_v3_small"
-    return net(x * 2.0 - 1.0)  # MobileNet expects [-1, 1]
+    return net(keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(x))  # MobileNet expects [-1, 1]
 
 
 def build(cfg: ModelConfig) -> keras.Model:

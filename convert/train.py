@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def load_data(cfg: TrainConfig) -> tuple[datasets.CaptionSet, datasets.CaptionSet]:
     if cfg.dataset == "synth":
-        sc = dataclasses.replace(cfg.scene_config, size=cfg.image_size)
+        sc = cfg.synthetic_scenes()
         train = datasets.synthetic(cfg.train_scenes, 0, sc, workers=cfg.workers, progress=cfg.progress)
         val = datasets.synthetic(cfg.val_scenes, datasets.VAL_SEED, sc, workers=cfg.workers, progress=cfg.progress)
         return train, val

@@ -10,7 +10,6 @@ keras = pytest.importorskip("keras")
 
 from convert.config import ModelConfig, TrainConfig  # noqa: E402
 from convert.model import Velm, build, count_macs, step_model, vision_model  # noqa: E402
-from convert.train import train  # noqa: E402
 from velm_edge.tokenizer import Vocab  # noqa: E402
 
 
@@ -89,7 +88,7 @@ def test_beam_and_greedy_scores_are_log_probabilities(tiny_run):
     greedy = velm.caption_arrays(images)
     beam = velm.caption_arrays(images, beam_size=4)
     for g, b in zip(greedy, beam):
-        assert b.score >= g.score - 1e-6 and g.score <= 0
+        assert b.score >= g.score - 1e-4 and g.score <= 0  # batch sizes differ: float noise
 
 
 def test_load_refuses_files_that_are_not_velm_models(tmp_path):

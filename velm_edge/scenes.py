@@ -45,6 +45,7 @@ POSITIONS = (
     ("in the bottom left", "at the bottom", "in the bottom right"),
 )
 GRID = 3
+OBJECT_COUNT_WEIGHTS = (0.35, 0.40, 0.25)  # how often a scene has 1, 2, 3 objects
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,8 @@ def _place(rng: np.random.Generator, kinds: list[tuple[str, str, str]], cells: l
 
 def sample_scene(rng: np.random.Generator, cfg: SceneConfig = SceneConfig()) -> Scene:
     """Draw a random layout whose caption follows the grammar."""
-    n = int(rng.choice([1, 2, 3][: cfg.max_objects], p=[0.35, 0.40, 0.25][: cfg.max_objects] /
-                       np.sum([0.35, 0.40, 0.25][: cfg.max_objects])))
+    weights = np.array(OBJECT_COUNT_WEIGHTS[: cfg.max_objects])
+    n = int(rng.choice(np.arange(1, cfg.max_objects + 1), p=weights / weights.sum()))
     if n == 1:
         objs = _place(rng, _distinct_kinds(rng, cfg, 1), _cells(rng, "any", 1))
     elif n == 2:
@@ -261,7 +262,7 @@ def render(scene: Scene, cfg: SceneConfig = SceneConfig(), frame_seed: int | Non
     cell = s / GRID
     shift = 4  # sub-pixel precision for cv2 drawing
     for o in scene.objects:
-        r = cell * (0.40 if o.size == "large" else 0.24)
+        r = cell * (0.42 if o.size == "large" else 0.29)
         room = max(cell / 2 - r * 1.15, 0.0)
         cx = (o.col + 0.5) * cell + o.jitter[0] * room
         cy = (o.row + 0.5) * cell + o.jitter[1] * room
@@ -382,9 +383,10 @@ class AnimatedScenes:
         k, t = divmod(i, self.frames_per_layout)
         scene = self.layout(k)
         phase = 2 * np.pi * t / self.frames_per_layout
-        wobble = tuple(
-            dataclasses.replace(o, jitter=(float(np.clip(o.jitter[0] * np.cos(phase) + 0.5 * np.sin(phase + j), -1, 1)),
-                                           float(np.clip(o.jitter[1] * np.cos(phase) + 0.5 * np.cos(phase + j), -1, 1))))
-            for j, o in enumerate(scene.objects)
-        )
+        def drift(o: SceneObject, j: int) -> SceneObject:  # a loop inside the object's own cell
+            dx = o.jitter[0] * np.cos(phase) + 0.5 * np.sin(phase + j)
+            dy = o.jitter[1] * np.cos(phase) + 0.5 * np.cos(phase + j)
+            return dataclasses.replace(o, jitter=(float(np.clip(dx, -1, 1)), float(np.clip(dy, -1, 1))))
+
+        wobble = tuple(drift(o, j) for j, o in enumerate(scene.objects))
         return render(Scene(wobble, scene.style_seed), self.cfg, frame_seed=self.seed * 1_000_003 + i), scene.caption
