@@ -76,9 +76,9 @@ class TrainConfig:
     min_count: int = 1  # drop words seen fewer times than this (they become <unk>)
     max_vocab: int = 10_000  # vocabulary cap, specials included
     batch_size: int = 64  # sequences per step (split across GPUs when several are visible)
-    epochs: int = 30  # upper bound on epochs
+    epochs: int = 10  # epochs (the learning rate follows a cosine over all of them)
     learning_rate: float = 2e-3  # Adam learning rate at the start (cosine decay to 5 percent of it)
-    patience: int = 4  # early stopping: epochs without a better validation loss
+    patience: int = 3  # early stopping: epochs without a better validation loss
     max_minutes: float | None = None  # stop after this much training time (checked every batch)
     seed: int = 0  # weights, shuffling and data split
     workers: int | None = None  # processes that render synthetic scenes (default: all cores)

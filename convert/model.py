@@ -167,7 +167,11 @@ class Velm:
         if path.suffix != ".keras":
             raise ValueError(f"model files end in .keras, got {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.model.save(path)
+        model = self.model
+        if getattr(model, "optimizer", None) is not None:  # ship the weights, not Adam's moments (3x the size)
+            model = keras.Model.from_config(model.get_config())
+            model.set_weights(self.model.get_weights())
+        model.save(path)
         with zipfile.ZipFile(path, "a") as z:
             z.writestr("velm/vocab.txt", self.vocab.to_text())
             z.writestr("velm/config.json", json.dumps(self.config.to_json(), indent=2))

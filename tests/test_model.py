@@ -71,6 +71,8 @@ def test_tiny_training_lowers_the_loss_and_writes_its_outputs(tiny_run):
 def test_keras_round_trip_gives_identical_captions(tiny_run, tmp_path):
     out, velm = tiny_run
     loaded = Velm.load(out / "model.keras")
+    weight_bytes = 4 * velm.model.count_params()
+    assert (out / "model.keras").stat().st_size < 1.5 * weight_bytes  # no optimizer state inside
     assert loaded.vocab == velm.vocab and loaded.config == velm.config
     images = np.random.default_rng(3).random((8, 64, 64, 3)).astype("float32")
     assert loaded.caption(images) == velm.caption(images)

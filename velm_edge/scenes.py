@@ -350,13 +350,14 @@ class AnimatedScenes:
         if prev is not None:
             for _ in range(20):  # try a small event first; fall back to a new scene
                 cand = self._event(rng, prev)
-                if cand is not None:
-                    try:
-                        describe(cand)
-                    except ValueError:
-                        continue
-                    if describe(cand) != prev.caption:
-                        return Scene(cand, style_seed=int(rng.integers(2**31)))
+                if cand is None:
+                    continue
+                try:
+                    caption = describe(cand)
+                except ValueError:  # e.g. an object entered diagonally to another one
+                    continue
+                if caption != prev.caption:
+                    return Scene(cand, style_seed=int(rng.integers(2**31)))
         return sample_scene(rng, self.cfg)
 
     def _event(self, rng: np.random.Generator, prev: Scene):
@@ -376,13 +377,16 @@ class AnimatedScenes:
             colour = str(rng.choice([c for c in self.cfg.colours if c != objs[i].colour]))
             objs[i] = dataclasses.replace(objs[i], colour=colour)
             return tuple(objs)
-        return None
+        if kind == "new":
+            return sample_scene(rng, self.cfg).objects
+        return None  # the event does not apply to this layout (e.g. leave with one object)
 
     def frame(self, i: int) -> tuple[np.ndarray, str]:
         """(BGR image, caption) of frame i."""
         k, t = divmod(i, self.frames_per_layout)
         scene = self.layout(k)
         phase = 2 * np.pi * t / self.frames_per_layout
+
         def drift(o: SceneObject, j: int) -> SceneObject:  # a loop inside the object's own cell
             dx = o.jitter[0] * np.cos(phase) + 0.5 * np.sin(phase + j)
             dy = o.jitter[1] * np.cos(phase) + 0.5 * np.cos(phase + j)
