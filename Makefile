@@ -17,7 +17,7 @@ setup: $(BIN)/velm-convert  ## create .venv with the converter, runtime and test
 demo: setup  ## caption the synthetic camera with the default model (float Keras reference)
 	$(BIN)/velm-convert caption $(MODEL) --synth 12
 
-test: setup  ## the test suite (what CI runs)
+test: lint  ## lint, then the test suite (what CI runs)
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 from convert import datasets
@@ -201,7 +200,6 @@ def cmd_caption(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_tensorflow(args.verbose)
-    warnings.simplefilter("default")
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption}[args.command](args)
     except (datasets.DatasetError, FileNotFoundError, ValueError) as e:

@@ -153,18 +153,12 @@ def train(cfg: TrainConfig) -> Velm:
         "skipped_records": dict(train_set.skipped), "data_seconds": round(t_data, 1),
         "train_seconds": round(t_train, 1), "epochs_run": len(history.history.get("loss", [])),
         "stopped_by_time_limit": limit.hit, "parameters": int(model.count_params()), "macs": macs,
-        "val_metrics": val_scores, "train_config": _jsonable(cfg),
+        "val_metrics": val_scores, "train_config": dataclasses.asdict(cfg),
     }
     velm.save(out / "model.keras")
     (out / "train.json").write_text(json.dumps(velm.info, indent=2))
     plot_curve(history.history, out / "curve.png")
     return velm
-
-
-def _jsonable(cfg: TrainConfig) -> dict:
-    d = dataclasses.asdict(cfg)
-    d["scene_config"] = dataclasses.asdict(cfg.scene_config)
-    return d
 
 
 def plot_curve(history: dict, path: Path) -> None:
