@@ -14,8 +14,8 @@ $(BIN)/velm-convert: pyproject.toml
 
 setup: $(BIN)/velm-convert  ## create .venv with the converter, runtime and test tools
 
-demo: setup  ## caption the synthetic camera with the default model (float Keras reference)
-	$(BIN)/velm-convert caption $(MODEL) --synth 12
+demo: setup  ## caption 3 s of the animated synthetic camera with the default model (float Keras reference)
+	$(BIN)/velm-convert caption $(MODEL) --synth 45 --animated --seed 1
 
 test: lint  ## lint, then the test suite (what CI runs)
 	$(BIN)/python -m pytest -q

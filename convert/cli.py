@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("images", nargs="*", help="image files (PNG, JPEG, ...)")
     cp.add_argument("--synth", type=int, default=0, help="caption this many synthetic scenes (default: %(default)s)")
     cp.add_argument("--seed", type=int, default=datasets.EVAL_SEED, help="first synthetic seed (default: %(default)s)")
+    cp.add_argument("--animated", action="store_true",
+                    help="with --synth: consecutive frames of the animated synthetic camera (15 fps, --seed seeds it)")
     cp.add_argument("--beam_size", type=int, default=1, help="1 = greedy, >1 = beam search (default: %(default)s)")
     return parser
 
@@ -184,10 +186,12 @@ def cmd_caption(args) -> int:
         frames.append(preprocess.prepare(frame, size))
         names.append(path)
         truths.append(None)
+    cfg = scenes.SceneConfig(size=size)
+    camera = scenes.AnimatedScenes(seed=args.seed, fps=15.0, hold_s=1.0, cfg=cfg) if args.animated else None
     for i in range(args.synth):
-        frame, truth = scenes.generate(args.seed + i, scenes.SceneConfig(size=size))
+        frame, truth = camera.frame(i) if camera else scenes.generate(args.seed + i, cfg)
         frames.append(preprocess.prepare(frame, size))
-        names.append(f"synth:{args.seed + i}")
+        names.append(f"frame {i:4d}" if camera else f"synth:{args.seed + i}")
         truths.append(truth)
     if not frames:
         return 1

@@ -77,6 +77,10 @@ def test_caption_command_prints_captions_with_the_truth(tiny_run, capsys):
     assert convert_cli.main(["caption", str(out / "model.keras"), "--synth", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all("(truth: " in line for line in lines)
+    assert convert_cli.main(["caption", str(out / "model.keras"), "--synth", "4", "--animated", "--seed", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    camera = scenes.AnimatedScenes(seed=2, fps=15.0, hold_s=1.0, cfg=scenes.SceneConfig(size=64))
+    assert [line.split("(truth: ")[1].rstrip(")") for line in lines] == [camera.frame(i)[1] for i in range(4)]
 
 
 @pytest.mark.parametrize("argv", [["train", "--dataset", "parquet"], ["train", "--backbone", "resnet"]])
