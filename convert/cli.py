@@ -14,7 +14,6 @@ from pathlib import Path
 
 from convert import datasets
 from convert.config import BACKBONES, TrainConfig
-from velm_edge.tokenizer import normalize
 
 EPILOG = """examples:
   velm-convert train --out runs/default                    # synthetic scenes, default model
@@ -157,7 +156,7 @@ def cmd_evaluate(args) -> int:
     scores = metrics.score(hyps, data.captions)
     print(metrics.table({f"{Path(args.model).name} ({len(data)} images)": scores}))
     for h, refs in list(zip(hyps, data.captions))[: args.show]:
-        mark = "ok " if h.split() in [normalize(r) for r in refs] else "ERR"
+        mark = "ok " if metrics.exact_match([h], [refs]) == 1.0 else "ERR"
         print(f"  {mark} {h!r:70}  truth: {refs[0]!r}")
     out = Path(args.json_out or Path(args.model).with_suffix(".eval.json"))
     out.write_text(json.dumps({"model": str(args.model), "data": data.source, "beam_size": args.beam_size,
