@@ -70,16 +70,21 @@ def train_config_from_args(args: argparse.Namespace):
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
-def _eval_options(p: argparse.ArgumentParser) -> None:
+def _data_options(p: argparse.ArgumentParser, purpose: str = "evaluate on", scenes: bool = True) -> None:
     p.add_argument("--dataset", choices=datasets.FORMATS, default="synth",
-                   help="what to evaluate on (default: %(default)s)")
-    p.add_argument("--scenes", type=int, default=500, help="held-out synthetic scenes (default: %(default)s)")
+                   help=f"what to {purpose} (default: %(default)s)")
+    if scenes:
+        p.add_argument("--scenes", type=int, default=500, help="held-out synthetic scenes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=datasets.EVAL_SEED,
-                   help="first seed of the synthetic scenes; the default range is never used for training "
-                        "(default: %(default)s)")
-    p.add_argument("--annotations", help="caption file for coco/flickr/csv/jsonl")
+                   help="first seed of the held-out synthetic scenes; the default range is never used for "
+                        "training (default: %(default)s)")
+    p.add_argument("--annotations", help="caption file for coco/flickr/csv/jsonl (use your held-out split)")
     p.add_argument("--images", help="image folder (default: the caption file's folder)")
-    p.add_argument("--max_images", type=int, help="evaluate at most this many images of a caption file")
+    p.add_argument("--max_images", type=int, help="use at most this many images of a caption file")
+
+
+def _eval_options(p: argparse.ArgumentParser) -> None:
+    _data_options(p)
     p.add_argument("--beam_size", type=int, default=1, help="1 = greedy, >1 = beam search (default: %(default)s)")
 
 
@@ -99,10 +104,39 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Caption held-out images with the float Keras model and score the captions "
                                     "against their references: exact match, BLEU-1..4 and CIDEr-D (no Java). "
                                     "Prints a table and writes the figures as JSON.")
-    ev.add_argument("model", help="a .keras file written by velm-convert train")
+    ev.add_argument("model", nargs="?", help="a .keras file written by velm-convert train")
+    ev.add_argument("--bundle", help="evaluate this bundle (NAME.velm) with the device's decode code instead; with "
+                                     "--reference (or MODEL) also compare it with the float model and store the "
+                                     "figures in the bundle's manifest and report.md")
+    ev.add_argument("--reference", help="the float .keras model the bundle was exported from")
     _eval_options(ev)
     ev.add_argument("--json", dest="json_out", help="where to write the figures (default: MODEL.eval.json)")
     ev.add_argument("--show", type=int, default=5, help="print this many example captions (default: %(default)s)")
+
+    ex = sub.add_parser("export", help="convert a .keras model to a bundle (int8 TFLite by default)",
+                        description="Convert a trained VELM into a bundle for the device: vision.tflite (image -> "
+                                    "feature, state), language.tflite (one decoder step), embeddings.npy, vocab.txt "
+                                    "and manifest.json. int8 graphs are calibrated on dataset images and on decode "
+                                    "trajectories recorded with the float model; every export runs the op check. "
+                                    "Then the bundle is compared with the float model on held-out data and the "
+                                    "figures go into the manifest and report.md.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("model", help="a .keras file written by velm-convert train")
+    ex.add_argument("--out", required=True, help="bundle directory to write, e.g. models/mine.velm")
+    ex.add_argument("--precision", choices=("int8", "float32", "dynamic"), default="int8",
+                    help="int8: full-integer (Edge TPU friendly); float32: reference; dynamic: int8 weights, float "
+                         "activations (default: %(default)s)")
+    ex.add_argument("--calib_images", type=int, default=200,
+                    help="calibration images; their decode trajectories calibrate the language graph "
+                         "(default: %(default)s)")
+    ex.add_argument("--calib_samples", type=int, default=2000,
+                    help="language-graph calibration steps drawn from those trajectories (default: %(default)s)")
+    ex.add_argument("--parity_images", type=int, default=500,
+                    help="held-out images for the parity report; 0 skips it (default: %(default)s)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    _data_options(ex, "calibrate and check parity on: synth renders calibration scenes from their own seed range; "
+                      "a caption file gives its first --calib_images images to calibration and the rest to parity",
+                  scenes=False)
 
     cp = sub.add_parser("caption", help="caption images (or synthetic scenes) with a .keras model",
                         description="Caption image files with the float Keras model; with --synth N, caption N "
@@ -134,11 +168,11 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _eval_data(args, image_size: int) -> datasets.CaptionSet:
+def _eval_data(args, image_size: int, count: int | None = None) -> datasets.CaptionSet:
     if args.dataset == "synth":
         from velm_edge.scenes import SceneConfig
 
-        return datasets.synthetic(args.scenes, args.seed, SceneConfig(size=image_size))
+        return datasets.synthetic(args.scenes if count is None else count, args.seed, SceneConfig(size=image_size))
     if not args.annotations:
         raise datasets.DatasetError(f"--annotations is required for the {args.dataset} dataset")
     return datasets.load_captions(args.annotations, args.images, args.dataset, image_size,
@@ -150,6 +184,10 @@ def cmd_evaluate(args) -> int:
     from convert.model import Velm
     from velm_edge.preprocess import to_float
 
+    if args.bundle:
+        return _evaluate_bundle(args)
+    if not args.model:
+        raise SystemExit("velm-convert evaluate: give a MODEL.keras, or --bundle NAME.velm")
     velm = Velm.load(args.model)
     data = _eval_data(args, velm.config.image_size)
     hyps = velm.caption(to_float(data.images), beam_size=args.beam_size)
@@ -162,6 +200,63 @@ def cmd_evaluate(args) -> int:
     out.write_text(json.dumps({"model": str(args.model), "data": data.source, "beam_size": args.beam_size,
                                "metrics": scores}, indent=2))
     print(f"wrote {out}")
+    return 0
+
+
+def _evaluate_bundle(args) -> int:
+    from convert import parity
+    from convert.model import Velm
+    from velm_edge.bundle import Bundle
+
+    b = Bundle.load(args.bundle)
+    ref_path = args.reference or args.model
+    reference = Velm.load(ref_path) if ref_path else None
+    data = _eval_data(args, int(b.manifest["preprocess"]["size"]))
+    result = parity.evaluate(args.bundle, data, reference, args.beam_size)
+    _print_parity(result)
+    if reference is not None:
+        print(f"wrote {parity.write_report(args.bundle, result)} and the manifest's metrics")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _print_parity(result: dict) -> None:
+    from convert import metrics
+
+    print(metrics.table({k: result[k] for k in ("float", "bundle") if k in result}))
+    if "agreement" in result:
+        a, rel, e = result["agreement"], result["relative_change"], result["errors"]
+        print(f"bundle vs float: identical captions {a['exact_caption']:.1%}, identical tokens {a['token']:.2%}, "
+              f"BLEU-4 {rel['bleu4']:+.2%}, CIDEr-D {rel['cider']:+.2%}; largest errors: "
+              + ", ".join(f"{k.removeprefix('max_abs_error_')} {v}" for k, v in e.items()))
+
+
+def cmd_export(args) -> int:
+    from convert import parity
+    from convert.export import export
+    from convert.model import Velm
+
+    velm = Velm.load(args.model)
+    size = velm.config.image_size
+    if args.dataset == "synth":
+        from velm_edge.scenes import SceneConfig
+
+        calib = datasets.synthetic(args.calib_images, datasets.CALIB_SEED, SceneConfig(size=size))
+        held_out = datasets.synthetic(args.parity_images, args.seed, SceneConfig(size=size)) \
+            if args.parity_images else None
+    else:
+        data = _eval_data(args, size)
+        order = list(range(len(data)))
+        calib = data.subset(order[: args.calib_images])
+        rest = order[args.calib_images: args.calib_images + args.parity_images]
+        held_out = data.subset(rest) if rest else None
+    out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite)
+    print(f"wrote {out}")
+    if held_out is not None:
+        result = parity.evaluate(out, held_out, velm)
+        _print_parity(result)
+        print(f"wrote {parity.write_report(out, result)}")
     return 0
 
 
@@ -204,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_tensorflow(args.verbose)
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption}[args.command](args)
-    except (datasets.DatasetError, FileNotFoundError, ValueError) as e:
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption,
+                "export": cmd_export}[args.command](args)
+    except (datasets.DatasetError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"velm-convert {args.command}: error: {e}", file=sys.stderr)
         return 2
 

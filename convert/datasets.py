@@ -30,6 +30,7 @@ FORMATS = ("synth", "coco", "flickr", "csv", "jsonl")
 # held-out evaluation scenes start far above anything a training run can reach.
 VAL_SEED = 1_000_000_000
 EVAL_SEED = 2_000_000_000
+CALIB_SEED = 3_000_000_000  # int8 calibration scenes
 
 
 class DatasetError(ValueError):

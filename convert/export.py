@@ -1,0 +1,209 @@
+"""Keras VELM -> model bundle: vision and language TFLite graphs, embedding table, vocabulary, manifest.
+
+``export(velm, out, precision, calibration)`` is what ``velm-convert export`` runs:
+
+- ``int8``: full-integer graphs (int8 inputs, outputs, weights and activations; int32 biases),
+  calibrated on dataset images (vision) and on recorded decode trajectories (language); the embedding
+  table is stored int8 with the language graph's embedding-input parameters.
+- ``float32``: plain float graphs and table (the reference a device can also run).
+- ``dynamic``: int8 weights, float activations and I/O (smaller, no calibration).
+
+Both graphs have batch size 1 and are reached by name.  Every export runs the op check
+(``convert.opcheck``) and refuses a graph that must not ship; the report is saved as op_check.json.
+The bundle is written to a temporary directory and moved into place only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from convert import calibrate, opcheck
+from convert.datasets import CaptionSet
+from convert.model import Velm, count_macs, step_model, vision_model
+from velm_edge import __version__, bundle, preprocess
+from velm_edge.graph import Graph
+from velm_edge.quant import QParams, quantize
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("int8", "float32", "dynamic")
+
+
+def fixed_batch(model: keras.Model) -> keras.Model:
+    """The same layers behind batch-size-1 inputs, so the graph has static shapes (no SHAPE/PACK ops)."""
+    if isinstance(model.input, dict):
+        inputs = {k: keras.Input(v.shape[1:], batch_size=1, name=k) for k, v in model.input.items()}
+    else:
+        inputs = keras.Input(model.input.shape[1:], batch_size=1, name=model.input.name)
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
+@contextlib.contextmanager
+def _converter_output_captured():
+    """The TFLite converter prints pages of traces and C++ logs: keep them, show them only on failure."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as log_file:
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        except BaseException:
+            sys.stdout.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            log_file.seek(0)
+            sys.stderr.write(log_file.read()[-8000:].decode(errors="replace"))
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def to_tflite(model: keras.Model, precision: str, representative=None) -> bytes:
+    import tensorflow as tf
+
+    with _converter_output_captured():
+        return _convert(tf, fixed_batch(model), precision, representative)
+
+
+def _convert(tf, model: keras.Model, precision: str, representative) -> bytes:
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision in ("int8", "dynamic"):
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "int8":
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def _io_json(graph: Graph) -> dict:
+    def one(d: dict) -> dict:
+        return {"shape": [int(x) for x in d["shape"]], **QParams.of(d).to_json()}
+
+    return {"inputs": {k: one(d) for k, d in graph.inputs.items()},
+            "outputs": {k: one(d) for k, d in graph.outputs.items()}}
+
+
+def _tool_versions() -> dict:
+    import tensorflow as tf
+
+    return {"velm_edge": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__}
+
+
+def compile_edgetpu(root: Path) -> dict | None:
+    """Run edgetpu_compiler on both graphs when it is on PATH; record what it mapped."""
+    compiler = shutil.which("edgetpu_compiler")
+    if not compiler:
+        return None
+    result = {}
+    for name in ("vision", "language"):
+        proc = subprocess.run([compiler, "-s", "-o", str(root), str(root / f"{name}.tflite")],
+                              capture_output=True, text=True, timeout=600)
+        result[name] = {"returncode": proc.returncode, "log": proc.stdout[-4000:] + proc.stderr[-2000:],
+                        "file": f"{name}_edgetpu.tflite" if (root / f"{name}_edgetpu.tflite").is_file() else None}
+    return result
+
+
+def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet, calib_images: int = 200,
+           calib_samples: int = 2000, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write the bundle OUT (a directory, conventionally NAME.velm) and return its path."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
+    cfg, vocab = velm.config, velm.vocab
+    vision_k, step_k = vision_model(velm.model), step_model(velm.model)
+    n = min(calib_images, len(calibration))
+    images = preprocess.to_float(calibration.images[:n])
+    traj = None
+    if precision == "int8":
+        if n == 0:
+            raise ValueError("int8 export needs calibration images; none were given")
+        bar = _bar(progress, cfg.steps * 2, f"recording decode trajectories of {n} images")
+        traj = calibrate.record(velm, images, calibration.captions[:n], bar)
+        bar.close()
+        log.info("calibration: %s", traj.summary())
+    vision_rep = (lambda: calibrate.vision_samples(images)) if traj else None
+    language_rep = (lambda: calibrate.language_samples(traj, calib_samples)) if traj else None
+    graphs = {}
+    for name, model, rep in (("vision", vision_k, vision_rep), ("language", step_k, language_rep)):
+        if progress:
+            print(f"converting the {name} graph ({precision})...", flush=True)
+        graphs[name] = to_tflite(model, precision, rep)
+    reports = opcheck.check(graphs, precision)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    try:
+        for name, data in graphs.items():
+            (tmp / f"{name}.tflite").write_bytes(data)
+        language = Graph(graphs["language"], "language.tflite")
+        q_emb = language.qparams("embedding")
+        table = np.asarray(velm.model.get_layer("embedding").embeddings, np.float32)
+        np.save(tmp / "embeddings.npy", quantize(table, q_emb) if q_emb.quantized else table)
+        (tmp / "vocab.txt").write_text(vocab.to_text())
+        (tmp / "op_check.json").write_text(json.dumps({k: r.to_json() for k, r in reports.items()}, indent=2))
+        edgetpu = compile_edgetpu(tmp)
+        train_cfg = velm.info.get("train_config", {})
+        manifest = {
+            "name": out.name.removesuffix(".velm"),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "tools": _tool_versions(),
+            "precision": precision,
+            "preprocess": {"size": cfg.image_size, "color_order": "RGB",
+                           "resize": train_cfg.get("resize_mode", "stretch"), "scale": 1.0 / 255.0},
+            "tokens": {"pad": vocab.pad_id, "start": vocab.start_id, "end": vocab.end_id, "unk": vocab.unk_id},
+            "vocab_size": len(vocab), "max_length": cfg.max_length,
+            "feature_size": cfg.feature_dim, "state_size": cfg.units, "embedding_size": cfg.embed_dim,
+            "embedding_quantization": q_emb.to_json() if q_emb.quantized else {"scale": 0.0, "zero_point": 0,
+                                                                                 "dtype": "float32"},
+            "graphs": {"vision": _io_json(Graph(graphs["vision"], "vision.tflite")), "language": _io_json(language)},
+            "model": {"backbone": cfg.backbone, "config": cfg.to_json(), "parameters": int(velm.model.count_params()),
+                      "macs": count_macs(velm.model, cfg), "dataset": velm.info.get("dataset"),
+                      "train_images": velm.info.get("train_images")},
+            "calibration": ({"source": calibration.source, "images": n, **traj.summary()} if traj else None),
+            "op_check": {k: {"ops": r.ops, "not_edgetpu": r.not_edgetpu, "float_tensors": len(r.float_tensors)}
+                         for k, r in reports.items()},
+            "edgetpu": edgetpu,
+            "metrics": {},
+        }
+        bundle.write_manifest(tmp, manifest)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp made it private
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _bar(enabled: bool, total: int, desc: str):
+    from convert.datasets import _progress
+
+    return _progress(total, desc, enabled)

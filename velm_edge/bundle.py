@@ -1,0 +1,130 @@
+"""The model bundle: the contract between ``convert`` (which writes it) and the device (which reads it).
+
+A directory ``NAME.velm/`` holding ``manifest.json``, ``vision.tflite``, ``language.tflite``,
+``embeddings.npy`` and ``vocab.txt`` (plus reports).  The manifest names the format and its version,
+the preprocessing, token ids, tensor sizes and quantization, and the sha256 and size of every file;
+nothing is parsed before its size and checksum match.  Every refusal is a ``BundleError`` that names
+the file, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from velm_edge.quant import QParams
+from velm_edge.tokenizer import Vocab
+
+FORMAT = "velm-bundle"
+FORMAT_VERSION = 1
+REQUIRED_FILES = ("vision.tflite", "language.tflite", "embeddings.npy", "vocab.txt")
+MAX_FILE_BYTES = 256 * 1024 * 1024  # no bundle file is read past this size
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used: the message names the file and the mismatch."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_entry(path: Path) -> dict:
+    data = path.read_bytes()
+    return {"sha256": sha256_bytes(data), "bytes": len(data)}
+
+
+def write_manifest(root: str | Path, manifest: dict) -> dict:
+    """Write manifest.json with a fresh sha256/size entry for every other file in the bundle."""
+    root = Path(root)
+    manifest = dict(manifest)
+    manifest["format"], manifest["format_version"] = FORMAT, FORMAT_VERSION
+    manifest["files"] = {p.name: file_entry(p) for p in sorted(root.iterdir())
+                         if p.is_file() and p.name != "manifest.json"}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return manifest
+
+
+def read_manifest(root: str | Path) -> dict:
+    root = Path(root)
+    path = root / "manifest.json"
+    if not root.is_dir():
+        raise BundleError(f"{root}: not a bundle directory (expected NAME.velm/ with a manifest.json)")
+    if not path.is_file():
+        raise BundleError(f"{path}: missing; a bundle needs its manifest")
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path}: {size} bytes, expected at most {MAX_MANIFEST_BYTES}")
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise BundleError(f"{path}: format {found!r}, expected {FORMAT!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{path}: format_version {manifest.get('format_version')!r}, this velm-edge reads "
+                          f"version {FORMAT_VERSION}; use a matching velm-edge or re-export the bundle")
+    if not isinstance(manifest.get("files"), dict):
+        raise BundleError(f"{path}: 'files' must map file names to their sha256 and size")
+    return manifest
+
+
+def read_file(root: Path, manifest: dict, name: str) -> bytes:
+    """A bundle file's bytes, after its size and sha256 matched the manifest."""
+    entry = manifest["files"].get(name)
+    path = root / name
+    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)):
+        raise BundleError(f"{root / 'manifest.json'}: no sha256/bytes entry for {name}")
+    if path.is_symlink() or not path.is_file():
+        raise BundleError(f"{path}: missing or not a regular file")
+    size = path.stat().st_size
+    if size != entry["bytes"] or size > MAX_FILE_BYTES:
+        raise BundleError(f"{path}: {size} bytes, the manifest says {entry['bytes']} (a truncated or changed copy?)")
+    data = path.read_bytes()
+    digest = sha256_bytes(data)
+    if digest != entry["sha256"]:
+        raise BundleError(f"{path}: sha256 {digest}, the manifest says {entry['sha256']} (the file was changed)")
+    return data
+
+
+@dataclass(frozen=True)
+class Bundle:
+    root: Path
+    manifest: dict
+    vision: bytes  # vision.tflite
+    language: bytes  # language.tflite
+    embeddings: np.ndarray  # (V, E), int8 for int8 bundles
+    vocab: Vocab
+
+    @property
+    def precision(self) -> str:
+        return self.manifest["precision"]
+
+    @property
+    def embedding_qparams(self) -> QParams:
+        return QParams.from_json(self.manifest["embedding_quantization"])
+
+    @classmethod
+    def load(cls, path: str | Path) -> Bundle:
+        root = Path(path)
+        manifest = read_manifest(root)
+        data = {name: read_file(root, manifest, name) for name in REQUIRED_FILES}
+        try:
+            table = np.load(io.BytesIO(data["embeddings.npy"]), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise BundleError(f"{root / 'embeddings.npy'}: not a readable .npy array ({e})") from None
+        try:
+            vocab = Vocab.from_text(data["vocab.txt"].decode("utf-8"), str(root / "vocab.txt"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise BundleError(f"{root / 'vocab.txt'}: {e}") from None
+        if table.ndim != 2 or table.shape[0] != len(vocab):
+            raise BundleError(f"{root / 'embeddings.npy'}: shape {table.shape}, expected ({len(vocab)}, E) "
+                              f"for the {len(vocab)} tokens of vocab.txt")
+        return cls(root, manifest, data["vision.tflite"], data["language.tflite"], table, vocab)
