@@ -252,7 +252,15 @@ def cmd_export(args) -> int:
         rest = order[args.calib_images: args.calib_images + args.parity_images]
         held_out = data.subset(rest) if rest else None
     out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite)
-    print(f"wrote {out}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name, r in manifest["op_check"].items():
+        ops = ", ".join(f"{op} x{k}" for op, k in r["ops"].items())
+        tpu = f"not mapped by the Edge TPU: {', '.join(r['not_edgetpu'])}" if r["not_edgetpu"] else "all Edge TPU ops"
+        if manifest["precision"] != "int8":
+            tpu += " (the Edge TPU runs int8 exports only)"
+        print(f"op check {name}: {ops}; {r['float_tensors']} float tensors; {tpu}")
+    size = sum(e["bytes"] for e in manifest["files"].values())
+    print(f"wrote {out} ({size / 1e6:.2f} MB)")
     if held_out is not None:
         result = parity.evaluate(out, held_out, velm)
         _print_parity(result)

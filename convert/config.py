@@ -76,10 +76,10 @@ class TrainConfig:
     min_count: int = 1  # drop words seen fewer times than this (they become <unk>)
     max_vocab: int = 10_000  # vocabulary cap, specials included
     batch_size: int = 64  # sequences per step (split across GPUs when several are visible)
-    epochs: int = 10  # epochs (the learning rate follows a cosine over all of them)
+    epochs: int = 10  # epochs (the learning rate follows a cosine over all of them, or over max_minutes)
     learning_rate: float = 2e-3  # Adam learning rate at the start (cosine decay to 5 percent of it)
     patience: int = 3  # early stopping: epochs without a better validation loss
-    max_minutes: float | None = None  # stop after this much training time (checked every batch)
+    max_minutes: float | None = None  # stop after this much training time; the cosine then ends on time
     seed: int = 0  # weights, shuffling and data split
     workers: int | None = None  # processes that render synthetic scenes (default: all cores)
     progress: bool = True  # progress bars

@@ -95,7 +95,7 @@ def synthetic(n: int, start_seed: int = 0, cfg: scenes.SceneConfig = scenes.Scen
     chunk = 500
     jobs = [(s, min(chunk, start_seed + n - s), cfg, size) for s in range(start_seed, start_seed + n, chunk)]
     workers = workers or min(mp.cpu_count(), len(jobs))
-    bar = _progress(len(jobs), f"rendering {n} scenes", progress)
+    bar = progress_bar(len(jobs), f"rendering {n} scenes", progress)
     parts = []
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
@@ -115,7 +115,8 @@ def synthetic(n: int, start_seed: int = 0, cfg: scenes.SceneConfig = scenes.Scen
 # ----------------------------------------------------------------------------- files on disk
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr, or a silent stand-in with the same update/close methods."""
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm ships with the convert extra
@@ -249,7 +250,7 @@ def load_captions(annotations: str | Path, images: str | Path | None = None, fmt
         names = names[:max_images]
 
     images_out, captions_out = [], []
-    bar = _progress(len(names), f"loading {path.name}", progress)
+    bar = progress_bar(len(names), f"loading {path.name}", progress)
     for name in names:
         bar.update(1)
         file = root / name

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from convert import calibrate, opcheck
-from convert.datasets import CaptionSet
+from convert.datasets import CaptionSet, progress_bar
 from convert.model import Velm, count_macs, step_model, vision_model
 from velm_edge import __version__, bundle, preprocess
 from velm_edge.graph import Graph
@@ -143,7 +143,7 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
     if precision == "int8":
         if n == 0:
             raise ValueError("int8 export needs calibration images; none were given")
-        bar = _bar(progress, cfg.steps * 2, f"recording decode trajectories of {n} images")
+        bar = progress_bar(cfg.steps * 2, f"recording decode trajectories of {n} images", progress)
         traj = calibrate.record(velm, images, calibration.captions[:n], bar)
         bar.close()
         log.info("calibration: %s", traj.summary())
@@ -156,7 +156,8 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
         graphs[name] = to_tflite(model, precision, rep)
     reports = opcheck.check(graphs, precision)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same filesystem: the move is a rename
     try:
         for name, data in graphs.items():
             (tmp / f"{name}.tflite").write_bytes(data)
@@ -201,9 +202,3 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _bar(enabled: bool, total: int, desc: str):
-    from convert.datasets import _progress
-
-    return _progress(total, desc, enabled)

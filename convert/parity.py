@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from convert import metrics
-from convert.datasets import CaptionSet, _progress
+from convert.datasets import CaptionSet, progress_bar
 from convert.model import Velm
 from velm_edge import bundle as bundle_format
 from velm_edge import preprocess
@@ -63,7 +63,7 @@ def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None =
              progress: bool = True) -> dict:
     """Caption ``data`` with the bundle (and the float reference, if given) and compare."""
     cap = Captioner.open(bundle_path)
-    bar = _progress(len(data), f"captioning {len(data)} images with {Path(bundle_path).name}", progress)
+    bar = progress_bar(len(data), f"captioning {len(data)} images with {Path(bundle_path).name}", progress)
     ours = []
     for img in data.images:
         ours.append(cap.caption_rgb(img, beam_size))

@@ -26,5 +26,6 @@ def tiny_bundles(tiny_run, tmp_path_factory):
     _, velm = tiny_run
     calib = datasets.synthetic(48, datasets.CALIB_SEED, SceneConfig(size=velm.config.image_size), workers=1)
     root = tmp_path_factory.mktemp("bundles")
-    return {p: export(velm, root / f"tiny-{p}.velm", p, calib, calib_images=48, calib_samples=600, progress=False)
+    return {p: export(velm, root / p / f"tiny-{p}.velm", p, calib, calib_images=48, calib_samples=600,
+                      progress=False)  # (the parent folder does not exist yet)
             for p in ("int8", "float32", "dynamic")}

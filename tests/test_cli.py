@@ -88,3 +88,27 @@ def test_train_refuses_unknown_choices(argv, capsys):
     with pytest.raises(SystemExit):
         convert_cli.main(argv)
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_export_on_a_csv_caption_set_then_evaluate_the_bundle(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    edge_cli.main(["synth", "--out", str(tmp_path / "s"), "--count", "20", "--size", "64", "--seed", "77"])
+    capsys.readouterr()
+    bundle = tmp_path / "mine.velm"
+    argv = ["export", str(out / "model.keras"), "--out", str(bundle), "--dataset", "csv",
+            "--annotations", str(tmp_path / "s" / "captions.csv"), "--calib_images", "12", "--parity_images", "8"]
+    assert convert_cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "op check language:" in printed and "0 float tensors; all Edge TPU ops" in printed
+    assert "identical captions" in printed and "report.md" in printed
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["calibration"]["images"] == 12 and manifest["metrics"]["images"] == 8
+    assert convert_cli.main(argv) == 2  # an existing bundle is kept
+    assert "exists; choose another --out or pass --overwrite" in capsys.readouterr().err
+    assert convert_cli.main(["evaluate", "--bundle", str(bundle), "--scenes", "10", "--json",
+                             str(tmp_path / "b.json")]) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["images"] == 10 and result["precision"] == "int8" and "agreement" not in result
+    with pytest.raises(SystemExit, match="give a MODEL.keras, or --bundle NAME.velm"):
+        convert_cli.main(["evaluate"])

@@ -118,3 +118,26 @@ def test_calibration_records_teacher_forced_and_free_running_steps(tiny_run):
     assert {k: v.shape for k, v in samples[0].items()} == {
         "embedding": (1, velm.config.embed_dim), "feature": (1, velm.config.feature_dim),
         "state": (1, velm.config.units)}
+
+
+def test_edgetpu_compiler_on_path_is_run_and_recorded(tiny_bundles, tmp_path, monkeypatch):
+    import os
+    import shutil
+    import stat
+
+    from convert.export import compile_edgetpu
+
+    fake = tmp_path / "bin" / "edgetpu_compiler"  # stands in for Coral's compiler: same flags, same outputs
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\n# usage: edgetpu_compiler -s -o OUTDIR MODEL.tflite\n'
+                    'base=$(basename "$4" .tflite)\ncp "$4" "$3/${base}_edgetpu.tflite"\n'
+                    'echo "Operator Count Status"\necho "FULLY_CONNECTED 7 Mapped to Edge TPU"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    root = shutil.copytree(tiny_bundles["int8"], tmp_path / "b.velm")
+    result = compile_edgetpu(root)
+    assert set(result) == {"vision", "language"}
+    assert result["language"]["returncode"] == 0 and "Mapped to Edge TPU" in result["language"]["log"]
+    assert result["vision"]["file"] == "vision_edgetpu.tflite" and (root / "vision_edgetpu.tflite").is_file()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert compile_edgetpu(root) is None

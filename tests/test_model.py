@@ -104,3 +104,24 @@ def test_load_refuses_files_that_are_not_velm_models(tmp_path):
     with pytest.raises(ValueError, match="end in .keras"):
         Velm(build(ModelConfig(vocab_size=5, max_length=4, image_size=32)), Vocab.build(["a"]),
              ModelConfig(vocab_size=5, max_length=4, image_size=32)).save(tmp_path / "m.h5")
+
+
+def test_learning_rate_follows_the_cosine_over_steps_or_time(monkeypatch):
+    from convert import train as train_module
+
+    clock = [100.0]
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: clock[0])
+    sched = train_module.CosineOnBudget(1e-3, total_steps=100, minutes=None, alpha=0.05)
+    sched.on_train_begin()
+    assert sched.rate() == pytest.approx(1e-3)
+    sched.step = 50
+    assert sched.rate() == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
+    sched.step = 100
+    assert sched.rate() == pytest.approx(5e-5)
+    timed = train_module.CosineOnBudget(1e-3, total_steps=100, minutes=1.0, alpha=0.05)
+    timed.on_train_begin()
+    timed.step = 10
+    clock[0] += 30  # half the time budget, a tenth of the steps: time wins
+    assert timed.progress() == pytest.approx(0.5)
+    clock[0] += 60
+    assert timed.rate() == pytest.approx(5e-5)  # past the budget: the floor, never below
