@@ -127,6 +127,32 @@ def compile_edgetpu(root: Path) -> dict | None:
     return result
 
 
+def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, bytes], reports: dict, calib: dict | None):
+    cfg, vocab = velm.config, velm.vocab
+    vision, language = Graph(graphs["vision"], "vision.tflite"), Graph(graphs["language"], "language.tflite")
+    return {
+        "name": name,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "tools": _tool_versions(),
+        "precision": precision,
+        "preprocess": {"size": cfg.image_size, "color_order": "RGB",
+                       "resize": velm.info.get("train_config", {}).get("resize_mode", "stretch"), "scale": 1.0 / 255},
+        "tokens": {"pad": vocab.pad_id, "start": vocab.start_id, "end": vocab.end_id, "unk": vocab.unk_id},
+        "vocab_size": len(vocab), "max_length": cfg.max_length,
+        "feature_size": cfg.feature_dim, "state_size": cfg.units, "embedding_size": cfg.embed_dim,
+        "embedding_quantization": language.qparams("embedding").to_json(),
+        "graphs": {"vision": _io_json(vision), "language": _io_json(language)},
+        "model": {"backbone": cfg.backbone, "config": cfg.to_json(), "parameters": int(velm.model.count_params()),
+                  "macs": count_macs(velm.model, cfg), "dataset": velm.info.get("dataset"),
+                  "train_images": velm.info.get("train_images")},
+        "calibration": calib,
+        "op_check": {k: {"ops": r.ops, "not_edgetpu": r.not_edgetpu, "float_tensors": len(r.float_tensors)}
+                     for k, r in reports.items()},
+        "edgetpu": None,
+        "metrics": {},
+    }
+
+
 def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet, calib_images: int = 200,
            calib_samples: int = 2000, overwrite: bool = False, progress: bool = True) -> Path:
     """Write the bundle OUT (a directory, conventionally NAME.velm) and return its path."""
@@ -135,7 +161,7 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
-    cfg, vocab = velm.config, velm.vocab
+    cfg = velm.config
     vision_k, step_k = vision_model(velm.model), step_model(velm.model)
     n = min(calib_images, len(calibration))
     images = preprocess.to_float(calibration.images[:n])
@@ -161,36 +187,14 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
     try:
         for name, data in graphs.items():
             (tmp / f"{name}.tflite").write_bytes(data)
-        language = Graph(graphs["language"], "language.tflite")
-        q_emb = language.qparams("embedding")
+        q_emb = Graph(graphs["language"], "language.tflite").qparams("embedding")
         table = np.asarray(velm.model.get_layer("embedding").embeddings, np.float32)
-        np.save(tmp / "embeddings.npy", quantize(table, q_emb) if q_emb.quantized else table)
-        (tmp / "vocab.txt").write_text(vocab.to_text())
+        np.save(tmp / "embeddings.npy", quantize(table, q_emb))  # float bundles: the float table
+        (tmp / "vocab.txt").write_text(velm.vocab.to_text())
         (tmp / "op_check.json").write_text(json.dumps({k: r.to_json() for k, r in reports.items()}, indent=2))
-        edgetpu = compile_edgetpu(tmp)
-        train_cfg = velm.info.get("train_config", {})
-        manifest = {
-            "name": out.name.removesuffix(".velm"),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "tools": _tool_versions(),
-            "precision": precision,
-            "preprocess": {"size": cfg.image_size, "color_order": "RGB",
-                           "resize": train_cfg.get("resize_mode", "stretch"), "scale": 1.0 / 255.0},
-            "tokens": {"pad": vocab.pad_id, "start": vocab.start_id, "end": vocab.end_id, "unk": vocab.unk_id},
-            "vocab_size": len(vocab), "max_length": cfg.max_length,
-            "feature_size": cfg.feature_dim, "state_size": cfg.units, "embedding_size": cfg.embed_dim,
-            "embedding_quantization": q_emb.to_json() if q_emb.quantized else {"scale": 0.0, "zero_point": 0,
-                                                                                 "dtype": "float32"},
-            "graphs": {"vision": _io_json(Graph(graphs["vision"], "vision.tflite")), "language": _io_json(language)},
-            "model": {"backbone": cfg.backbone, "config": cfg.to_json(), "parameters": int(velm.model.count_params()),
-                      "macs": count_macs(velm.model, cfg), "dataset": velm.info.get("dataset"),
-                      "train_images": velm.info.get("train_images")},
-            "calibration": ({"source": calibration.source, "images": n, **traj.summary()} if traj else None),
-            "op_check": {k: {"ops": r.ops, "not_edgetpu": r.not_edgetpu, "float_tensors": len(r.float_tensors)}
-                         for k, r in reports.items()},
-            "edgetpu": edgetpu,
-            "metrics": {},
-        }
+        calib = {"source": calibration.source, "images": n, **traj.summary()} if traj else None
+        manifest = _manifest(velm, out.name.removesuffix(".velm"), precision, graphs, reports, calib)
+        manifest["edgetpu"] = compile_edgetpu(tmp)
         bundle.write_manifest(tmp, manifest)
         umask = os.umask(0)
         os.umask(umask)

@@ -49,3 +49,13 @@ def test_vocabulary_must_match_the_table(bundle_copy):
     write_manifest(bundle_copy, m)  # checksums recomputed, so the deeper check is reached
     with pytest.raises(BundleError, match=r"embeddings.npy: shape \(\d+, \d+\), expected"):
         Bundle.load(bundle_copy)
+
+
+def test_embedding_table_must_match_the_language_graph_input(bundle_copy):
+    from velm_edge.captioner import Captioner
+
+    m = json.loads((bundle_copy / "manifest.json").read_text())
+    m["embedding_quantization"]["scale"] *= 2
+    write_manifest(bundle_copy, m)
+    with pytest.raises(BundleError, match="embeddings.npy: stored as int8 .* language.tflite's embedding input is"):
+        Captioner.open(bundle_copy)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from velm_edge import decode, preprocess
-from velm_edge.bundle import Bundle
+from velm_edge.bundle import Bundle, BundleError
 from velm_edge.graph import Graph
 from velm_edge.quant import dequantize, quantize, requantize
 
@@ -50,6 +50,11 @@ class Captioner:
         self._q_state0 = (v.qparams("state", True), lang.qparams("state"))
         self._q_state = (lang.qparams("state", True), lang.qparams("state"))
         self._q_logits = lang.qparams("logits", True)
+        q_emb = lang.qparams("embedding")
+        if bundle.embedding_qparams != q_emb or self.table.dtype != np.dtype(q_emb.dtype):
+            raise BundleError(f"{bundle.root}/embeddings.npy: stored as {self.table.dtype} with "
+                              f"{bundle.embedding_qparams}, but language.tflite's embedding input is {q_emb}; "
+                              f"re-export the bundle")
 
     @classmethod
     def open(cls, path: str | Path, num_threads: int | None = None, backend: str = "auto") -> Captioner:
