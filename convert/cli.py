@@ -243,14 +243,12 @@ def cmd_export(args) -> int:
         from velm_edge.scenes import SceneConfig
 
         calib = datasets.synthetic(args.calib_images, datasets.CALIB_SEED, SceneConfig(size=size))
-        held_out = datasets.synthetic(args.parity_images, args.seed, SceneConfig(size=size)) \
-            if args.parity_images else None
-    else:
+        held_out = _eval_data(args, size, args.parity_images) if args.parity_images else None
+    else:  # one caption file: the first --calib_images images calibrate, the next --parity_images check parity
         data = _eval_data(args, size)
-        order = list(range(len(data)))
-        calib = data.subset(order[: args.calib_images])
-        rest = order[args.calib_images: args.calib_images + args.parity_images]
-        held_out = data.subset(rest) if rest else None
+        calib = data.subset(range(min(args.calib_images, len(data))))
+        rest = range(len(calib), min(len(calib) + args.parity_images, len(data)))
+        held_out = data.subset(rest) if len(rest) else None
     out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite)
     manifest = json.loads((out / "manifest.json").read_text())
     for name, r in manifest["op_check"].items():
