@@ -36,7 +36,7 @@ class Trajectories:
 
 def record(velm: Velm, images: np.ndarray, captions: list[list[str]], progress=None) -> Trajectories:
     """Run the float decoder over float images (N,H,W,3) in [0,1] and record every step's inputs."""
-    table = np.asarray(velm.model.get_layer("embedding").embeddings, np.float32)
+    table = velm.embedding_table
     vocab, steps = velm.vocab, velm.config.steps
     feats, states0 = velm.encode_images(images)
     rows: dict[str, list[np.ndarray]] = {"embedding": [], "feature": [], "state": []}

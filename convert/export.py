@@ -127,9 +127,9 @@ def compile_edgetpu(root: Path) -> dict | None:
     return result
 
 
-def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, bytes], reports: dict, calib: dict | None):
+def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, Graph], reports: dict, calib: dict | None):
     cfg, vocab = velm.config, velm.vocab
-    vision, language = Graph(graphs["vision"], "vision.tflite"), Graph(graphs["language"], "language.tflite")
+    vision, language = graphs["vision"], graphs["language"]
     return {
         "name": name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -187,13 +187,13 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
     try:
         for name, data in graphs.items():
             (tmp / f"{name}.tflite").write_bytes(data)
-        q_emb = Graph(graphs["language"], "language.tflite").qparams("embedding")
-        table = np.asarray(velm.model.get_layer("embedding").embeddings, np.float32)
-        np.save(tmp / "embeddings.npy", quantize(table, q_emb))  # float bundles: the float table
+        loaded = {name: Graph(data, f"{name}.tflite") for name, data in graphs.items()}
+        q_emb = loaded["language"].qparams("embedding")
+        np.save(tmp / "embeddings.npy", quantize(velm.embedding_table, q_emb))  # float bundles: the float table
         (tmp / "vocab.txt").write_text(velm.vocab.to_text())
         (tmp / "op_check.json").write_text(json.dumps({k: r.to_json() for k, r in reports.items()}, indent=2))
         calib = {"source": calibration.source, "images": n, **traj.summary()} if traj else None
-        manifest = _manifest(velm, out.name.removesuffix(".velm"), precision, graphs, reports, calib)
+        manifest = _manifest(velm, out.name.removesuffix(".velm"), precision, loaded, reports, calib)
         manifest["edgetpu"] = compile_edgetpu(tmp)
         bundle.write_manifest(tmp, manifest)
         umask = os.umask(0)

@@ -205,6 +205,11 @@ class Velm:
             self._step = step_model(self.model)
         return self._step
 
+    @property
+    def embedding_table(self) -> np.ndarray:
+        """The (V, E) word embeddings as float32: what the host looks up before each decoder step."""
+        return np.asarray(self.model.get_layer("embedding").embeddings, np.float32)
+
     def encode_images(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Float images (N,H,W,3) in [0,1] -> (features (N,F), initial states (N,S))."""
         feats, states = [], []
@@ -216,7 +221,7 @@ class Velm:
 
     def step_fn(self, features: np.ndarray) -> decode.Step:
         """A decode.Step over the float step model; a single feature row is broadcast to the batch."""
-        table = np.asarray(self.model.get_layer("embedding").embeddings)
+        table = self.embedding_table
 
         def step(tokens: np.ndarray, states: np.ndarray):
             f = features if len(features) == len(tokens) else np.repeat(features[:1], len(tokens), 0)

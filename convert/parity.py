@@ -39,7 +39,7 @@ def state_errors(cap: Captioner, velm: Velm, images: np.ndarray, steps: int = 4)
     feats, states = velm.encode_images(preprocess.to_float(images))
     q_feat, q_state = cap.language.qparams("feature"), cap.language.qparams("state")
     q_state_out = cap.language.qparams("state", True)
-    table = np.asarray(velm.model.get_layer("embedding").embeddings, np.float32)
+    table = velm.embedding_table
     err = {"feature": 0.0, "state0": 0.0, "step_state": 0.0}
     for img, f, s in zip(images, feats, states):
         bf, bs = cap.encode(img)
