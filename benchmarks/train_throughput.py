@@ -2,10 +2,11 @@
 
     python benchmarks/train_throughput.py [--image_size 80] [--units 128] [--repeat 3] ...
 
-Trains on random tensors (no data pipeline), one warm-up epoch and one timed epoch per repeat, each
-repeat in a fresh process so thread-pool placement varies as it does between real runs.  On the
-2-core CI machine the figure is bimodal (about 145 or 230-290 images/s for the default model, per
-process), which is why the training benchmark reports its time and sample count with its quality.
+Trains on random tensors fed through a ``keras.utils.PyDataset`` (as ``velm-convert train`` does),
+one warm-up epoch and one timed epoch per repeat, each repeat in a fresh process.  Prints images/s
+and the CPU split (user/system cores).  ``--no_malloc_fix`` leaves TensorFlow's malloc setting in
+place (see convert/malloc_tuning.py): on the 2-core CI machine that gave 120-160 images/s with up
+to 45% system time, against 220-250 with the fix.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ import sys
 import time
 
 
-def measure(args) -> float:
+def measure(args) -> str:
+    import math
+    import os
+
     import keras
     import numpy as np
 
     from convert.config import ModelConfig
+    from convert.malloc_tuning import KeepFreedMemory
     from convert.model import build
 
     cfg = ModelConfig(vocab_size=48, image_size=args.image_size, units=args.units, feature_dim=args.feature_dim,
@@ -32,10 +37,21 @@ def measure(args) -> float:
     x = {"image": rng.random((n, cfg.image_size, cfg.image_size, 3), dtype=np.float32),
          "tokens": rng.integers(0, 48, (n, cfg.steps)).astype("int32")}
     y = rng.integers(0, 48, (n, cfg.steps))
-    model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0)
-    t = time.perf_counter()
-    model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0)
-    return n / (time.perf_counter() - t)
+    bs = args.batch_size
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return math.ceil(n / bs)
+
+        def __getitem__(self, i):
+            return {k: v[i * bs:(i + 1) * bs] for k, v in x.items()}, y[i * bs:(i + 1) * bs]
+
+    callbacks = [] if args.no_malloc_fix else [KeepFreedMemory()]
+    model.fit(Batches(), epochs=1, verbose=0, callbacks=callbacks)
+    t, c = time.perf_counter(), os.times()
+    model.fit(Batches(), epochs=1, verbose=0, callbacks=callbacks)
+    wall, c2 = time.perf_counter() - t, os.times()
+    return f"{n / wall:.1f} {(c2.user - c.user) / wall:.2f} {(c2.system - c.system) / wall:.2f}"
 
 
 def main() -> int:
@@ -50,19 +66,23 @@ def main() -> int:
     ap.add_argument("--batch_size", type=int, default=64)
     ap.add_argument("--batches", type=int, default=24)
     ap.add_argument("--repeat", type=int, default=3, help="fresh processes to measure in")
+    ap.add_argument("--no_malloc_fix", action="store_true", help="keep TensorFlow's M_TRIM_THRESHOLD=128 KiB setting")
     ap.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.once:
-        print(f"{measure(args):.1f}")
+        print(measure(args))
         return 0
-    rates = []
+    rates, cpu = [], []
     for _ in range(args.repeat):
         out = subprocess.run([sys.executable, __file__, "--once", *sys.argv[1:]], capture_output=True, text=True)
         if out.returncode:
             print(out.stderr[-2000:], file=sys.stderr)
             return 1
-        rates.append(float(out.stdout.split()[-1]))
-    print(f"images/s per process: {', '.join(f'{r:.0f}' for r in rates)}  (best {max(rates):.0f})")
+        rate, user, system = out.stdout.split()[-3:]
+        rates.append(float(rate))
+        cpu.append(f"{user}+{system}")
+    print(f"images/s per process: {', '.join(f'{r:.0f}' for r in rates)}  (best {max(rates):.0f}); "
+          f"CPU cores user+system: {', '.join(cpu)}")
     return 0
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from convert import datasets, metrics
 from convert.config import TrainConfig
+from convert.malloc_tuning import KeepFreedMemory
 from convert.model import Velm, build, count_macs
 from velm_edge import preprocess
 from velm_edge.tokenizer import Vocab
@@ -155,6 +156,7 @@ def train(cfg: TrainConfig) -> Velm:
     budget = CosineOnBudget(cfg.learning_rate, cfg.epochs * len(train_batches), cfg.max_minutes)
     callbacks = [
         budget,  # first, so the checkpoint and the CSV log see the epoch's learning rate
+        KeepFreedMemory(),  # TensorFlow's generator datasets otherwise halve the speed (see malloc_tuning)
         keras.callbacks.ModelCheckpoint(str(out / "checkpoint.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
         keras.callbacks.CSVLogger(str(out / "history.csv")),
