@@ -75,7 +75,7 @@ class TrainConfig:
     max_length: int = ModelConfig.max_length  # caption tokens incl. <start>/<end>; longer captions are cut
     min_count: int = 1  # drop words seen fewer times than this (they become <unk>)
     max_vocab: int = 10_000  # vocabulary cap, specials included
-    batch_size: int = 64  # sequences per step (split across GPUs when several are visible)
+    batch_size: int = 32  # sequences per step (split across GPUs when several are visible)
     epochs: int = 10  # epochs (the learning rate follows a cosine over all of them, or over max_minutes)
     learning_rate: float = 2e-3  # Adam learning rate at the start (cosine decay to 5 percent of it)
     patience: int = 3  # early stopping: epochs without a better validation loss
