@@ -20,6 +20,7 @@ from convert.model import Velm
 from velm_edge import bundle as bundle_format
 from velm_edge import preprocess
 from velm_edge.captioner import Captioner
+from velm_edge.decode import DecodeOptions
 from velm_edge.quant import dequantize, quantize
 
 
@@ -66,7 +67,7 @@ def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None =
     bar = progress_bar(len(data), f"captioning {len(data)} images with {Path(bundle_path).name}", progress)
     ours = []
     for img in data.images:
-        ours.append(cap.caption_rgb(img, beam_size))
+        ours.append(cap.caption_rgb(img, DecodeOptions.for_beam(beam_size)))
         bar.update(1)
     bar.close()
     texts = [c.text for c in ours]

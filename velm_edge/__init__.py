@@ -1,6 +1,10 @@
 """velm-edge: live, offline image captions on Raspberry Pi and Coral Edge TPU.
 
 This package is the device half: numpy + OpenCV (+ a TFLite interpreter), never TensorFlow.
+
+    from velm_edge import Captioner
+    with Captioner.open() as cap:                 # the shipped default bundle
+        print(cap.caption(frame).text)            # frame: BGR uint8 from OpenCV, any size
 """
 
 try:
@@ -10,4 +14,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+source"
 
-__all__ = ["__version__"]
+_LAZY = {"Captioner": "velm_edge.captioner", "Caption": "velm_edge.captioner", "DecodeOptions": "velm_edge.decode",
+         "BundleError": "velm_edge.errors", "DEFAULT_BUNDLE": "velm_edge.bundle"}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    """The public names, imported on first use (``import velm_edge`` alone stays cheap)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'velm_edge' has no attribute {name!r}")

@@ -1,21 +1,53 @@
 """The one place that imports a TFLite interpreter package and builds interpreters.
 
-Order for ``backend="auto"``: ai_edge_litert (numpy 2), tflite_runtime (Raspberry Pi OS, numpy 1.x),
-then tensorflow.lite as a last resort (a workstation with only TensorFlow), with a warning.
-Models are always loaded from bytes, so TFLite's flatbuffer verifier runs before anything is used.
+Interpreter packages, in the order ``backend="auto"`` tries them: ai_edge_litert (numpy 2),
+tflite_runtime (Raspberry Pi OS, numpy 1.x), then tensorflow.lite as a last resort (a workstation
+with only TensorFlow), with a warning.  Models are always loaded from bytes, so TFLite's flatbuffer
+verifier runs before anything is used.
+
+Devices: ``cpu``; ``edgetpu`` / ``usb`` / ``usb:N`` / ``pci`` / ``pci:N`` (a Coral Edge TPU through
+libedgetpu, failing clearly when it cannot be used); ``auto`` (the first Edge TPU if one can be
+opened, otherwise the CPU with a warning).
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import platform
+import re
 import warnings
+from dataclasses import dataclass
 
 BACKENDS = ("auto", "ai_edge_litert", "tflite_runtime", "tensorflow")
 _MODULES = {"ai_edge_litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter",
-            "tensorflow": "tensorflow.lite"}
+            "tensorflow": "tensorflow"}  # tf.lite is an attribute of the API, not an importable module
 _EXTRAS = {"ai_edge_litert": "pip install 'velm-edge[litert]'",
            "tflite_runtime": "pip install 'velm-edge[tflite]' (Python <= 3.11, numpy < 2)",
            "tensorflow": "pip install tensorflow"}
+EDGETPU_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+EDGETPU_HELP = ("install the Edge TPU runtime (Debian/Raspberry Pi OS: add Coral's apt repository, then "
+                "'sudo apt-get install libedgetpu1-std') and plug the accelerator in")
+_DEVICE = re.compile(r"^(cpu|auto|edgetpu|usb|pci)(:\d+)?$")
+
+
+class EdgeTPUError(RuntimeError):
+    """The Edge TPU was asked for explicitly and cannot be used."""
+
+
+@dataclass(frozen=True)
+class Device:
+    kind: str  # cpu | auto | edgetpu
+    spec: str | None = None  # libedgetpu's "device" option: usb, usb:0, pci:0, ... (None: the first one)
+
+    @classmethod
+    def parse(cls, text: str) -> Device:
+        m = _DEVICE.match(text or "")
+        if not m or (m.group(1) in ("cpu", "auto", "edgetpu") and m.group(2)):
+            raise ValueError(f"device must be cpu, auto, edgetpu, usb, usb:N, pci or pci:N, got {text!r}")
+        if m.group(1) in ("usb", "pci"):
+            return cls("edgetpu", text)
+        return cls(m.group(1))
 
 
 def interpreter_module(backend: str = "auto"):
@@ -30,6 +62,8 @@ def interpreter_module(backend: str = "auto"):
         except ImportError as e:
             errors.append(f"{name}: {e}")
             continue
+        if name == "tensorflow":
+            module = module.lite
         if name == "tensorflow" and backend == "auto":
             warnings.warn("using tensorflow.lite because neither ai-edge-litert nor tflite-runtime is installed; "
                           "on a device install " + _EXTRAS["ai_edge_litert"], RuntimeWarning, stacklevel=2)
@@ -39,9 +73,43 @@ def interpreter_module(backend: str = "auto"):
                       f"Install one: {hint}")
 
 
-def make_interpreter(model: bytes, num_threads: int | None = None, backend: str = "auto"):
-    """An allocated interpreter for a .tflite model given as bytes (verified on load)."""
-    module, _ = interpreter_module(backend)
-    interpreter = module.Interpreter(model_content=bytes(model), num_threads=num_threads)
+def edgetpu_library() -> str:
+    return EDGETPU_LIBRARIES.get(platform.system(), EDGETPU_LIBRARIES["Linux"])
+
+
+def load_edgetpu_delegate(module, spec: str | None = None):
+    """libedgetpu's delegate for the device ``spec``; EdgeTPUError (with what to do) when it cannot load."""
+    library = edgetpu_library()
+    try:  # checked first: a failed load_delegate also prints a stray traceback from Delegate.__del__
+        ctypes.CDLL(library)
+    except OSError as e:
+        raise EdgeTPUError(f"Edge TPU runtime {library} not found ({e}); {EDGETPU_HELP}; "
+                           f"'velm-edge doctor' shows what is missing") from None
+    load = getattr(module, "load_delegate", None) or module.experimental.load_delegate
+    try:
+        return load(library, {"device": spec} if spec else {})
+    except (ValueError, OSError, RuntimeError) as e:
+        where = f"device {spec!r}" if spec else "any Edge TPU"
+        raise EdgeTPUError(f"{library} loaded but could not open {where} ({e}); is the accelerator plugged "
+                           f"in (lsusb shows 'Global Unichip' or 'Google'), and may this user access it?") from None
+
+
+def make_interpreter(model: bytes, num_threads: int | None = None, backend: str = "auto", device: str = "cpu"):
+    """An allocated interpreter for a .tflite model given as bytes (verified on load).
+
+    Returns ``(interpreter, info)`` where info says which backend and device run it.
+    """
+    module, name = interpreter_module(backend)
+    dev = Device.parse(device)
+    delegates = []
+    if dev.kind != "cpu":
+        try:
+            delegates = [load_edgetpu_delegate(module, dev.spec)]
+        except EdgeTPUError as e:
+            if dev.kind != "auto":
+                raise
+            warnings.warn(f"no Edge TPU, running on the CPU: {e}", RuntimeWarning, stacklevel=2)
+    interpreter = module.Interpreter(model_content=bytes(model), num_threads=num_threads,
+                                     experimental_delegates=delegates or None)
     interpreter.allocate_tensors()
-    return interpreter
+    return interpreter, {"backend": name, "device": "edgetpu" if delegates else "cpu"}

@@ -17,18 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
+from velm_edge.contract import check_manifest
+from velm_edge.errors import BundleError
 from velm_edge.quant import QParams
 from velm_edge.tokenizer import Vocab
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "Bundle", "BundleError", "read_manifest", "write_manifest"]
 
 FORMAT = "velm-bundle"
 FORMAT_VERSION = 1
 REQUIRED_FILES = ("vision.tflite", "language.tflite", "embeddings.npy", "vocab.txt")
+DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default.velm"  # shipped with the package
 MAX_FILE_BYTES = 256 * 1024 * 1024  # no bundle file is read past this size
 MAX_MANIFEST_BYTES = 1024 * 1024
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be used: the message names the file and the mismatch."""
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -73,6 +74,7 @@ def read_manifest(root: str | Path) -> dict:
                           f"version {FORMAT_VERSION}; use a matching velm-edge or re-export the bundle")
     if not isinstance(manifest.get("files"), dict):
         raise BundleError(f"{path}: 'files' must map file names to their sha256 and size")
+    check_manifest(manifest, str(path))
     return manifest
 
 
@@ -124,6 +126,8 @@ class Bundle:
             vocab = Vocab.from_text(data["vocab.txt"].decode("utf-8"), str(root / "vocab.txt"))
         except (UnicodeDecodeError, ValueError) as e:
             raise BundleError(f"{root / 'vocab.txt'}: {e}") from None
+        if len(vocab) != manifest["vocab_size"]:
+            raise BundleError(f"{root / 'vocab.txt'}: {len(vocab)} tokens, the manifest says {manifest['vocab_size']}")
         if table.ndim != 2 or table.shape[0] != len(vocab):
             raise BundleError(f"{root / 'embeddings.npy'}: shape {table.shape}, expected ({len(vocab)}, E) "
                               f"for the {len(vocab)} tokens of vocab.txt")

@@ -1,25 +1,32 @@
 """Bundle -> captions: preprocess, vision graph, decode loop over the language graph, detokenize.
 
-    with Captioner.open("models/default.velm") as cap:
-        print(cap.caption(frame).text)          # frame: BGR uint8 from OpenCV
+    with Captioner.open() as cap:               # the shipped default bundle, or open("path/NAME.velm")
+        print(cap.caption(frame).text)          # frame: BGR uint8 from OpenCV (or see preprocess)
 
-Works on int8, float32 and dynamic-range bundles alike.  The decoder state stays in the language
-graph's input domain between steps (requantized only when the graph's output parameters differ), and
-the embedding table is already stored in the embedding input's domain, so a lookup is an index.
+Works on int8, float32 and dynamic-range bundles alike.  Everything stays in the graphs' own
+domains: the image is quantized once, the embedding table is stored in the embedding input's domain
+(a lookup is an index), the state is copied from output to input (requantized only if the two differ)
+and greedy decoding takes the argmax of the int8 logits.
+
+Interpreters are not thread-safe, so each thread that captions gets its own pair (built on first use
+from the bundle bytes already in memory); one Captioner can be shared by several threads.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from velm_edge import decode, preprocess
-from velm_edge.bundle import Bundle, BundleError
+from velm_edge.bundle import DEFAULT_BUNDLE, Bundle
+from velm_edge.contract import check_graphs
+from velm_edge.decode import DecodeOptions
 from velm_edge.graph import Graph
-from velm_edge.quant import dequantize, quantize, requantize
+from velm_edge.quant import dequantize, requantizer
 
 
 @dataclass(frozen=True)
@@ -27,41 +34,60 @@ class Caption:
     text: str
     tokens: tuple[int, ...]  # generated ids without <start>/<end>
     score: float  # sum of token log-probabilities
-    timings_ms: dict[str, float] = field(default_factory=dict)  # preprocess, vision, decode, total
+    timings_ms: dict[str, float] = field(default_factory=dict)  # preprocess, vision, decode, total, ...
+    complete: bool = True  # False when the length limit or time budget cut the caption short
 
     def to_json(self) -> dict:
         return {"text": self.text, "tokens": list(self.tokens), "score": round(self.score, 4),
-                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
+                "complete": self.complete, "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
+
+
+class _Graphs:
+    """One thread's interpreters and the constant parts of the decode loop."""
+
+    def __init__(self, bundle: Bundle, num_threads: int | None, backend: str, device: str):
+        self.vision = Graph(bundle.vision, f"{bundle.root}/vision.tflite", num_threads, backend, device)
+        self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", num_threads, backend, device)
+        check_graphs(bundle, {"vision": self.vision, "language": self.language})
+        v, lang = self.vision, self.language
+        self.q_image = v.qparams("image")
+        self.feature_in = requantizer(v.qparams("feature", True), lang.qparams("feature"))
+        self.state0_in = requantizer(v.qparams("state", True), lang.qparams("state"))
+        self.state_in = requantizer(lang.qparams("state", True), lang.qparams("state"))
+        self.q_logits = lang.qparams("logits", True)
+        self.logits_shape = (lang.shape("logits", True)[1], lang.dtype("logits", True))
 
 
 class Captioner:
-    def __init__(self, bundle: Bundle, num_threads: int | None = None, backend: str = "auto"):
-        self.bundle, self.vocab = bundle, bundle.vocab
-        m = bundle.manifest
-        self.vision = Graph(bundle.vision, f"{bundle.root}/vision.tflite", num_threads, backend)
-        self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", num_threads, backend)
-        pre = m["preprocess"]
-        self.size, self.resize_mode, self.input_scale = int(pre["size"]), pre["resize"], float(pre["scale"])
-        self.max_steps = int(m["max_length"]) - 1
+    def __init__(self, bundle: Bundle, num_threads: int | None = None, backend: str = "auto", device: str = "cpu",
+                 options: DecodeOptions = DecodeOptions(), rgb: bool = False, resize: str | None = None):
+        self.bundle, self.vocab, self.options, self.rgb = bundle, bundle.vocab, options, rgb
+        self._args = (num_threads, backend, device)
+        pre = bundle.manifest["preprocess"]
+        self.size, self.input_scale = int(pre["size"]), float(pre["scale"])
+        self.resize_mode = resize or pre["resize"]
+        if self.resize_mode not in preprocess.RESIZE_MODES:
+            raise ValueError(f"resize mode must be one of {preprocess.RESIZE_MODES}, got {self.resize_mode!r}")
+        self.max_steps = int(bundle.manifest["max_length"]) - 1
         self.table = bundle.embeddings
-        v, lang = self.vision, self.language
-        self._q_image = v.qparams("image")
-        self._q_feat = (v.qparams("feature", True), lang.qparams("feature"))
-        self._q_state0 = (v.qparams("state", True), lang.qparams("state"))
-        self._q_state = (lang.qparams("state", True), lang.qparams("state"))
-        self._q_logits = lang.qparams("logits", True)
-        q_emb = lang.qparams("embedding")
-        if bundle.embedding_qparams != q_emb or self.table.dtype != np.dtype(q_emb.dtype):
-            raise BundleError(f"{bundle.root}/embeddings.npy: stored as {self.table.dtype} with "
-                              f"{bundle.embedding_qparams}, but language.tflite's embedding input is {q_emb}; "
-                              f"re-export the bundle")
+        self._local = threading.local()
+        self._closed = False
+        self._graphs()  # build and check now, so a bad bundle fails at open(), not at the first frame
 
     @classmethod
-    def open(cls, path: str | Path, num_threads: int | None = None, backend: str = "auto") -> Captioner:
-        return cls(Bundle.load(path), num_threads, backend)
+    def open(cls, path: str | Path = DEFAULT_BUNDLE, num_threads: int | None = None, backend: str = "auto",
+             device: str = "cpu", options: DecodeOptions = DecodeOptions(), rgb: bool = False,
+             resize: str | None = None) -> Captioner:
+        """Load and check a bundle directory (default: the one shipped in the package).
+
+        ``num_threads``: interpreter threads; ``backend``: auto | ai_edge_litert | tflite_runtime | tensorflow;
+        ``device``: cpu, auto, edgetpu, usb[:N], pci[:N]; ``options``: decoding (greedy, beam, limits);
+        ``rgb``: frames are RGB(A) rather than BGR(A); ``resize``: override the bundle's resize mode."""
+        return cls(Bundle.load(path), num_threads, backend, device, options, rgb, resize)
 
     def close(self) -> None:
-        self.vision = self.language = None
+        self._closed = True
+        self._local = threading.local()
 
     def __enter__(self) -> Captioner:
         return self
@@ -69,44 +95,93 @@ class Captioner:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _graphs(self) -> _Graphs:
+        if self._closed:
+            raise RuntimeError("this Captioner is closed")
+        g = getattr(self._local, "graphs", None)
+        if g is None:
+            g = self._local.graphs = _Graphs(self.bundle, *self._args)
+        return g
+
+    @property
+    def vision(self) -> Graph:
+        """This thread's vision graph."""
+        return self._graphs().vision
+
+    @property
+    def language(self) -> Graph:
+        """This thread's language graph."""
+        return self._graphs().language
+
+    @property
+    def info(self) -> dict:
+        """Which interpreter package and device run the graphs (for this thread)."""
+        return dict(self._graphs().vision.info)
+
     # -- stages
     def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """RGB uint8 (size, size, 3) -> (feature, state0), both in the language graph's input domain."""
-        image = quantize(rgb[None].astype(np.float32) * self.input_scale, self._q_image)
-        out = self.vision.run(image=image)
-        return requantize(out["feature"], *self._q_feat), requantize(out["state"], *self._q_state0)
+        g = self._graphs()
+        g.vision.set("image", preprocess.to_input(rgb, g.q_image, self.input_scale))
+        g.vision.invoke()
+        return g.feature_in(g.vision.get("feature")), g.state0_in(g.vision.get("state"))
 
     def step_fn(self, feature: np.ndarray) -> decode.Step:
-        """A decode.Step for one image's feature (1, F); rows of a batch (beams) run one by one."""
+        """A decode.Step for one image's feature (1, F); rows of a batch (beams) run one by one.
+        Logits come back in the graph's own domain (int8 for int8 bundles)."""
+        g = self._graphs()
+        lang, table, state_in = g.language, self.table, g.state_in
+        lang.set("feature", feature)  # constant for the whole caption: written once
 
         def step(tokens: np.ndarray, states: np.ndarray):
-            logits, new_states = [], []
-            for tok, state in zip(tokens, states):
-                out = self.language.run(embedding=self.table[tok][None], feature=feature, state=state[None])
-                logits.append(out["logits"][0])
-                new_states.append(requantize(out["state"], *self._q_state)[0])
-            return dequantize(np.stack(logits), self._q_logits), np.stack(new_states)
+            if len(tokens) == 1:  # greedy, and beams of one: no per-step allocations beyond the outputs
+                t = int(tokens[0])
+                lang.set("embedding", table[t:t + 1])
+                lang.set("state", states)
+                lang.invoke()
+                return lang.get("logits"), state_in(lang.get("state"))
+            logits = np.empty((len(tokens), g.logits_shape[0]), g.logits_shape[1])
+            new_states = np.empty_like(states)
+            for i in range(len(tokens)):
+                t = int(tokens[i])
+                lang.set("embedding", table[t:t + 1])
+                lang.set("state", states[i:i + 1])
+                lang.invoke()
+                logits[i] = lang.get("logits")[0]
+                new_states[i] = state_in(lang.get("state"))[0]
+            return logits, new_states
 
         return step
 
-    def caption_rgb(self, rgb: np.ndarray, beam_size: int = 1) -> Caption:
+    def decode_features(self, feature: np.ndarray, state: np.ndarray,
+                        options: DecodeOptions | None = None) -> decode.Decoded:
+        g = self._graphs()
+        v = self.vocab
+        return decode.decode(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps,
+                             options or self.options, to_real=lambda x: dequantize(x, g.q_logits))
+
+    def caption_rgb(self, rgb: np.ndarray, options: DecodeOptions | None = None) -> Caption:
+        """An RGB uint8 image already at the model's size -> Caption (timings: vision, decode)."""
         t0 = time.perf_counter()
         feature, state = self.encode(rgb)
         t1 = time.perf_counter()
-        v = self.vocab
-        if beam_size <= 1:
-            d = decode.greedy(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps)[0]
-        else:
-            d = decode.beam_search(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps, beam_size)
+        d = self.decode_features(feature, state, options)
         t2 = time.perf_counter()
-        return Caption(v.decode(d.tokens), d.tokens, d.score, {"vision": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3})
+        return Caption(self.vocab.decode(d.tokens), d.tokens, d.score,
+                       {"vision": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3}, d.complete)
 
-    def caption(self, frame: np.ndarray, beam_size: int = 1) -> Caption:
-        """A BGR (or gray / BGRA) uint8 frame of any size -> Caption."""
+    def caption(self, frame: np.ndarray, options: DecodeOptions | None = None, beam_size: int | None = None) -> Caption:
+        """A frame of any size and accepted dtype (see preprocess) -> Caption.
+
+        ``options`` overrides the Captioner's decode options for this call; ``beam_size`` is a shortcut
+        (1 = greedy, more = beam search of that width)."""
+        if beam_size is not None:
+            options = replace(options or self.options, strategy="beam" if beam_size > 1 else "greedy",
+                              beam_size=max(1, beam_size))
         t0 = time.perf_counter()
-        rgb = preprocess.prepare(frame, self.size, self.resize_mode)
+        rgb = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb)
         t1 = time.perf_counter()
-        c = self.caption_rgb(rgb, beam_size)
+        c = self.caption_rgb(rgb, options)
         timings = {"preprocess": (t1 - t0) * 1e3, **c.timings_ms}
         timings["total"] = sum(timings.values())
-        return Caption(c.text, c.tokens, c.score, timings)
+        return replace(c, timings_ms=timings)

@@ -1,25 +1,72 @@
 """Caption decoding as pure functions over a ``step`` callable.
 
 ``step(tokens, states) -> (logits, new_states)`` advances a batch of decoder rows by one token:
-``tokens`` is an int array (B,), ``states`` a float array (B, S); ``logits`` is (B, V).  Whatever
-holds the image feature (a Keras model, a TFLite interpreter, a test stub) lives inside the
-callable, so these functions run the same on the workstation and on the device.
+``tokens`` is an int array (B,), ``states`` an array (B, S); ``logits`` is (B, V).  Whatever holds
+the image feature (a Keras model, a TFLite interpreter, a test stub) lives inside the callable, so
+these functions run the same on the workstation and on the device.
+
+Logits may stay in the graph's integer domain: quantization is monotonic, so the argmax of int8
+logits is the argmax of the real ones and greedy decoding never dequantizes to choose a token.
+Only scores need real values: pass ``to_real`` (e.g. a dequantizer) and it is applied once, to the
+rows that were chosen, at the end (greedy) or to each step's rows (beam search).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 Step = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+ToReal = Callable[[np.ndarray], np.ndarray]
+STRATEGIES = ("greedy", "beam")
 
 
 @dataclass(frozen=True)
 class Decoded:
     tokens: tuple[int, ...]  # generated ids, without <start>, up to and excluding <end>
     score: float  # sum of log-probabilities of the generated tokens (and <end>, if reached)
+    complete: bool = True  # False when max_steps or the time budget ran out before <end>
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    strategy: str = "greedy"  # greedy | beam
+    beam_size: int = 3  # hypotheses kept per step (beam)
+    length_penalty: float = 0.0  # beam: rank finished captions by score / (words + 1) ** penalty; 0 = raw
+    no_repeat_ngram: int = 0  # forbid any n-gram of this many words from appearing twice (0 = off)
+    min_length: int = 0  # words before <end> may be chosen
+    max_length: int | None = None  # words at most (None: as many as the model allows)
+    time_budget_ms: float | None = None  # stop after this long and return the best caption so far
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.no_repeat_ngram < 0 or self.min_length < 0:
+            raise ValueError(f"no_repeat_ngram and min_length must be >= 0, got {self.no_repeat_ngram}, "
+                             f"{self.min_length}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1 (or None), got {self.max_length}")
+        if self.time_budget_ms is not None and self.time_budget_ms <= 0:
+            raise ValueError(f"time_budget_ms must be > 0 (or None), got {self.time_budget_ms}")
+
+    @classmethod
+    def for_beam(cls, beam_size: int, **kw) -> DecodeOptions:
+        """Greedy for beam_size 1, beam search of that width above."""
+        return cls(strategy="beam" if beam_size > 1 else "greedy", beam_size=max(1, beam_size), **kw)
+
+    def steps(self, model_steps: int) -> int:
+        """Decoder steps (words + the <end> step): the model's limit, or fewer when max_length asks."""
+        return model_steps if self.max_length is None else min(model_steps, self.max_length + 1)
+
+    def deadline(self, start: float | None = None) -> float | None:
+        if self.time_budget_ms is None:
+            return None
+        return (time.perf_counter() if start is None else start) + self.time_budget_ms / 1e3
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -27,69 +74,164 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def greedy(step: Step, states: np.ndarray, start_id: int, end_id: int, max_steps: int) -> list[Decoded]:
-    """Greedy decoding of a batch of rows (one row per image), all rows stepped together."""
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+def banned(history: list[int], n: int) -> set[int]:
+    """Tokens that would repeat an n-gram already in ``history`` (generated words only)."""
+    if n <= 0 or len(history) < n - 1:
+        return set()
+    if n == 1:
+        return set(history)
+    prefix = tuple(history[len(history) - n + 1:])
+    return {history[i + n - 1] for i in range(len(history) - n + 1) if tuple(history[i:i + n - 1]) == prefix}
+
+
+def _masked(row: np.ndarray, ban: set[int]) -> np.ndarray:
+    row = row.astype(np.float64)
+    row[list(ban)] = -np.inf
+    return row
+
+
+def _check(max_steps: int, beam_size: int = 1) -> None:
+    if beam_size < 1 or max_steps < 1:
+        raise ValueError(f"beam_size and max_steps must be >= 1, got {beam_size}, {max_steps}")
+
+
+def greedy(step: Step, states: np.ndarray, start_id: int, end_id: int, max_steps: int, *,
+           min_length: int = 0, no_repeat_ngram: int = 0, deadline: float | None = None,
+           to_real: ToReal | None = None) -> list[Decoded]:
+    """Greedy decoding of a batch of rows (one row per image), all rows stepped together.
+
+    ``max_steps`` counts decoder steps including the one that emits <end>, so a caption has at most
+    max_steps - 1 words; a row that has not ended by then is returned with ``complete=False``."""
+    _check(max_steps)
     n = states.shape[0]
+    if n == 1 and min_length == 0 and no_repeat_ngram == 0:
+        return [_greedy_one(step, states, start_id, end_id, max_steps, deadline, to_real)]
     tokens = np.full(n, start_id, np.int64)
     out: list[list[int]] = [[] for _ in range(n)]
-    scores = np.zeros(n)
+    chosen_logits, chosen, live = [], [], []  # per step: (B, V) rows, (B,) tokens, (B,) still decoding
     done = np.zeros(n, bool)
-    for _ in range(max_steps):
+    ended = np.zeros(n, bool)  # reached <end>
+    constrained = min_length > 0 or no_repeat_ngram > 0
+    for k in range(max_steps):
         logits, states = step(tokens, states)
-        tokens = np.argmax(logits, axis=-1)
-        lp = log_softmax(logits)[np.arange(n), tokens]
-        scores += np.where(done, 0.0, lp)
+        if constrained:
+            tokens = np.array([
+                np.argmax(_masked(logits[i], banned(out[i], no_repeat_ngram)
+                                  | ({end_id} if len(out[i]) < min_length else set())))
+                for i in range(n)], np.int64)
+        else:
+            tokens = np.argmax(logits, axis=-1)
+        last = k == max_steps - 1  # the last step only takes <end>: a row without it is cut short
+        scored = ~done & (tokens == end_id) if last else ~done
+        chosen_logits.append(logits)
+        chosen.append(tokens)
+        live.append(scored)
         for i in np.flatnonzero(~done):
             if tokens[i] == end_id:
-                done[i] = True
-            else:
+                ended[i] = True
+            elif not last:
                 out[i].append(int(tokens[i]))
-        if done.all():
+        done |= ended
+        if done.all() or (deadline is not None and time.perf_counter() > deadline):
             break
-    return [Decoded(tuple(t), float(s)) for t, s in zip(out, scores)]
+    rows = np.stack(chosen_logits)  # (T, B, V)
+    lp = log_softmax(to_real(rows) if to_real else rows)
+    picked = np.take_along_axis(lp, np.stack(chosen)[..., None], axis=-1)[..., 0]
+    scores = np.where(np.stack(live), picked, 0.0).sum(axis=0)
+    return [Decoded(tuple(t), float(s), bool(e)) for t, s, e in zip(out, scores, ended)]
+
+
+def _greedy_one(step: Step, state: np.ndarray, start_id: int, end_id: int, max_steps: int,
+                deadline: float | None, to_real: ToReal | None) -> Decoded:
+    """``greedy`` for a single unconstrained row: the device's common case, with the least per-step work."""
+    token, words, rows, ended = start_id, [], [], False
+    tokens = np.array([start_id], np.int64)
+    for k in range(max_steps):
+        tokens[0] = token
+        logits, state = step(tokens, state)
+        token = int(logits[0].argmax())
+        rows.append(logits[0])
+        if token == end_id:
+            ended = True
+            break
+        if k == max_steps - 1:  # the last step only takes <end> (see greedy)
+            rows.pop()
+            break
+        words.append(token)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    chosen = [*words, end_id] if ended else words
+    score = 0.0
+    if rows:
+        lp = log_softmax(to_real(np.stack(rows)) if to_real else np.stack(rows))
+        score = float(lp[np.arange(len(chosen)), chosen].sum())
+    return Decoded(tuple(words), score, ended)
 
 
 def beam_search(step: Step, state: np.ndarray, start_id: int, end_id: int, max_steps: int,
-                beam_size: int = 3, length_penalty: float = 0.0) -> Decoded:
+                beam_size: int = 3, length_penalty: float = 0.0, *, min_length: int = 0,
+                no_repeat_ngram: int = 0, deadline: float | None = None,
+                to_real: ToReal | None = None) -> Decoded:
     """Beam search for one image.  ``state`` is (1, S); the step sees up to beam_size rows.
+    ``max_steps`` includes the <end> step, as in ``greedy``.
 
-    Finished hypotheses are ranked by score / length**length_penalty (0 = raw log-probability).
+    Finished hypotheses are ranked by score / (words + 1) ** length_penalty (0 = raw log-probability).
     """
-    if beam_size < 1 or max_steps < 1:
-        raise ValueError(f"beam_size and max_steps must be >= 1, got {beam_size}, {max_steps}")
+    _check(max_steps, beam_size)
     beams: list[tuple[list[int], float]] = [([], 0.0)]
     states = state
     finished: list[tuple[list[int], float]] = []
 
     def rank(h: tuple[list[int], float]) -> float:
-        return h[1] / max(len(h[0]) + 1, 1) ** length_penalty
+        return h[1] / (len(h[0]) + 1) ** length_penalty
 
-    for _ in range(max_steps):
-        last = np.array([b[0][-1] if b[0] else start_id for b in beams], np.int64)
-        logits, new_states = step(last, states)
-        lp = log_softmax(logits)
+    for k in range(max_steps):
+        prev = np.array([b[0][-1] if b[0] else start_id for b in beams], np.int64)
+        logits, new_states = step(prev, states)
+        lp = log_softmax(to_real(logits) if to_real else logits)
+        for row, (words, _) in enumerate(beams):
+            ban = banned(words, no_repeat_ngram) | ({end_id} if len(words) < min_length else set())
+            lp[row, list(ban)] = -np.inf
+        if k == max_steps - 1:  # the last step only ends captions whose likeliest next token is <end> (see greedy)
+            finished += [(b[0], b[1] + float(lp[row, end_id])) for row, b in enumerate(beams)
+                         if int(np.argmax(lp[row])) == end_id]
+            break
         total = lp + np.array([b[1] for b in beams])[:, None]
         flat = np.argsort(-total, axis=None)[: 2 * beam_size]
         nxt, keep = [], []
         for idx in flat:
             row, tok = divmod(int(idx), total.shape[1])
-            hyp = (beams[row][0] + [tok], float(total[row, tok]))
+            score = float(total[row, tok])
+            if score == -np.inf:
+                break
             if tok == end_id:
-                finished.append((beams[row][0], hyp[1]))
+                finished.append((beams[row][0], score))
             else:
-                nxt.append(hyp)
+                nxt.append((beams[row][0] + [tok], score))
                 keep.append(row)
             if len(nxt) == beam_size:
                 break
         if not nxt:
             break
-        # stop when no live beam can beat the best finished one (scores only fall)
-        if finished and length_penalty == 0.0 and max(h[1] for h in finished) >= max(h[1] for h in nxt):
-            break
         beams, states = nxt, new_states[keep]
-    if not finished:
-        finished = beams
-    best = max(finished, key=rank)
-    return Decoded(tuple(best[0]), best[1])
+        # stop when no live beam can beat the best finished one (raw scores only fall)
+        if finished and length_penalty == 0.0 and max(h[1] for h in finished) >= beams[0][1]:
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    if finished:
+        best = max(finished, key=rank)
+        return Decoded(tuple(best[0]), best[1], True)
+    best = max(beams, key=rank)
+    return Decoded(tuple(best[0]), best[1], False)
+
+
+def decode(step: Step, state: np.ndarray, start_id: int, end_id: int, max_steps: int,
+           options: DecodeOptions = DecodeOptions(), to_real: ToReal | None = None) -> Decoded:
+    """One image's caption with the strategy and limits of ``options``; ``state`` is (1, S)."""
+    steps, deadline = options.steps(max_steps), options.deadline()
+    common = dict(min_length=options.min_length, no_repeat_ngram=options.no_repeat_ngram, deadline=deadline,
+                  to_real=to_real)
+    if options.strategy == "greedy" or options.beam_size == 1:
+        return greedy(step, state, start_id, end_id, steps, **common)[0]
+    return beam_search(step, state, start_id, end_id, steps, options.beam_size, options.length_penalty, **common)

@@ -1,25 +1,42 @@
-"""One TFLite graph of a bundle, reached by input and output *names* (its serving signature)."""
+"""One TFLite graph of a bundle, reached by input and output *names* (its serving signature).
+
+The hot path (``set`` / ``invoke`` / ``get``) talks to the interpreter by tensor index, which skips
+the signature runner's per-call dictionaries; ``invoke`` also keeps a running total of the time spent
+inside the interpreter, so a benchmark can split a caption into interpreter time and Python glue.
+"""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
 from velm_edge import backend
+from velm_edge.errors import BundleError
 from velm_edge.quant import QParams
 
 
 class Graph:
-    """A loaded graph: ``run(name=array, ...) -> {output name: array}``.  One instance per thread."""
+    """A loaded graph.  Not thread-safe: one instance per thread (see ``Captioner``)."""
 
-    def __init__(self, model: bytes, label: str, num_threads: int | None = None, backend_name: str = "auto"):
+    def __init__(self, model: bytes, label: str, num_threads: int | None = None, backend_name: str = "auto",
+                 device: str = "cpu"):
         self.label = label
-        self.interpreter = backend.make_interpreter(model, num_threads, backend_name)
+        try:
+            self.interpreter, self.info = backend.make_interpreter(model, num_threads, backend_name, device)
+        except backend.EdgeTPUError:
+            raise
+        except (ValueError, RuntimeError) as e:  # the flatbuffer verifier or allocation refused it
+            raise BundleError(f"{label}: not a valid TFLite model ({str(e).strip().splitlines()[0]})") from None
         signatures = self.interpreter.get_signature_list()
         if len(signatures) != 1:
-            raise ValueError(f"{label}: expected one serving signature, found {sorted(signatures)}")
-        self._runner = self.interpreter.get_signature_runner(next(iter(signatures)))
-        self.inputs = self._runner.get_input_details()
-        self.outputs = self._runner.get_output_details()
+            raise BundleError(f"{label}: expected one serving signature, found {sorted(signatures)}")
+        runner = self.interpreter.get_signature_runner(next(iter(signatures)))
+        self.inputs = runner.get_input_details()
+        self.outputs = runner.get_output_details()
+        self._in = {name: d["index"] for name, d in self.inputs.items()}
+        self._out = {name: d["index"] for name, d in self.outputs.items()}
+        self.invoke_seconds, self.invokes = 0.0, 0
 
     def qparams(self, name: str, output: bool = False) -> QParams:
         return QParams.of((self.outputs if output else self.inputs)[name])
@@ -27,5 +44,31 @@ class Graph:
     def shape(self, name: str, output: bool = False) -> tuple[int, ...]:
         return tuple(int(d) for d in (self.outputs if output else self.inputs)[name]["shape"])
 
+    def dtype(self, name: str, output: bool = False) -> str:
+        return np.dtype((self.outputs if output else self.inputs)[name]["dtype"]).name
+
+    def set(self, name: str, value: np.ndarray) -> None:
+        self.interpreter.set_tensor(self._in[name], value)
+
+    def get(self, name: str) -> np.ndarray:
+        return self.interpreter.get_tensor(self._out[name])
+
+    def invoke(self) -> None:
+        t = time.perf_counter()
+        self.interpreter.invoke()
+        self.invoke_seconds += time.perf_counter() - t
+        self.invokes += 1
+
     def run(self, **arrays: np.ndarray) -> dict[str, np.ndarray]:
-        return self._runner(**arrays)
+        for name, value in arrays.items():
+            self.set(name, value)
+        self.invoke()
+        return {name: self.get(name) for name in self._out}
+
+    def ops(self) -> dict[str, int]:
+        """Operator counts of the graph's own nodes (a delegate's wrapper node is left out)."""
+        counts: dict[str, int] = {}
+        for op in self.interpreter._get_ops_details():  # the only way all interpreter packages expose them
+            if op["op_name"] != "DELEGATE":
+                counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+        return counts

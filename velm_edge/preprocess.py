@@ -1,7 +1,16 @@
-"""Frame -> model image.  The one place that decides colour order, resizing and scaling.
+"""Frame -> model image.  The one place that decides colour order, resizing, scaling and quantization.
 
 The model sees RGB images scaled to [0, 1].  Training (convert/) and the device runtime both call
 ``prepare`` so a camera frame reaches the network exactly as training images did.
+
+Accepted frames (anything else is a ``ValueError`` that says what was found and what to pass):
+
+==============  ===========================================================================
+dtype           uint8 (as is), uint16 (top 8 bits: 16-bit cameras, PNGs), float16/32/64 in
+                [0, 1] (NaN, inf or values outside [0, 1] are refused, never wrapped)
+shape           (H, W) or (H, W, 1) grey; (H, W, 3) BGR; (H, W, 4) BGRA; any H, W >= 1
+``rgb=True``    the 3/4-channel frame is RGB/RGBA (picamera2, PIL, matplotlib) instead of BGR
+==============  ===========================================================================
 """
 
 from __future__ import annotations
@@ -9,11 +18,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from velm_edge.quant import QParams, quantize
+
 RESIZE_MODES = ("stretch", "crop", "letterbox")
+LETTERBOX_GREY = 114
 
 
 def resize(frame: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
-    """Resize a BGR uint8 frame to (size, size, 3): stretch, centre crop, or letterbox (grey bars)."""
+    """Resize a 3-channel uint8 frame to (size, size, 3): stretch, centre crop, or letterbox (grey bars)."""
     if mode not in RESIZE_MODES:
         raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
     h, w = frame.shape[:2]
@@ -27,34 +39,65 @@ def resize(frame: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
     elif mode == "letterbox":
         scale = size / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        canvas = np.full((size, size, 3), 114, np.uint8)
+        canvas = np.full((size, size, 3), LETTERBOX_GREY, np.uint8)
         y, x = (size - nh) // 2, (size - nw) // 2
         canvas[y:y + nh, x:x + nw] = cv2.resize(frame, (nw, nh), interpolation=interp)
         return canvas
     return cv2.resize(frame, (size, size), interpolation=interp)
 
 
-def as_bgr(frame: np.ndarray) -> np.ndarray:
-    """Accept BGR, BGRA or grayscale uint8 frames; return BGR uint8."""
-    if not isinstance(frame, np.ndarray) or frame.size == 0:
-        raise ValueError(f"expected a non-empty image array, got {type(frame).__name__} "
-                         f"of shape {getattr(frame, 'shape', None)}")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got dtype {frame.dtype}")
-    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
-        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR)
-    if frame.ndim == 3 and frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    if frame.ndim == 3 and frame.shape[2] == 3:
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """Any accepted dtype -> uint8 with the same shape (see the module table)."""
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"expected an image as a numpy array, got {type(frame).__name__}")
+    if frame.size == 0:
+        raise ValueError(f"expected a non-empty image, got shape {frame.shape}")
+    kind = frame.dtype
+    if kind == np.uint8:
         return frame
-    raise ValueError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {frame.shape}")
+    if kind == np.uint16:
+        return (frame >> 8).astype(np.uint8)
+    if kind.kind == "f":
+        if not np.isfinite(frame).all():
+            raise ValueError("float image contains NaN or inf values")
+        lo, hi = float(frame.min()), float(frame.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"float images must hold values in [0, 1], found [{lo:g}, {hi:g}] "
+                             f"(divide 0-255 images by 255, or pass them as uint8)")
+        return np.rint(frame.astype(np.float32) * 255.0).astype(np.uint8)
+    raise ValueError(f"unsupported image dtype {kind}: pass uint8, uint16 or float in [0, 1]")
 
 
-def prepare(frame: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
-    """BGR/BGRA/gray uint8 frame -> RGB uint8 (size, size, 3), ready to scale into the model."""
-    return cv2.cvtColor(resize(as_bgr(frame), size, mode), cv2.COLOR_BGR2RGB)
+def as_bgr(frame: np.ndarray, rgb: bool = False) -> np.ndarray:
+    """Any accepted frame (grey, BGR, BGRA, or RGB/RGBA with ``rgb=True``) -> contiguous BGR uint8 (H, W, 3)."""
+    frame = to_uint8(frame)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_GRAY2BGR)
+    if frame.ndim == 3 and frame.shape[2] in (3, 4):
+        frame = np.ascontiguousarray(frame)
+        if frame.shape[2] == 4:
+            return cv2.cvtColor(frame, cv2.COLOR_RGBA2BGR if rgb else cv2.COLOR_BGRA2BGR)
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if rgb else frame
+    raise ValueError(f"expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {frame.shape}")
+
+
+def prepare(frame: np.ndarray, size: int, mode: str = "stretch", rgb: bool = False) -> np.ndarray:
+    """Any accepted frame -> RGB uint8 (size, size, 3), ready to scale into the model."""
+    return cv2.cvtColor(resize(as_bgr(frame, rgb), size, mode), cv2.COLOR_BGR2RGB)
 
 
 def to_float(rgb_uint8: np.ndarray) -> np.ndarray:
     """RGB uint8 (..., H, W, 3) -> float32 in [0, 1], the float model's input."""
     return rgb_uint8.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def to_input(rgb_uint8: np.ndarray, q: QParams, scale: float = 1.0 / 255.0) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> the image tensor (1, H, W, 3) in the input's own dtype and quantization.
+
+    The usual int8 input (scale 1/255, zero point -128) is exactly ``pixel - 128``: a bit flip, no maths.
+    """
+    if q.dtype == "int8" and q.zero_point == -128 and abs(q.scale / scale - 1.0) < 1e-6:
+        return (rgb_uint8 ^ np.uint8(0x80)).view(np.int8)[None]
+    return quantize(rgb_uint8[None].astype(np.float32) * np.float32(scale), q)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from velm_edge.decode import beam_search, greedy, log_softmax
+from velm_edge.decode import DecodeOptions, banned, beam_search, decode, greedy, log_softmax
+from velm_edge.quant import QParams, dequantize, quantize
 
 START, END = 1, 2
 
@@ -24,10 +25,12 @@ def test_greedy_batches_rows_independently_and_stops_at_end():
     assert out[0].score == pytest.approx(np.log(0.9))
 
 
-def test_greedy_respects_max_steps():
+def test_greedy_respects_max_steps_and_says_when_it_cut_short():
     step = table_step({START: {3: 1.0}, 3: {3: 1.0}})
     (d,) = greedy(step, np.zeros((1, 1)), START, END, max_steps=4)
-    assert d.tokens == (3, 3, 3, 3)
+    assert d.tokens == (3, 3, 3) and not d.complete  # the last step is kept for <end>
+    b = beam_search(step, np.zeros((1, 1)), START, END, 4, beam_size=1)
+    assert b.tokens == (3, 3, 3) and not b.complete
 
 
 def test_beam_search_finds_the_likelier_caption_that_greedy_misses():
@@ -58,3 +61,101 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         beam_search(lambda t, s: (t, s), np.zeros((1, 1)), START, END, 5, beam_size=0)
     assert np.allclose(np.exp(log_softmax(np.array([[1.0, 2.0, 3.0]]))).sum(), 1.0)
+
+
+def random_step(vocab=9, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(vocab, vocab)) * 3
+
+    def step(tokens, states):
+        return w[tokens] + states[:, :1], states
+
+    return step
+
+
+def test_greedy_on_int8_logits_equals_greedy_on_the_real_logits():
+    step = random_step()
+    q = QParams(0.05, 3, "int8")
+
+    def int8_step(tokens, states):
+        logits, states = step(tokens, states)
+        return quantize(logits, q), states
+
+    def real_of_int8(tokens, states):
+        logits, states = int8_step(tokens, states)
+        return dequantize(logits, q), states
+
+    (a,) = greedy(int8_step, np.zeros((1, 1)), START, END, 12, to_real=lambda x: dequantize(x, q))
+    (b,) = greedy(real_of_int8, np.zeros((1, 1)), START, END, 12)
+    assert a.tokens == b.tokens and a.score == pytest.approx(b.score)
+
+
+def test_min_length_holds_back_the_end():
+    step = table_step({START: {3: 1.0}, 3: {END: 0.7, 4: 0.3}, 4: {END: 0.9, 5: 0.1}, 5: {END: 1.0}})
+    (d,) = greedy(step, np.zeros((1, 1)), START, END, 10, min_length=3)
+    assert d.tokens == (3, 4, 5) and d.complete
+    b = beam_search(step, np.zeros((1, 1)), START, END, 10, beam_size=2, min_length=3)
+    assert b.tokens == (3, 4, 5)
+
+
+def test_no_repeat_ngram():
+    assert banned([3, 4, 3], 2) == {4} and banned([3, 4], 1) == {3, 4} and banned([3], 3) == set()
+    step = table_step({START: {3: 1.0}, 3: {4: 0.6, 5: 0.4}, 4: {3: 0.9, END: 0.1}, 5: {END: 1.0}})
+    (plain,) = greedy(step, np.zeros((1, 1)), START, END, 8)
+    assert plain.tokens[:4] == (3, 4, 3, 4)
+    (d,) = greedy(step, np.zeros((1, 1)), START, END, 8, no_repeat_ngram=2)
+    assert d.tokens == (3, 4, 3, 5)  # "3 4" may not appear twice
+    b = beam_search(step, np.zeros((1, 1)), START, END, 8, beam_size=3, no_repeat_ngram=2)
+    assert all(tuple(b.tokens[i:i + 2]) != tuple(b.tokens[j:j + 2])
+               for i in range(len(b.tokens) - 1) for j in range(i + 1, len(b.tokens) - 1))
+
+
+def test_length_penalty_prefers_longer_captions():
+    # "3" then END: log(0.5); "4 5" then END: log(0.45 * 0.9): raw prefers the short one
+    step = table_step({START: {3: 0.5, 4: 0.45, END: 0.05}, 3: {END: 1.0}, 4: {5: 0.9, END: 0.1}, 5: {END: 1.0}})
+    assert beam_search(step, np.zeros((1, 1)), START, END, 6, beam_size=3).tokens == (3,)
+    assert beam_search(step, np.zeros((1, 1)), START, END, 6, beam_size=3, length_penalty=1.0).tokens == (4, 5)
+
+
+def test_time_budget_stops_early_and_marks_the_caption_incomplete():
+    import time
+
+    slow = table_step({START: {3: 1.0}, 3: {3: 1.0}})
+
+    def step(tokens, states):
+        time.sleep(0.01)
+        return slow(tokens, states)
+
+    opts = DecodeOptions(time_budget_ms=25)
+    d = decode(step, np.zeros((1, 1)), START, END, 200, opts)
+    assert not d.complete and 1 <= len(d.tokens) < 20
+    b = decode(step, np.zeros((1, 1)), START, END, 200, DecodeOptions("beam", 2, time_budget_ms=25))
+    assert not b.complete and len(b.tokens) < 20
+
+
+def test_decode_options_are_validated():
+    for bad in ({"strategy": "sample"}, {"beam_size": 0}, {"min_length": -1}, {"max_length": 0},
+                {"time_budget_ms": 0}):
+        with pytest.raises(ValueError):
+            DecodeOptions(**bad)
+    assert DecodeOptions(max_length=3).steps(15) == 4 and DecodeOptions().steps(15) == 15
+    assert DecodeOptions.for_beam(1).strategy == "greedy" and DecodeOptions.for_beam(4).beam_size == 4
+
+
+def test_the_single_row_fast_path_agrees_with_the_batched_path():
+    step = random_step(seed=3)
+    states = np.array([[0.0], [1.5], [-2.0]])
+    together = greedy(step, states, START, END, 10)
+    alone = [greedy(step, states[i:i + 1], START, END, 10)[0] for i in range(3)]
+    assert [(d.tokens, d.complete) for d in together] == [(d.tokens, d.complete) for d in alone]
+    assert [d.score for d in together] == pytest.approx([d.score for d in alone])
+
+
+def test_the_requantization_table_equals_the_maths():
+    from velm_edge.quant import requantize, requantizer
+
+    v = np.arange(-128, 128).astype(np.int8).reshape(2, 128)
+    for src, dst in ((QParams(0.02, -5, "int8"), QParams(0.0078125, -1, "int8")),
+                     (QParams(0.01, 3, "int8"), QParams(0.01, 3, "int8")),
+                     (QParams(0.05, 0, "int8"), QParams(0.0, 0, "float32"))):
+        np.testing.assert_array_equal(requantizer(src, dst)(v), requantize(v, src, dst))

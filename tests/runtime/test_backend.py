@@ -1,0 +1,53 @@
+"""Interpreter packages and devices: one place picks them, and says clearly what is missing."""
+
+import builtins
+
+import pytest
+
+from velm_edge import backend
+from velm_edge.backend import Device, EdgeTPUError
+
+
+def test_device_strings():
+    assert Device.parse("cpu") == Device("cpu")
+    assert Device.parse("auto") == Device("auto")
+    assert Device.parse("edgetpu") == Device("edgetpu")
+    assert Device.parse("usb:1") == Device("edgetpu", "usb:1")
+    assert Device.parse("pci") == Device("edgetpu", "pci")
+    for bad in ("gpu", "usb:x", "cpu:0", "", "usb:"):
+        with pytest.raises(ValueError, match="device must be cpu, auto, edgetpu, usb, usb:N, pci or pci:N"):
+            Device.parse(bad)
+
+
+def model_bytes(default_bundle):
+    return (default_bundle / "language.tflite").read_bytes()
+
+
+def test_an_edge_tpu_asked_for_explicitly_fails_clearly_without_one(default_bundle):
+    with pytest.raises(EdgeTPUError, match=r"Edge TPU runtime libedgetpu\.so\.1 not found.*libedgetpu1-std"):
+        backend.make_interpreter(model_bytes(default_bundle), device="usb:0")
+
+
+def test_auto_falls_back_to_the_cpu_with_a_warning(default_bundle):
+    with pytest.warns(RuntimeWarning, match="no Edge TPU, running on the CPU"):
+        interpreter, info = backend.make_interpreter(model_bytes(default_bundle), device="auto")
+    assert info["device"] == "cpu"
+    assert interpreter.get_signature_list()
+
+
+def test_unknown_backend_and_missing_package(monkeypatch):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        backend.interpreter_module("onnx")
+    real_import = builtins.__import__
+
+    def no_interpreters(name, *args, **kwargs):
+        if name.split(".")[0] in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_interpreters)
+    monkeypatch.setattr(backend.importlib, "import_module", lambda name: no_interpreters(name))
+    with pytest.raises(ImportError, match=r"pip install 'velm-edge\[litert\]' or pip install 'velm-edge\[tflite\]'"):
+        backend.interpreter_module("auto")
+    with pytest.raises(ImportError, match=r"Install one: pip install 'velm-edge\[tflite\]'"):
+        backend.interpreter_module("tflite_runtime")

@@ -1,0 +1,104 @@
+"""The Captioner on the shipped int8 bundle: right captions, any frame kind, options, threads, no TensorFlow."""
+
+import json
+import subprocess
+import sys
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from velm_edge.captioner import Captioner
+from velm_edge.decode import DecodeOptions
+from velm_edge.tokenizer import normalize
+
+
+def exact_match(captions, truths):
+    return np.mean([normalize(c) == normalize(t) for c, t in zip(captions, truths)])
+
+
+def test_captions_held_out_scenes_as_well_as_the_manifest_says(captioner, held_out):
+    got = [captioner.caption(img).text for img, _ in held_out]
+    claimed = captioner.bundle.manifest["metrics"]["bundle"]["exact_match"]
+    # 40 scenes: a binomial 95% band around the claim is about +-0.09
+    assert exact_match(got, [t for _, t in held_out]) >= claimed - 0.12
+
+
+def test_a_caption_carries_tokens_score_and_timings(captioner, held_out):
+    c = captioner.caption(held_out[0][0])
+    assert c.text == captioner.vocab.decode(c.tokens) and c.complete
+    assert c.score < 0
+    assert set(c.timings_ms) == {"preprocess", "vision", "decode", "total"}
+    assert c.timings_ms["total"] == pytest.approx(sum(v for k, v in c.timings_ms.items() if k != "total"))
+    assert json.loads(json.dumps(c.to_json()))["text"] == c.text
+
+
+def test_every_frame_kind_gives_the_same_caption(captioner, held_out):
+    img = cv2.resize(held_out[1][0], (320, 240), interpolation=cv2.INTER_NEAREST)  # a camera-shaped frame
+    ref = captioner.caption(img).text
+    rgb = Captioner(captioner.bundle, rgb=True)
+    assert rgb.caption(img[:, :, ::-1]).text == ref
+    bgra = np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    assert captioner.caption(bgra).text == ref
+    assert captioner.caption(img.astype(np.uint16) * 257).text == ref
+    assert captioner.caption(img.astype(np.float32) / 255).text == ref
+
+
+def test_bad_frames_raise_value_error(captioner):
+    with pytest.raises(ValueError, match="non-empty image"):
+        captioner.caption(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        captioner.caption(np.full((8, 8, 3), np.inf, np.float32))
+
+
+def test_decode_options_reach_the_decoder(captioner, held_out):
+    img = held_out[2][0]
+    greedy = captioner.caption(img)
+    beam = captioner.caption(img, beam_size=3)
+    assert beam.score >= greedy.score - 1e-9  # beam search never finds a less likely caption than greedy
+    short = captioner.caption(img, DecodeOptions(max_length=2))
+    assert len(short.tokens) == 2 and not short.complete
+    long = captioner.caption(img, DecodeOptions(min_length=len(greedy.tokens) + 2))
+    assert len(long.tokens) >= len(greedy.tokens) + 2
+
+
+def test_threads_get_their_own_interpreters_and_the_same_captions(captioner, held_out):
+    images = [img for img, _ in held_out[:12]]
+    expected = [captioner.caption(img).text for img in images]
+    results, graphs, errors = {}, {}, []
+
+    def work(k):
+        try:
+            results[k] = [captioner.caption(img).text for img in images]
+            graphs[k] = captioner.language
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(r == expected for r in results.values())
+    assert len({id(g) for g in graphs.values()} | {id(captioner.language)}) == 4
+
+
+def test_closed_captioner_refuses_work(default_bundle, held_out):
+    cap = Captioner.open(default_bundle)
+    with cap:
+        cap.caption(held_out[0][0])
+    with pytest.raises(RuntimeError, match="closed"):
+        cap.caption(held_out[0][0])
+
+
+def test_the_runtime_never_imports_tensorflow(default_bundle):
+    code = ("import sys, numpy as np\n"
+            "from velm_edge.captioner import Captioner\n"
+            f"cap = Captioner.open({str(default_bundle)!r})\n"
+            "cap.caption(np.zeros((240, 320, 3), np.uint8)); cap.caption(np.ones((10, 10), np.uint8), beam_size=2)\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "False"]

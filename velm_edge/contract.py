@@ -1,0 +1,152 @@
+"""The bundle contract: what manifest.json must hold, and how the graphs agree with it and each other.
+
+``check_manifest`` runs on the parsed JSON before anything else is trusted: every field the runtime
+uses is type- and range-checked.  ``check_graphs`` runs once the graphs are loaded: names, shapes,
+dtypes and quantization of every input and output against the manifest, feature/state/embedding
+sizes between the two graphs, vocabulary size against the logits width, and the embedding table
+against the language graph's embedding input.  Every refusal is a ``BundleError`` naming the file,
+what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from velm_edge.errors import BundleError
+
+if TYPE_CHECKING:
+    from velm_edge.bundle import Bundle
+    from velm_edge.graph import Graph
+
+PRECISIONS = ("int8", "float32", "dynamic")
+COLOR_ORDERS = ("RGB", "BGR")
+RESIZE_MODES = ("stretch", "crop", "letterbox")  # preprocess.RESIZE_MODES (kept import-free of OpenCV)
+TENSOR_DTYPES = ("int8", "uint8", "int16", "float32")
+SPECIAL_TOKENS = {"pad": 0, "start": 1, "end": 2, "unk": 3}  # velm_edge.tokenizer.Vocab's fixed ids
+IO_NAMES = {"vision": ({"image"}, {"feature", "state"}),
+            "language": ({"embedding", "feature", "state"}, {"logits", "state"})}
+MAX_SIDE, MAX_WIDTH, MAX_STEPS = 2048, 1 << 16, 1024
+
+
+def _where(manifest_path: str, key: str) -> str:
+    return f"{manifest_path}: '{key}'"
+
+
+def _int(m: dict, key: str, lo: int, hi: int, where: str) -> int:
+    v = m.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise BundleError(f"{_where(where, key)} must be an integer in [{lo}, {hi}], found {v!r}")
+    return v
+
+
+def _choice(m: dict, key: str, choices: tuple, where: str) -> str:
+    v = m.get(key)
+    if v not in choices:
+        raise BundleError(f"{_where(where, key)} must be one of {choices}, found {v!r}")
+    return v
+
+
+def _dict(m: dict, key: str, where: str) -> dict:
+    v = m.get(key)
+    if not isinstance(v, dict):
+        raise BundleError(f"{_where(where, key)} must be an object, found {type(v).__name__}")
+    return v
+
+
+def _qparams(d: dict, where: str) -> None:
+    scale, zp = d.get("scale"), d.get("zero_point")
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale < 0:
+        raise BundleError(f"{where}: scale must be a finite number >= 0, found {scale!r}")
+    if not isinstance(zp, int) or isinstance(zp, bool) or not -32768 <= zp <= 65535:
+        raise BundleError(f"{where}: zero_point must be an integer, found {zp!r}")
+    if d.get("dtype") not in TENSOR_DTYPES:
+        raise BundleError(f"{where}: dtype must be one of {TENSOR_DTYPES}, found {d.get('dtype')!r}")
+
+
+def check_manifest(m: dict, where: str) -> None:
+    """Type- and range-check every manifest field the runtime reads (``where``: the manifest's path)."""
+    _choice(m, "precision", PRECISIONS, where)
+    pre = _dict(m, "preprocess", where)
+    _int(pre, "size", 16, MAX_SIDE, f"{where}: preprocess")
+    _choice(pre, "color_order", COLOR_ORDERS, f"{where}: preprocess")
+    _choice(pre, "resize", RESIZE_MODES, f"{where}: preprocess")
+    scale = pre.get("scale")
+    if not isinstance(scale, float) or not 0 < scale <= 1:
+        raise BundleError(f"{where}: preprocess 'scale' must be a number in (0, 1], found {scale!r}")
+    tokens = _dict(m, "tokens", where)
+    if tokens != SPECIAL_TOKENS:
+        raise BundleError(f"{_where(where, 'tokens')} must be {SPECIAL_TOKENS}, found {tokens!r}")
+    _int(m, "vocab_size", len(SPECIAL_TOKENS) + 1, MAX_WIDTH, where)
+    _int(m, "max_length", 2, MAX_STEPS, where)
+    for key in ("feature_size", "state_size", "embedding_size"):
+        _int(m, key, 1, MAX_WIDTH, where)
+    _qparams(_dict(m, "embedding_quantization", where), f"{_where(where, 'embedding_quantization')}")
+    graphs = _dict(m, "graphs", where)
+    for graph, (inputs, outputs) in IO_NAMES.items():
+        g = _dict(graphs, graph, f"{where}: graphs")
+        for side, names in (("inputs", inputs), ("outputs", outputs)):
+            io = _dict(g, side, f"{where}: graphs.{graph}")
+            if set(io) != names:
+                raise BundleError(f"{where}: graphs.{graph}.{side} must name {sorted(names)}, found {sorted(io)}")
+            for name, d in io.items():
+                at = f"{where}: graphs.{graph}.{side}.{name}"
+                if not isinstance(d, dict):
+                    raise BundleError(f"{at} must be an object, found {type(d).__name__}")
+                shape = d.get("shape")
+                if (not isinstance(shape, list) or not 1 <= len(shape) <= 4
+                        or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= MAX_WIDTH
+                                   for x in shape)):
+                    raise BundleError(f"{at}: shape must be 1-4 positive integers, found {shape!r}")
+                _qparams(d, at)
+
+
+def expected_shapes(m: dict) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Every graph input/output's shape as the manifest's sizes imply (batch 1)."""
+    side, f, s = m["preprocess"]["size"], m["feature_size"], m["state_size"]
+    return {"vision": {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s)},
+            "language": {"embedding": (1, m["embedding_size"]), "feature": (1, f), "state": (1, s),
+                         "logits": (1, m["vocab_size"])}}
+
+
+def check_graphs(bundle: Bundle, graphs: dict[str, Graph]) -> None:
+    """Both graphs against the manifest and each other; the embedding table against the language graph."""
+    m, root = bundle.manifest, bundle.root
+    shapes = expected_shapes(m)
+    want_dtype = "int8" if m["precision"] == "int8" else "float32"
+    for name, graph in graphs.items():
+        inputs, outputs = IO_NAMES[name]
+        where = f"{root / (name + '.tflite')}"
+        for side, names, output in (("inputs", inputs, False), ("outputs", outputs, True)):
+            found = set(graph.outputs if output else graph.inputs)
+            if found != names:
+                raise BundleError(f"{where}: {side} {sorted(found)}, expected {sorted(names)}")
+            for t in sorted(names):
+                declared = m["graphs"][name][side][t]
+                shape, dtype, q = graph.shape(t, output), graph.dtype(t, output), graph.qparams(t, output)
+                if shape != shapes[name][t] or list(shape) != declared["shape"]:
+                    raise BundleError(f"{where}: {t} has shape {shape}, expected {shapes[name][t]} "
+                                      f"(manifest: {tuple(declared['shape'])})")
+                if dtype != want_dtype or dtype != declared["dtype"]:
+                    raise BundleError(f"{where}: {t} is {dtype}, expected {want_dtype} for a {m['precision']} "
+                                      f"bundle (manifest: {declared['dtype']})")
+                if q.zero_point != declared["zero_point"] or not math.isclose(q.scale, declared["scale"],
+                                                                              rel_tol=1e-6, abs_tol=1e-12):
+                    raise BundleError(f"{where}: {t} quantization (scale {q.scale:g}, zero point {q.zero_point}) "
+                                      f"differs from the manifest's (scale {declared['scale']:g}, zero point "
+                                      f"{declared['zero_point']})")
+    q_emb = graphs["language"].qparams("embedding")
+    table = bundle.embeddings
+    if table.shape != (m["vocab_size"], m["embedding_size"]):
+        raise BundleError(f"{root / 'embeddings.npy'}: shape {table.shape}, expected "
+                          f"({m['vocab_size']}, {m['embedding_size']}) from the manifest")
+    declared = m["embedding_quantization"]
+    if (table.dtype != np.dtype(q_emb.dtype) or declared["dtype"] != q_emb.dtype
+            or declared["zero_point"] != q_emb.zero_point
+            or not math.isclose(declared["scale"], q_emb.scale, rel_tol=1e-6, abs_tol=1e-12)):
+        raise BundleError(f"{root / 'embeddings.npy'}: stored as {table.dtype} with {declared}, but "
+                          f"language.tflite's embedding input is {q_emb}; re-export the bundle")
+    if table.dtype.kind == "f" and not np.isfinite(table).all():
+        raise BundleError(f"{root / 'embeddings.npy'}: contains NaN or inf values")
