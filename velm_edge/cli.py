@@ -1,17 +1,24 @@
-"""``velm-edge``: the device command line.
+"""``velm-edge``: the device command line (never imports TensorFlow).
 
-Today it writes synthetic scenes (a ready-made CSV caption set, or frames to try a model on);
-the camera, caption and benchmark commands arrive with the device runtime.
+    velm-edge caption IMAGE... [--bundle B] [--json]     captions for image files
+    velm-edge info [BUNDLE]                              what a bundle holds
+    velm-edge bench [BUNDLE] [--against OTHER]           where a caption's time goes
+    velm-edge doctor                                     what this machine offers the runtime
+    velm-edge synth --out DIR                            synthetic scenes with their captions
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
 from velm_edge import __version__, scenes
+from velm_edge.bundle import DEFAULT_BUNDLE
+from velm_edge.decode import DecodeOptions
+from velm_edge.errors import BundleError
 
 
 def cmd_synth(args) -> int:
@@ -40,11 +47,168 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def decode_options(args) -> DecodeOptions:
+    return DecodeOptions.for_beam(args.beam_size, length_penalty=args.length_penalty,
+                                  no_repeat_ngram=args.no_repeat_ngram, min_length=args.min_length,
+                                  max_length=args.max_length, time_budget_ms=args.time_budget_ms)
+
+
+def open_captioner(args):
+    from velm_edge.captioner import Captioner
+
+    return Captioner.open(args.bundle, num_threads=args.threads, backend=args.backend, device=args.device,
+                          options=decode_options(args), resize=args.resize)
+
+
+def read_image(path: str):
+    """An image file as stored (8- or 16-bit, grey, colour or with alpha); ValueError if it is not one."""
+    import cv2
+    import numpy as np
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read: {e.strerror or e}") from None
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if frame is None:
+        raise ValueError("not an image file OpenCV can decode")
+    return frame
+
+
+def cmd_caption(args) -> int:
+    failed = 0
+    with open_captioner(args) as cap:
+        for path in args.images:
+            try:
+                c = cap.caption(read_image(path))
+            except ValueError as e:
+                print(f"velm-edge caption: error: {path}: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            if args.json:
+                print(json.dumps({"image": path, **c.to_json()}), flush=True)
+            else:
+                print(f"{path}: {c.text}" + ("" if c.complete else "  [cut short]"), flush=True)
+    return 1 if failed else 0
+
+
+def cmd_info(args) -> int:
+    from velm_edge import info
+
+    report = info.bundle_info(args.bundle, args.backend)
+    print(json.dumps(report, indent=2) if args.json else info.format_info(report))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from velm_edge import bench
+
+    options = decode_options(args)
+    kw = dict(images=args.images, cold_runs=args.cold_runs, backend=args.backend, threads=args.threads,
+              device=args.device, options=options, frame=args.frame)
+    result = bench.run(args.bundle, **kw)
+    other = bench.run(args.against, **kw) if args.against else None
+    if args.json:
+        print(json.dumps({"result": result, "against": other}, indent=2))
+    else:
+        print(bench.format_result(result, other))
+        if other:
+            print()
+            print(bench.format_result(other))
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from velm_edge import doctor
+
+    findings = doctor.run()
+    print(json.dumps(doctor.to_json(findings), indent=2) if args.json else doctor.report(findings))
+    return 0
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"frame sides must be 16-8192 pixels, got {text!r}")
+    return w, h
+
+
+def _bundle_options(p: argparse.ArgumentParser, positional: bool = False) -> None:
+    default = str(DEFAULT_BUNDLE)
+    if positional:
+        p.add_argument("bundle", nargs="?", default=default, help="bundle directory (NAME.velm)")
+    else:
+        p.add_argument("--bundle", default=default, help="bundle directory (NAME.velm)")
+    p.add_argument("--backend", default="auto", choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"),
+                   help="TFLite interpreter package (auto: ai_edge_litert, then tflite_runtime, then tensorflow)")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the package's choice)")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu, auto (Edge TPU if present, else CPU), edgetpu, usb[:N], "
+                                                   "pci[:N]")
+    p.add_argument("--resize", default=None, choices=("stretch", "crop", "letterbox"),
+                   help="how frames are fitted to the model (default: the bundle's, as in training)")
+
+
+def _decode_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--beam_size", type=int, default=1, help="1 = greedy; more = beam search of that width")
+    g.add_argument("--length_penalty", type=float, default=0.0,
+                   help="beam: rank captions by log-probability / (words + 1) ** this (0 = raw)")
+    g.add_argument("--no_repeat_ngram", type=int, default=0, help="forbid repeating any n-gram of this size (0 = off)")
+    g.add_argument("--min_length", type=int, default=0, help="words before the caption may end")
+    g.add_argument("--max_length", type=int, default=None, help="words at most (default: the model's limit)")
+    g.add_argument("--time_budget_ms", type=float, default=None,
+                   help="stop decoding after this long and keep the best caption so far")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="velm-edge", description="Live, offline image captions on edge devices.")
     parser.add_argument("--version", action="version", version=f"velm-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    sp = sub.add_parser("caption", formatter_class=fmt, help="caption image files",
+                        description="Caption image files (PNG, JPEG, ...; 8- or 16-bit, grey, colour or with alpha) "
+                                    "with a bundle, one line per image.  Unreadable files are reported and skipped; "
+                                    "the exit code is 1 if any was.")
+    sp.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    _bundle_options(sp)
+    _run_options(sp)
+    _decode_flags(sp)
+    sp.add_argument("--json", action="store_true", help="one JSON object per line: image, text, tokens, score, "
+                                                        "complete, timings_ms")
+
+    sp = sub.add_parser("info", formatter_class=fmt, help="what a bundle holds",
+                        description="Load a bundle (every check included) and report its manifest, graphs (inputs, "
+                                    "outputs, operators), file sizes and measured quality and parity.")
+    _bundle_options(sp, positional=True)
+    sp.add_argument("--json", action="store_true", help="the report as JSON")
+
+    sp = sub.add_parser("bench", formatter_class=fmt, help="time a bundle per stage on this machine",
+                        description="Caption synthetic 640x480 frames and report median and p95 per stage "
+                                    "(preprocess, vision, decode step, decode, caption), the interpreter's share "
+                                    "and the Python glue, plus cold start and peak memory in fresh processes.")
+    _bundle_options(sp, positional=True)
+    sp.add_argument("--device", default="cpu", help="cpu, auto, edgetpu, usb[:N], pci[:N]")
+    _decode_flags(sp)
+    sp.add_argument("--against", default=None, metavar="OTHER", help="a second bundle to compare (e.g. float32)")
+    sp.add_argument("--images", type=int, default=50, help="frames to caption")
+    sp.add_argument("--frame", type=_frame_size, default=(640, 480), metavar="WxH",
+                    help="frame size: preprocessing (resizing) cost grows with it")
+    sp.add_argument("--cold_runs", type=int, default=5, help="fresh processes for the cold-start figure (0 = skip)")
+    sp.add_argument("--json", action="store_true", help="the figures as JSON")
+
+    sp = sub.add_parser("doctor", formatter_class=fmt, help="check this machine for the runtime",
+                        description="Report interpreter packages and versions, the numpy ABI, the Edge TPU runtime "
+                                    "and devices, OpenCV's build and video backends, picamera2, cameras, and "
+                                    "whether the default bundle captions a synthetic scene.  Needs no hardware.")
+    sp.add_argument("--json", action="store_true", help="the findings as JSON")
+
     sp = sub.add_parser("synth", formatter_class=fmt, help="write synthetic scenes and their captions",
                         description="Write procedurally generated scenes as image files plus captions.csv "
                                     "(columns image, caption): a caption set that 'velm-convert train --dataset "
@@ -60,11 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+COMMANDS = {"synth": cmd_synth, "caption": cmd_caption, "info": cmd_info, "bench": cmd_bench, "doctor": cmd_doctor}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"synth": cmd_synth}[args.command](args)
-    except ValueError as e:
+        return COMMANDS[args.command](args)
+    except (BundleError, ValueError, ImportError, RuntimeError, OSError) as e:
         print(f"velm-edge {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,123 @@
+"""``velm-edge bench``: where a caption's time goes, per stage, on this machine.
+
+Stages of a caption from a camera-sized BGR frame (640x480 by default, ``--frame WxH``): preprocess (colour, resize,
+quantize), vision (one graph run), decode (every language step, lookups and search bookkeeping),
+and the whole caption; each as median and p95 over the frames.  The interpreter's own time
+(``invoke``) is summed separately, so ``glue`` = whole caption - interpreter time is the Python
+overhead.  Cold start is measured in fresh processes (import, open the bundle, first caption) with
+their peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from velm_edge import scenes
+from velm_edge.captioner import Captioner
+from velm_edge.decode import DecodeOptions
+
+
+def frames(n: int, width: int = 640, height: int = 480, seed: int = 7_000_000) -> list[np.ndarray]:
+    """Synthetic scenes stretched to a camera-sized BGR frame."""
+    cfg = scenes.SceneConfig(size=min(width, height))
+    return [cv2.resize(scenes.generate(seed + i, cfg)[0], (width, height)) for i in range(n)]
+
+
+def stats(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms, np.float64)
+    return {"median": round(float(np.median(a)), 4), "p95": round(float(np.percentile(a, 95)), 4)}
+
+
+def measure(cap: Captioner, images: list[np.ndarray], options: DecodeOptions | None = None, warmup: int = 3) -> dict:
+    """Per-stage timings of captioning ``images`` (after ``warmup`` untimed captions)."""
+    for img in images[:warmup]:
+        cap.caption(img, options)
+    vision, language = cap.vision, cap.language
+    rows = {"preprocess": [], "vision": [], "decode": [], "decode_step": [], "caption": [], "interpreter": [],
+            "glue": []}
+    steps = 0
+    for img in images:
+        inv0 = vision.invoke_seconds + language.invoke_seconds
+        n0 = language.invokes
+        t0 = time.perf_counter()
+        c = cap.caption(img, options)
+        total = (time.perf_counter() - t0) * 1e3
+        interp = (vision.invoke_seconds + language.invoke_seconds - inv0) * 1e3
+        n = language.invokes - n0
+        steps += n
+        rows["preprocess"].append(c.timings_ms["preprocess"])
+        rows["vision"].append(c.timings_ms["vision"])
+        rows["decode"].append(c.timings_ms["decode"])
+        rows["decode_step"].append(c.timings_ms["decode"] / max(n, 1))
+        rows["caption"].append(total)
+        rows["interpreter"].append(interp)
+        rows["glue"].append(total - interp)
+    out = {k: stats(v) for k, v in rows.items()}
+    out["glue_share"] = round(float(np.sum(rows["glue"]) / np.sum(rows["caption"])), 4)
+    out["steps_per_caption"] = round(steps / len(images), 2)
+    out["captions_per_s"] = round(1e3 / out["caption"]["median"], 1)
+    return out
+
+
+def cold_start(bundle: str | Path, runs: int = 5, backend: str = "auto", device: str = "cpu") -> dict:
+    """Fresh processes: wall time from spawn to the first caption's exit, and peak RSS (MB)."""
+    walls, rss, phases = [], [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "velm_edge.cold_start", str(bundle), backend, device],
+                             capture_output=True, text=True, timeout=120)
+        walls.append(time.perf_counter() - t0)
+        if out.returncode:
+            raise RuntimeError(f"cold-start probe failed: {out.stderr.strip()[-1000:]}")
+        probe = json.loads(out.stdout.strip().splitlines()[-1])
+        rss.append(probe.pop("peak_rss_mb"))
+        if probe.pop("tensorflow_imported"):
+            raise RuntimeError("the runtime imported tensorflow: it must not (check the interpreter backend)")
+        phases.append(probe)
+    return {"runs": runs, "wall_s": stats(walls), "peak_rss_mb": round(float(max(rss)), 1),
+            "phases_s": {k: round(float(np.median([p[k] for p in phases])), 4) for k in phases[0]}}
+
+
+def run(bundle: str | Path, images: int = 50, cold_runs: int = 5, backend: str = "auto", threads: int | None = None,
+        device: str = "cpu", options: DecodeOptions | None = None, frame: tuple[int, int] = (640, 480)) -> dict:
+    data = frames(images, *frame)
+    with Captioner.open(bundle, num_threads=threads, backend=backend, device=device) as cap:
+        result = {"bundle": str(bundle), "precision": cap.bundle.precision, "runtime": cap.info,
+                  "images": images, "frame": f"{frame[0]}x{frame[1]} BGR", **measure(cap, data, options)}
+    result["cold_start"] = cold_start(bundle, cold_runs, backend, device) if cold_runs else None
+    return result
+
+
+STAGES = ("preprocess", "vision", "decode_step", "decode", "caption", "interpreter", "glue")
+
+
+def format_result(r: dict, against: dict | None = None) -> str:
+    head = f"{r['bundle']} ({r['precision']}, {r['runtime']['backend']}, {r['images']} frames of {r['frame']})"
+    columns = f"{'stage (ms)':14s} {'median':>9s} {'p95':>9s}"
+    lines = [head, columns + (f" {'other':>9s} {'ratio':>7s}" if against else "")]
+    for k in STAGES:
+        line = f"{k:14s} {r[k]['median']:9.3f} {r[k]['p95']:9.3f}"
+        if against:
+            o = against[k]["median"]
+            line += f" {o:9.3f} {o / r[k]['median'] if r[k]['median'] else float('nan'):6.2f}x"
+        lines.append(line)
+    lines.append(f"glue share of a caption: {100 * r['glue_share']:.1f}%; {r['steps_per_caption']} decode steps per "
+                 f"caption; {r['captions_per_s']} captions/s")
+    if against:
+        lines.append(f"ratio = {against['bundle']} ({against['precision']}) / this bundle: above 1 means this one "
+                     f"is faster")
+    cs = r.get("cold_start")
+    if cs:
+        p = cs["phases_s"]
+        lines.append(f"cold start (new process, {cs['runs']} runs): median {cs['wall_s']['median']:.3f} s "
+                     f"(import {p['import']:.3f}, open {p['open']:.3f}, first caption {p['first_caption']:.3f}); "
+                     f"peak RSS {cs['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+

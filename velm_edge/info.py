@@ -1,0 +1,76 @@
+"""``velm-edge info``: what a bundle holds, read from the bundle itself (manifest, graphs, sizes, figures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from velm_edge.captioner import Captioner
+
+
+def bundle_info(path: str | Path, backend: str = "auto") -> dict:
+    """Everything worth knowing about a bundle, after it loaded and passed every check."""
+    cap = Captioner.open(path, backend=backend)
+    m = cap.bundle.manifest
+    graphs = {}
+    for name, g in (("vision", cap.vision), ("language", cap.language)):
+        graphs[name] = {
+            "bytes": m["files"][f"{name}.tflite"]["bytes"],
+            "inputs": {k: _tensor(g, k, False) for k in sorted(g.inputs)},
+            "outputs": {k: _tensor(g, k, True) for k in sorted(g.outputs)},
+            "ops": g.ops(),
+        }
+    interpreter = cap.info
+    cap.close()
+    model = m.get("model") or {}
+    return {
+        "path": str(path), "name": m.get("name"), "created": m.get("created"), "precision": m["precision"],
+        "tools": m.get("tools"), "interpreter": interpreter,
+        "preprocess": m["preprocess"], "vocab_size": m["vocab_size"], "max_length": m["max_length"],
+        "sizes": {k: m[k] for k in ("feature_size", "state_size", "embedding_size")},
+        "files": {k: v["bytes"] for k, v in m["files"].items()},
+        "total_bytes": sum(v["bytes"] for v in m["files"].values()),
+        "graphs": graphs,
+        "model": {k: model.get(k) for k in ("backbone", "parameters", "macs", "dataset", "train_images")},
+        "metrics": m.get("metrics") or {},
+        "edgetpu": m.get("edgetpu"),
+    }
+
+
+def _tensor(g, name: str, output: bool) -> dict:
+    q = g.qparams(name, output)
+    return {"shape": list(g.shape(name, output)), "dtype": q.dtype,
+            **({"scale": q.scale, "zero_point": q.zero_point} if q.quantized else {})}
+
+
+def format_info(info: dict) -> str:
+    """The report as text for people."""
+    lines = [f"bundle     {info['path']}  ({info['name']}, {info['precision']}, created {info['created']})",
+             f"runs on    {info['interpreter']['backend']} ({info['interpreter']['device']})",
+             f"input      {info['preprocess']['size']}x{info['preprocess']['size']} "
+             f"{info['preprocess']['color_order']}, resize {info['preprocess']['resize']}",
+             f"vocabulary {info['vocab_size']} tokens, captions up to {info['max_length'] - 2} words",
+             f"sizes      feature {info['sizes']['feature_size']}, state {info['sizes']['state_size']}, "
+             f"embedding {info['sizes']['embedding_size']}",
+             f"files      {info['total_bytes'] / 1e6:.2f} MB: "
+             + ", ".join(f"{k} {v / 1e3:.1f} kB" for k, v in sorted(info["files"].items()))]
+    for name, g in info["graphs"].items():
+        io = "; ".join(f"{k} {tuple(t['shape'])} {t['dtype']}" for k, t in {**g["inputs"], **g["outputs"]}.items())
+        lines.append(f"{name:10s} {g['bytes'] / 1e3:.1f} kB  {io}")
+        lines.append(f"{'':10s} ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(g["ops"].items())))
+    model = info["model"]
+    if model.get("parameters"):
+        macs = model.get("macs") or {}
+        lines.append(f"model      {model.get('backbone')} backbone, {model['parameters']:,} parameters, "
+                     f"{macs.get('caption', 0) / 1e6:.1f} M MACs per caption, trained on {model.get('dataset')}")
+    metrics = info["metrics"]
+    if metrics.get("bundle"):
+        b = metrics["bundle"]
+        line = (f"quality    on {metrics.get('images')} images ({metrics.get('data')}): exact match "
+                f"{b.get('exact_match')}, BLEU-4 {b.get('bleu4')}, CIDEr-D {b.get('cider')}")
+        lines.append(line)
+    if metrics.get("agreement"):
+        a = metrics["agreement"]
+        lines.append(f"parity     identical captions to the float model: {a.get('exact_caption')}, "
+                     f"tokens {a.get('token')}")
+    lines.append(f"edge tpu   {'compiled graphs included' if info['edgetpu'] else 'not compiled for the Edge TPU'}")
+    return "\n".join(lines)
