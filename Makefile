@@ -2,9 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# A second environment with Raspberry Pi OS's pairing: tflite-runtime 2.14 and numpy 1.x (no TensorFlow).
+TFLITE := .venv-tflite
 MODEL  ?= models/velm-default.keras
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-tflite lint bench clean
 
 $(BIN)/velm-convert: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +16,22 @@ $(BIN)/velm-convert: pyproject.toml
 
 setup: $(BIN)/velm-convert  ## create .venv with the converter, runtime and test tools
 
+$(TFLITE)/bin/pytest: pyproject.toml
+	$(PYTHON) -m venv $(TFLITE)
+	$(TFLITE)/bin/pip install --quiet --upgrade pip
+	$(TFLITE)/bin/pip install --quiet -e ".[tflite]" "pytest>=8" "hypothesis>=6.100"
+	@touch $@
+
 demo: setup  ## caption 3 s of the animated synthetic camera with the default model (float Keras reference)
 	$(BIN)/velm-convert caption $(MODEL) --synth 45 --animated --seed 1
 
-test: lint  ## lint, then the test suite (what CI runs)
+test: lint  ## lint, the whole suite (ai-edge-litert, numpy 2), then the runtime suite on tflite-runtime (what CI runs)
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-tflite
+
+test-tflite: $(TFLITE)/bin/pytest  ## the runtime tests under tflite-runtime 2.14 with numpy < 2, without TensorFlow
+	$(TFLITE)/bin/python -c "import numpy, tflite_runtime; assert numpy.__version__ < '2'; print('tflite-runtime', tflite_runtime.__version__, 'numpy', numpy.__version__)"
+	$(TFLITE)/bin/python -m pytest -q tests/runtime
 
 lint: setup
 	$(BIN)/ruff check velm_edge convert tests benchmarks examples
@@ -27,4 +40,4 @@ bench: setup  ## train the default model for 20 minutes and score it on 500 held
 	$(BIN)/python benchmarks/train_default.py --out runs/bench
 
 clean:
-	rm -rf runs build dist *.egg-info .pytest_cache
+	rm -rf runs build dist *.egg-info .pytest_cache $(TFLITE)
