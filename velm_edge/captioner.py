@@ -133,13 +133,17 @@ class Captioner:
         lang, table, state_in = g.language, self.table, g.state_in
         lang.set("feature", feature)  # constant for the whole caption: written once
 
+        set_tensor, get_tensor = lang.interpreter.set_tensor, lang.interpreter.get_tensor  # the hot path, by index
+        i_emb, i_state, o_logits, o_state = lang.index("embedding"), lang.index("state"), \
+            lang.index("logits", True), lang.index("state", True)
+
         def step(tokens: np.ndarray, states: np.ndarray):
             if len(tokens) == 1:  # greedy, and beams of one: no per-step allocations beyond the outputs
                 t = int(tokens[0])
-                lang.set("embedding", table[t:t + 1])
-                lang.set("state", states)
+                set_tensor(i_emb, table[t:t + 1])
+                set_tensor(i_state, states)
                 lang.invoke()
-                return lang.get("logits"), state_in(lang.get("state"))
+                return get_tensor(o_logits), state_in(get_tensor(o_state))
             logits = np.empty((len(tokens), g.logits_shape[0]), g.logits_shape[1])
             new_states = np.empty_like(states)
             for i in range(len(tokens)):

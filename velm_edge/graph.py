@@ -47,6 +47,10 @@ class Graph:
     def dtype(self, name: str, output: bool = False) -> str:
         return np.dtype((self.outputs if output else self.inputs)[name]["dtype"]).name
 
+    def index(self, name: str, output: bool = False) -> int:
+        """The interpreter's tensor index of an input or output, for ``set_tensor`` / ``get_tensor`` in hot loops."""
+        return (self._out if output else self._in)[name]
+
     def set(self, name: str, value: np.ndarray) -> None:
         self.interpreter.set_tensor(self._in[name], value)
 
