@@ -65,6 +65,7 @@ class Captioner:
         self._args = (num_threads, backend, device)
         pre = bundle.manifest["preprocess"]
         self.size, self.input_scale = int(pre["size"]), float(pre["scale"])
+        self.model_bgr = pre["color_order"] == "BGR"  # bundles say which order their graph expects
         self.resize_mode = resize or pre["resize"]
         if self.resize_mode not in preprocess.RESIZE_MODES:
             raise ValueError(f"resize mode must be one of {preprocess.RESIZE_MODES}, got {self.resize_mode!r}")
@@ -165,7 +166,8 @@ class Captioner:
                              options or self.options, to_real=lambda x: dequantize(x, g.q_logits))
 
     def caption_rgb(self, rgb: np.ndarray, options: DecodeOptions | None = None) -> Caption:
-        """An RGB uint8 image already at the model's size -> Caption (timings: vision, decode)."""
+        """A uint8 image already at the model's size and in its colour order (RGB unless the bundle's
+        preprocess.color_order says BGR) -> Caption (timings: vision, decode)."""
         t0 = time.perf_counter()
         feature, state = self.encode(rgb)
         t1 = time.perf_counter()
@@ -184,6 +186,8 @@ class Captioner:
                               beam_size=max(1, beam_size))
         t0 = time.perf_counter()
         rgb = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb)
+        if self.model_bgr:
+            rgb = np.ascontiguousarray(rgb[:, :, ::-1])
         t1 = time.perf_counter()
         c = self.caption_rgb(rgb, options)
         timings = {"preprocess": (t1 - t0) * 1e3, **c.timings_ms}

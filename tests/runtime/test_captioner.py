@@ -102,3 +102,18 @@ def test_the_runtime_never_imports_tensorflow(default_bundle):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_bundle_that_expects_bgr_gets_bgr(bundle_copy, held_out):
+    from velm_edge.bundle import write_manifest
+
+    img = held_out[3][0]
+    with Captioner.open(bundle_copy) as cap:
+        rgb_caption = cap.caption(img).text
+        swapped = cap.caption(img[:, :, ::-1].copy()).text  # what the graph sees if the order were ignored
+    m = json.loads((bundle_copy / "manifest.json").read_text())
+    m["preprocess"]["color_order"] = "BGR"
+    write_manifest(bundle_copy, m)
+    with Captioner.open(bundle_copy) as cap:
+        assert cap.caption(img[:, :, ::-1].copy()).text == rgb_caption
+        assert cap.caption(img).text == swapped
