@@ -4,7 +4,6 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # A second environment with Raspberry Pi OS's pairing: tflite-runtime 2.14 and numpy 1.x (no TensorFlow).
 TFLITE := .venv-tflite
-MODEL  ?= models/velm-default.keras
 
 .PHONY: setup demo test test-tflite lint bench clean
 
@@ -22,8 +21,9 @@ $(TFLITE)/bin/pytest: pyproject.toml
 	$(TFLITE)/bin/pip install --quiet -e ".[tflite]" "pytest>=8" "hypothesis>=6.100"
 	@touch $@
 
-demo: setup  ## caption 3 s of the animated synthetic camera with the default model (float Keras reference)
-	$(BIN)/velm-convert caption $(MODEL) --synth 45 --animated --seed 1
+demo: setup  ## live captions: a camera if there is one, else 10 s of the synthetic camera (shipped int8 bundle)
+	@if ls /dev/video* >/dev/null 2>&1; then $(BIN)/velm-edge run --duration 10; \
+	else echo "no camera: captioning the synthetic camera"; $(BIN)/velm-edge run synth: --duration 10; fi
 
 test: lint  ## lint, the whole suite (ai-edge-litert, numpy 2), then the runtime suite on tflite-runtime (what CI runs)
 	$(BIN)/python -m pytest -q

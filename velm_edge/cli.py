@@ -1,5 +1,6 @@
 """``velm-edge``: the device command line (never imports TensorFlow).
 
+    velm-edge run [SOURCE] [--sink S]...                 live captions (camera, file, stream, synth:)
     velm-edge caption IMAGE... [--bundle B] [--json]     captions for image files
     velm-edge info [BUNDLE]                              what a bundle holds
     velm-edge bench [BUNDLE] [--against OTHER]           where a caption's time goes
@@ -118,6 +119,31 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    import signal
+
+    from velm_edge import pipeline, sinks, sources
+
+    uri = args.source or sources.default_camera()
+    if uri is None:
+        print("velm-edge run: no camera found (no /dev/video* device). Try the synthetic camera: "
+              "velm-edge run synth:", file=sys.stderr)
+        return 2
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: the loop ends, sinks are flushed
+        signal.signal(sig, lambda *_: stopping.append(True))
+    source = sources.open_source(uri, loop=args.loop)
+    outputs = [sinks.open_sink(spec) for spec in (args.sink or ["print"])]
+    with open_captioner(args) as cap:
+        counts = pipeline.run(source, cap, outputs, max_frames=args.max_frames, duration_s=args.duration,
+                              stop=lambda: bool(stopping))
+    summary = f"{counts['captions']} captions"
+    if counts["with_truth"]:
+        summary += f", {counts['correct']} of {counts['with_truth']} equal to the synthetic truth"
+    print(f"velm-edge run: {summary}", file=sys.stderr)
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from velm_edge import doctor
 
@@ -183,6 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="one JSON object per line: image, text, tokens, score, "
                                                         "complete, timings_ms")
 
+    sp = sub.add_parser("run", formatter_class=fmt, help="live captions from a camera, file, stream or synth:",
+                        description="Caption the newest frame of a source again and again and send every caption "
+                                    "to the sinks.  SOURCE: a camera index or /dev/videoN (default: the first "
+                                    "camera), a video file, rtsp:// or http(s):// stream, an image folder or glob, "
+                                    "picamera2: (Raspberry Pi camera), or synth: (the animated synthetic camera; "
+                                    "options as synth:?fps=15&size=320&seed=0&hold_s=3&frames=N).  Ctrl-C or "
+                                    "SIGTERM stops cleanly with every sink flushed.")
+    sp.add_argument("source", nargs="?", default=None, help="what to caption (see above)")
+    _bundle_options(sp)
+    _run_options(sp)
+    _decode_flags(sp)
+    sp.add_argument("--sink", action="append", default=None, metavar="SINK",
+                    help="print (default), jsonl:- or jsonl:PATH; repeat for several")
+    sp.add_argument("--max_frames", type=int, default=None, help="stop after this many captions")
+    sp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    sp.add_argument("--loop", action="store_true", help="start a video file or image folder again at its end")
+
     sp = sub.add_parser("info", formatter_class=fmt, help="what a bundle holds",
                         description="Load a bundle (every check included) and report its manifest, graphs (inputs, "
                                     "outputs, operators), file sizes and measured quality and parity.")
@@ -224,14 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"synth": cmd_synth, "caption": cmd_caption, "info": cmd_info, "bench": cmd_bench, "doctor": cmd_doctor}
+COMMANDS = {"run": cmd_run, "caption": cmd_caption, "info": cmd_info, "bench": cmd_bench, "doctor": cmd_doctor,
+            "synth": cmd_synth}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (BundleError, ValueError, ImportError, RuntimeError, OSError) as e:
+    except (BundleError, ValueError, ImportError, RuntimeError, OSError) as e:  # SourceError is a RuntimeError
         print(f"velm-edge {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,110 @@
+"""Live captions: sources, the latest-frame reader, the pipeline, JSONL and `velm-edge run`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from velm_edge import pipeline, scenes
+from velm_edge.reader import LatestFrameReader
+from velm_edge.sinks import JsonlSink, open_sink
+from velm_edge.sources import ImagesSource, OpenCVSource, SourceError, SynthSource, open_source
+
+
+def test_synth_through_the_pipeline_to_jsonl_matches_the_ground_truth(captioner, tmp_path):
+    out = tmp_path / "live.jsonl"
+    source = SynthSource(fps=30, size=80, seed=3, hold_s=1.0, frames=60)
+    counts = pipeline.run(source, captioner, [JsonlSink(str(out))])
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert counts["captions"] == len(events) > 0
+    assert all(e["truth"] for e in events) and all(e["frame_age_ms"] >= e["latency_ms"] > 0 for e in events)
+    assert [e["frame"] for e in events] == sorted({e["frame"] for e in events})
+    assert np.mean([e["correct"] for e in events]) >= 0.75  # the bundle's exact match is 0.92 on such scenes
+    assert len({e["truth"] for e in events}) >= 2  # the scene changed while it was captioned
+
+
+def test_the_reader_keeps_only_the_newest_frame_of_a_live_source():
+    reader = LatestFrameReader(SynthSource(fps=500, size=64, frames=300)).start()
+    taken = []
+    while not reader.ended:
+        frame = reader.get(timeout=0.5)
+        if frame is not None:
+            taken.append(frame.index)
+            time.sleep(0.02)  # a slow captioner
+    reader.stop()
+    assert reader.dropped > 0 and len(taken) + reader.dropped == reader.read_count == 300
+    assert taken == sorted(taken) and taken[-1] == 299  # the newest frame is always the one handed over
+
+
+def test_a_video_file_is_captioned_frame_by_frame_and_ends(captioner, tmp_path):
+    path = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    truths = []
+    for i in range(12):
+        img, truth = scenes.generate(2_000_000_300 + i // 4, scenes.SceneConfig(size=120))
+        writer.write(cv2.resize(img, (160, 120)))
+        truths.append(truth)
+    writer.release()
+    source = open_source(path)
+    assert isinstance(source, OpenCVSource) and not source.live
+    events = list(pipeline.captions(source, captioner))
+    assert [e["frame"] for e in events] == list(range(12))  # a file is not live: no frame is dropped
+
+
+def test_an_image_folder_is_captioned_in_name_order(captioner, tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), scenes.generate(2_000_000_400 + i, scenes.SceneConfig(size=80))[0])
+    (tmp_path / "notes.txt").write_text("not an image")
+    events = list(pipeline.captions(open_source(str(tmp_path)), captioner))
+    assert [os.path.basename(e["image"]) for e in events] == ["img0.png", "img1.png", "img2.png"]
+    assert isinstance(open_source(str(tmp_path / "*.png")), ImagesSource)
+
+
+def test_source_and_sink_names_are_checked():
+    with pytest.raises(SourceError, match="not a camera index"):
+        open_source("no/such/thing.mp4")
+    with pytest.raises(ValueError, match="synth: options are"):
+        open_source("synth:?colour=red")
+    with pytest.raises(ValueError, match="synth: needs size >= 32"):
+        open_source("synth:?size=8")
+    with pytest.raises(ValueError, match="unknown sink"):
+        open_sink("window:2")
+    with pytest.raises(ValueError, match="jsonl: needs a target"):
+        open_sink("jsonl:")
+    with pytest.raises(SourceError, match="could not open"):
+        OpenCVSource("/dev/video99").open()
+
+
+def test_the_embedding_api_yields_events():
+    events = list(pipeline.live_captions("synth:?fps=60&size=80&frames=10", max_frames=3))
+    assert len(events) == 3 and {"text", "frame_age_ms", "truth", "correct", "dropped"} <= set(events[0])
+
+
+def test_sigterm_stops_cleanly_with_every_jsonl_line_whole(tmp_path):
+    out = tmp_path / "run.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=30&size=80",
+                             "--sink", f"jsonl:{out}", "--sink", "print"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 10):
+        time.sleep(0.1)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 2.0
+    assert proc.returncode == 0, err[-2000:]
+    lines = out.read_text().splitlines()
+    assert len(lines) >= 10 and all(json.loads(line)["text"] for line in lines)
+    assert "captions" in err
+
+
+@pytest.mark.skipif(bool(__import__("glob").glob("/dev/video*")), reason="this machine has a camera")
+def test_no_source_and_no_camera_suggests_synth():
+    out = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "no camera found" in out.stderr and "velm-edge run synth:" in out.stderr

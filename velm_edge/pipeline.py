@@ -1,0 +1,92 @@
+"""Live captions: source -> latest-frame reader -> Captioner -> sinks, plus the API for your own programs.
+
+    from velm_edge.pipeline import live_captions
+    for event in live_captions("synth:", max_frames=50):      # or "0", "/dev/video0", "rtsp://...", ...
+        print(event["text"], event["frame_age_ms"])
+
+Each event is a dict: ``text``, ``tokens``, ``score``, ``complete``, ``frame`` (the source's frame
+number), ``captured`` (wall-clock time of capture, seconds since the epoch), ``frame_age_ms``
+(capture to caption), ``latency_ms`` (preprocess + graphs + decoding), ``dropped`` (frames the
+reader replaced before they were captioned, so far), and for synthetic frames ``truth`` and
+``correct``.  The captioner runs in the caller's thread; only the reader has its own thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from velm_edge.bundle import DEFAULT_BUNDLE
+from velm_edge.captioner import Captioner
+from velm_edge.reader import LatestFrameReader
+from velm_edge.sinks import Sink
+from velm_edge.sources import Source, open_source
+from velm_edge.tokenizer import normalize
+
+
+def _event(frame, caption, dropped: int, wall_offset: float) -> dict:
+    now = time.monotonic()
+    event = {"text": caption.text, "tokens": list(caption.tokens), "score": round(caption.score, 4),
+             "complete": caption.complete, "frame": frame.index,
+             "captured": round(frame.captured + wall_offset, 4),
+             "frame_age_ms": round((now - frame.captured) * 1e3, 2),
+             "latency_ms": round(caption.timings_ms.get("total", 0.0), 3), "dropped": dropped}
+    if frame.name is not None:
+        event["image"] = frame.name
+    if frame.truth is not None:
+        event["truth"] = frame.truth
+        event["correct"] = normalize(caption.text) == normalize(frame.truth)
+    return event
+
+
+def captions(source: Source, captioner: Captioner, max_frames: int | None = None,
+             duration_s: float | None = None, stop: Callable[[], bool] | None = None) -> Iterator[dict]:
+    """Caption the newest frame of ``source`` again and again until it ends or a limit is reached."""
+    reader = LatestFrameReader(source).start()
+    wall_offset = time.time() - time.monotonic()
+    start, done = time.monotonic(), 0
+    try:
+        while (max_frames is None or done < max_frames) and not (stop and stop()):
+            if duration_s is not None and time.monotonic() - start >= duration_s:
+                break
+            frame = reader.get(timeout=0.2)
+            if frame is None:
+                if reader.ended:
+                    if reader.error is not None:
+                        raise reader.error
+                    break
+                continue
+            try:
+                caption = captioner.caption(frame.image)
+            except ValueError:  # an undecodable or malformed frame: counted, never fatal
+                continue
+            done += 1
+            yield _event(frame, caption, reader.dropped, wall_offset)
+    finally:
+        reader.stop()
+
+
+def live_captions(source: str | Source = "synth:", bundle: str | Path = DEFAULT_BUNDLE, **kw) -> Iterator[dict]:
+    """``captions`` with a source named by a string and a bundle path (default: the shipped one)."""
+    src = open_source(source) if isinstance(source, str) else source
+    with Captioner.open(bundle) as cap:
+        yield from captions(src, cap, **kw)
+
+
+def run(source: Source, captioner: Captioner, sinks: list[Sink], **kw) -> dict:
+    """Send every caption to every sink; returns counts.  Sinks are stopped (flushed) however it ends."""
+    started = [s.start() for s in sinks]
+    count = correct = with_truth = 0
+    try:
+        for event in captions(source, captioner, **kw):
+            count += 1
+            if "correct" in event:
+                with_truth += 1
+                correct += event["correct"]
+            for sink in started:
+                sink.write(event)
+    finally:
+        for sink in started:
+            sink.stop()
+    return {"captions": count, "with_truth": with_truth, "correct": correct}

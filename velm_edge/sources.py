@@ -1,0 +1,259 @@
+"""Frame sources, named by URI-like strings, behind one small interface (``open`` / ``read`` / ``close``).
+
+==========================================  ====================================================
+``synth:`` / ``synth:?fps=15&size=320``     the animated synthetic camera, ground truth attached
+                                            (options: fps, size, seed, hold_s, frames)
+``0``, ``/dev/video0``                      a camera through OpenCV
+``clip.mp4``                                a video file (ends; ``loop=True`` starts it again)
+``rtsp://...``, ``http(s)://...``           a network stream (OpenCV's FFmpeg backend, with open
+                                            and read timeouts)
+``photos/``, ``'shots/*.jpg'``              an image folder or glob, in name order
+``picamera2:`` / ``csi://0``                a Raspberry Pi camera through picamera2
+==========================================  ====================================================
+
+``read()`` returns a ``Frame`` or ``None`` at the end of the stream; a source that fails raises
+``SourceError``.  Live sources (cameras, streams, synth) stamp each frame with its capture time.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from velm_edge import scenes
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or stopped delivering frames."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # BGR uint8 (or whatever the source delivers; preprocess accepts the usual kinds)
+    index: int  # frame number from the source, counting from 0
+    captured: float  # time.monotonic() when the frame was captured
+    truth: str | None = None  # the true caption, for synthetic frames
+    name: str | None = None  # file name, for image folders
+
+
+class Source:
+    """The interface: ``open()`` (idempotent), ``read() -> Frame | None``, ``close()``; context manager."""
+
+    uri: str = ""
+    live: bool = True  # frames arrive in real time (a reader thread should drop stale ones)
+    fps: float | None = None
+
+    def open(self) -> Source:
+        return self
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Source:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SynthSource(Source):
+    """The animated synthetic camera, paced in real time at ``fps`` (``realtime=False``: as fast as read)."""
+
+    def __init__(self, fps: float = 15.0, size: int = 320, seed: int = 0, hold_s: float = 3.0,
+                 frames: int | None = None, realtime: bool = True):
+        if size < 32 or fps <= 0 or (frames is not None and frames < 0):
+            raise ValueError(f"synth: needs size >= 32, fps > 0 and frames >= 0, got size={size} fps={fps} "
+                             f"frames={frames}")
+        self.uri = f"synth:?fps={fps:g}&size={size}&seed={seed}&hold_s={hold_s:g}"
+        self.fps, self.frames, self.realtime = fps, frames, realtime
+        self.camera = scenes.AnimatedScenes(seed=seed, fps=fps, hold_s=hold_s, cfg=scenes.SceneConfig(size=size))
+        self._i, self._t0 = 0, None
+
+    def read(self) -> Frame | None:
+        if self.frames is not None and self._i >= self.frames:
+            return None
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        if self.realtime:
+            due = self._t0 + self._i / self.fps
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        image, truth = self.camera.frame(self._i)
+        frame = Frame(image, self._i, time.monotonic(), truth)
+        self._i += 1
+        return frame
+
+
+class ImagesSource(Source):
+    """Image files from a folder or a glob, in name order; not live (every frame is captioned)."""
+
+    live = False
+
+    def __init__(self, pattern: str, loop: bool = False):
+        self.uri, self.loop = pattern, loop
+        p = Path(pattern)
+        files = sorted(str(f) for f in p.iterdir()) if p.is_dir() else sorted(glob.glob(pattern))
+        self.files = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES)]
+        if not self.files:
+            raise SourceError(f"{pattern}: no image files ({', '.join(IMAGE_SUFFIXES)}) found")
+        self._i = 0
+
+    def read(self) -> Frame | None:
+        import cv2
+
+        while True:
+            if self._i >= len(self.files) and not self.loop:
+                return None
+            path = self.files[self._i % len(self.files)]
+            index = self._i
+            self._i += 1
+            image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            if image is not None:
+                return Frame(image, index, time.monotonic(), name=path)
+            # undecodable files are skipped (the pipeline counts frames by index gaps)
+
+
+class OpenCVSource(Source):
+    """A camera, video file or network stream through ``cv2.VideoCapture``."""
+
+    def __init__(self, target: str | int, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0,
+                 loop: bool = False):
+        self.target, self.loop = target, loop
+        self.uri = str(target)
+        self.is_file = isinstance(target, str) and os.path.isfile(target)
+        self.live = not self.is_file
+        self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
+        self.cap, self._i = None, 0
+
+    def open(self) -> OpenCVSource:
+        import cv2
+
+        if self.cap is not None:
+            return self
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]
+        api = cv2.CAP_FFMPEG if isinstance(self.target, str) and "://" in self.target else cv2.CAP_ANY
+        cap = cv2.VideoCapture(self.target, api, params)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{self.uri}: could not open (no such camera, file or stream, or the OpenCV build "
+                              f"lacks the backend; 'velm-edge doctor' lists them)")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else None
+        self.cap = cap
+        return self
+
+    def read(self) -> Frame | None:
+        import cv2
+
+        if self.cap is None:
+            self.open()
+        ok, image = self.cap.read()
+        if not ok:
+            if self.is_file:
+                if not self.loop:
+                    return None
+                self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, image = self.cap.read()
+                if not ok:
+                    return None
+            else:
+                raise SourceError(f"{self.uri}: no frame within the read timeout ({self.read_timeout_s:g} s) "
+                                  f"or the device went away")
+        frame = Frame(image, self._i, time.monotonic())
+        self._i += 1
+        return frame
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class Picamera2Source(Source):
+    """A Raspberry Pi CSI camera through picamera2 (RGB888 frames are BGR in memory)."""
+
+    def __init__(self, camera: int = 0, size: tuple[int, int] = (640, 480)):
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise SourceError("picamera2 is not installed: on Raspberry Pi OS run 'sudo apt install "
+                              "python3-picamera2' and create the venv with 'python3 -m venv "
+                              "--system-site-packages'; OpenCV cannot open CSI cameras on the libcamera stack") \
+                from None
+        self.uri, self._cls, self.camera, self.size = f"picamera2:{camera}", Picamera2, camera, size
+        self.cam, self._i = None, 0
+
+    def open(self) -> Picamera2Source:
+        if self.cam is None:
+            self.cam = self._cls(self.camera)
+            self.cam.configure(self.cam.create_video_configuration(main={"format": "RGB888", "size": self.size}))
+            self.cam.start()
+        return self
+
+    def read(self) -> Frame | None:
+        if self.cam is None:
+            self.open()
+        image = self.cam.capture_array("main")
+        frame = Frame(image, self._i, time.monotonic())
+        self._i += 1
+        return frame
+
+    def close(self) -> None:
+        if self.cam is not None:
+            self.cam.stop()
+            self.cam.close()
+            self.cam = None
+
+
+def _options(query: str) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(query.lstrip("?"), keep_blank_values=True).items()}
+
+
+def open_source(uri: str, loop: bool = False) -> Source:
+    """The source a URI-like string names (see the module table); raises SourceError or ValueError."""
+    uri = uri.strip()
+    if uri.startswith("synth:"):
+        opts = _options(uri[len("synth:"):])
+        known = {"fps", "size", "seed", "hold_s", "frames"}
+        if set(opts) - known:
+            raise ValueError(f"synth: options are {sorted(known)}, got {sorted(set(opts) - known)}")
+        try:
+            return SynthSource(fps=float(opts.get("fps", 15)), size=int(opts.get("size", 320)),
+                               seed=int(opts.get("seed", 0)), hold_s=float(opts.get("hold_s", 3)),
+                               frames=int(opts["frames"]) if "frames" in opts else None)
+        except ValueError as e:
+            raise ValueError(f"{uri}: {e}") from None
+    if uri.startswith(("picamera2:", "csi://")):
+        index = uri.split(":", 1)[1].lstrip("/") or "0"
+        return Picamera2Source(int(index))
+    if uri.isdigit():
+        return OpenCVSource(int(uri))
+    if uri.startswith(("rtsp://", "rtsps://", "http://", "https://", "/dev/video")):
+        return OpenCVSource(uri)
+    if os.path.isdir(uri) or any(c in uri for c in "*?["):
+        return ImagesSource(uri, loop)
+    if os.path.isfile(uri):
+        if uri.lower().endswith(IMAGE_SUFFIXES):
+            return ImagesSource(uri, loop)
+        return OpenCVSource(uri, loop=loop)
+    raise SourceError(f"{uri!r}: not a camera index, /dev/videoN, file, folder, glob, stream URL, picamera2: or "
+                      f"synth: (no such file or folder)")
+
+
+def default_camera() -> str | None:
+    """The first camera device, if any (``None`` on a machine without one)."""
+    devices = sorted(glob.glob("/dev/video*"))
+    return devices[0] if devices else None
