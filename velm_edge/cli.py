@@ -123,6 +123,7 @@ def cmd_run(args) -> int:
     import signal
 
     from velm_edge import pipeline, sinks, sources
+    from velm_edge.stabilize import SceneGate, Stabilizer
 
     uri = args.source or sources.default_camera()
     if uri is None:
@@ -136,7 +137,9 @@ def cmd_run(args) -> int:
     outputs = [sinks.open_sink(spec) for spec in (args.sink or ["print"])]
     with open_captioner(args) as cap:
         counts = pipeline.run(source, cap, outputs, max_frames=args.max_frames, duration_s=args.duration,
-                              stop=lambda: bool(stopping))
+                              stop=lambda: bool(stopping),
+                              gate=SceneGate(args.gate, args.gate_interval) if args.gate else None,
+                              stabilizer=Stabilizer(args.stable) if args.stable else None)
     summary = f"{counts['captions']} captions"
     if counts["with_truth"]:
         summary += f", {counts['correct']} of {counts['with_truth']} equal to the synthetic truth"
@@ -225,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max_frames", type=int, default=None, help="stop after this many captions")
     sp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sp.add_argument("--loop", action="store_true", help="start a video file or image folder again at its end")
+    sp.add_argument("--gate", type=float, default=0.0,
+                    help="skip frames whose 32x32 grey thumbnail changed by at most this much (mean absolute "
+                         "difference, 0-255) since the last caption; 0 = caption every frame it can (try 3-6)")
+    sp.add_argument("--gate_interval", type=float, default=2.0,
+                    help="with --gate: caption at least this often (seconds) even if nothing changed")
+    sp.add_argument("--stable", type=int, default=0,
+                    help="announce a caption only after N identical results in a row (hysteresis against "
+                         "flicker); 0 = announce every caption")
 
     sp = sub.add_parser("info", formatter_class=fmt, help="what a bundle holds",
                         description="Load a bundle (every check included) and report its manifest, graphs (inputs, "

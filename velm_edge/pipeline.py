@@ -22,6 +22,7 @@ from velm_edge.captioner import Captioner
 from velm_edge.reader import LatestFrameReader
 from velm_edge.sinks import Sink
 from velm_edge.sources import Source, open_source
+from velm_edge.stabilize import SceneGate, Stabilizer
 from velm_edge.tokenizer import normalize
 
 
@@ -41,8 +42,12 @@ def _event(frame, caption, dropped: int, wall_offset: float) -> dict:
 
 
 def captions(source: Source, captioner: Captioner, max_frames: int | None = None,
-             duration_s: float | None = None, stop: Callable[[], bool] | None = None) -> Iterator[dict]:
-    """Caption the newest frame of ``source`` again and again until it ends or a limit is reached."""
+             duration_s: float | None = None, stop: Callable[[], bool] | None = None,
+             gate: SceneGate | None = None, stabilizer: Stabilizer | None = None) -> Iterator[dict]:
+    """Caption the newest frame of ``source`` again and again until it ends or a limit is reached.
+
+    ``gate``: skip frames that did not change (``skipped`` counts them).  ``stabilizer``: yield only
+    when the announced caption changes (``max_frames`` still counts every caption made)."""
     reader = LatestFrameReader(source).start()
     wall_offset = time.time() - time.monotonic()
     start, done = time.monotonic(), 0
@@ -58,11 +63,18 @@ def captions(source: Source, captioner: Captioner, max_frames: int | None = None
                     break
                 continue
             try:
+                if gate is not None and not gate.changed(frame.image, frame.captured):
+                    continue
                 caption = captioner.caption(frame.image)
             except ValueError:  # an undecodable or malformed frame: counted, never fatal
                 continue
             done += 1
-            yield _event(frame, caption, reader.dropped, wall_offset)
+            if stabilizer is not None and not stabilizer.update(caption.text):
+                continue
+            event = _event(frame, caption, reader.dropped, wall_offset)
+            if gate is not None:
+                event["skipped"] = gate.skipped
+            yield event
     finally:
         reader.stop()
 

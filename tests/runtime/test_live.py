@@ -108,3 +108,37 @@ def test_sigterm_stops_cleanly_with_every_jsonl_line_whole(tmp_path):
 def test_no_source_and_no_camera_suggests_synth():
     out = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "no camera found" in out.stderr and "velm-edge run synth:" in out.stderr
+
+
+def test_the_stabilizer_needs_n_in_a_row_and_ignores_flicker():
+    from velm_edge.stabilize import Stabilizer
+
+    s = Stabilizer(hold=3)
+    announced = [s.update(t) for t in ["a", "a", "a", "b", "a", "b", "a", "b", "b", "b", "B."]]
+    assert announced == [False, False, True, False, False, False, False, False, False, True, False]
+    assert s.current == "b"  # "B." is the same caption after normalization
+
+
+def test_the_gate_skips_unchanged_frames_and_still_captions_periodically():
+    from velm_edge.stabilize import SceneGate
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 200, (120, 160, 3), dtype=np.uint8)
+    gate = SceneGate(threshold=4.0, max_interval_s=1.0)
+    noisy = lambda: np.clip(base + rng.integers(0, 3, base.shape), 0, 255).astype(np.uint8)  # noqa: E731
+    assert gate.changed(base, 0.0)
+    assert not gate.changed(noisy(), 0.1) and not gate.changed(noisy(), 0.5)
+    assert gate.changed(255 - base, 0.6)  # a new scene
+    assert gate.changed(255 - base, 1.7)  # nothing changed, but max_interval_s passed
+    assert gate.skipped == 2
+
+
+def test_run_with_gate_and_stabilizer_announces_each_scene_once(tmp_path):
+    out = tmp_path / "stable.jsonl"
+    run = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=30&size=80&hold_s=1&frames=90",
+                          "--stable", "3", "--gate", "1", "--sink", f"jsonl:{out}"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    texts = [e["text"] for e in events]
+    assert 2 <= len(events) <= 6 and all(a != b for a, b in zip(texts, texts[1:]))  # 3 scenes, no repeats
