@@ -142,3 +142,21 @@ def test_run_with_gate_and_stabilizer_announces_each_scene_once(tmp_path):
     events = [json.loads(line) for line in out.read_text().splitlines()]
     texts = [e["text"] for e in events]
     assert 2 <= len(events) <= 6 and all(a != b for a, b in zip(texts, texts[1:]))  # 3 scenes, no repeats
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt"])
+def test_subtitles_have_one_cue_per_caption_change(tmp_path, fmt):
+    import re
+
+    sink = open_sink(f"{fmt}:{tmp_path}/subs.{fmt}").start()
+    for t, text in [(10.0, "a red circle"), (10.5, "a red circle"), (11.25, "two blue stars"), (73.0, "a cross")]:
+        sink.write({"captured": t, "text": text})
+    sink.stop()
+    body = (tmp_path / f"subs.{fmt}").read_text()
+    sep = "," if fmt == "srt" else r"\."
+    stamps = re.findall(rf"(\d\d:\d\d:\d\d{sep}\d\d\d) --> (\d\d:\d\d:\d\d{sep}\d\d\d)\n(.+)\n", body)
+    times = [(a.replace(",", "."), b.replace(",", "."), t) for a, b, t in stamps]
+    assert times == [("00:00:00.000", "00:00:01.250", "a red circle"),
+                     ("00:00:01.250", "00:01:03.000", "two blue stars"),
+                     ("00:01:03.000", "00:01:05.000", "a cross")]
+    assert body.startswith("WEBVTT\n\n") if fmt == "vtt" else body.startswith("1\n00:00:00,000 --> ")
