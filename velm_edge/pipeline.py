@@ -43,12 +43,14 @@ def _event(frame, caption, dropped: int, wall_offset: float) -> dict:
 
 def captions(source: Source, captioner: Captioner, max_frames: int | None = None,
              duration_s: float | None = None, stop: Callable[[], bool] | None = None,
-             gate: SceneGate | None = None, stabilizer: Stabilizer | None = None) -> Iterator[dict]:
+             gate: SceneGate | None = None, stabilizer: Stabilizer | None = None,
+             reader: LatestFrameReader | None = None) -> Iterator[dict]:
     """Caption the newest frame of ``source`` again and again until it ends or a limit is reached.
 
     ``gate``: skip frames that did not change (``skipped`` counts them).  ``stabilizer``: yield only
-    when the announced caption changes (``max_frames`` still counts every caption made)."""
-    reader = LatestFrameReader(source).start()
+    when the announced caption changes (``max_frames`` still counts every caption made).  ``reader``:
+    a configured LatestFrameReader for ``source`` (stall limit, backoff), started here."""
+    reader = (reader or LatestFrameReader(source)).start()
     wall_offset = time.time() - time.monotonic()
     start, done = time.monotonic(), 0
     try:
@@ -72,6 +74,7 @@ def captions(source: Source, captioner: Captioner, max_frames: int | None = None
             if stabilizer is not None and not stabilizer.update(caption.text):
                 continue
             event = _event(frame, caption, reader.dropped, wall_offset)
+            event["reconnects"] = reader.reconnects
             if gate is not None:
                 event["skipped"] = gate.skipped
             yield event

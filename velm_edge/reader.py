@@ -1,42 +1,79 @@
-"""The latest-frame reader: a thread that keeps only the newest frame of a live source.
+"""The latest-frame reader: a thread that keeps only the newest frame of a live source, and revives it.
 
 Cameras buffer frames; reading them in the captioning loop would caption ever older frames.  The
 reader thread reads continuously into one slot; the captioner takes whatever is newest, and frames
 it never took are counted as dropped.  Sources that are not live (files, image folders) are read
 without dropping: every frame is handed over, and the reader waits until it has been taken.
+
+Faults of a live source: a ``read()`` that raises (an unplugged camera, a dead stream) closes the
+source and opens it again after a backoff (0.5 s, doubling to ``max_backoff_s``, reset by the next
+good frame).  A ``read()`` that blocks for longer than ``stall_s`` is detected by a watchdog, not
+waited out: the stuck thread is abandoned (its late frame, if any, is ignored), the source closed
+and reopened by a fresh thread.  A non-live source that fails ends the stream with its error.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from velm_edge.sources import Frame, Source
 
 
 class LatestFrameReader:
-    def __init__(self, source: Source):
-        self.source = source
+    def __init__(self, source: Source, stall_s: float = 5.0, max_backoff_s: float = 10.0):
+        self.source, self.stall_s, self.max_backoff_s = source, stall_s, max_backoff_s
         self.dropped = 0  # live frames replaced before anyone took them
         self.read_count = 0
+        self.reconnects = 0  # failures or stalls of a live source that led to a reopen
+        self.last_fault: str | None = None
         self.error: BaseException | None = None  # what ended the stream, if it was not a normal end
         self._slot: Frame | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._ended = False
-        self._thread = threading.Thread(target=self._run, name=f"reader {source.uri}", daemon=True)
+        self._generation = 0  # bumped when a stuck thread is abandoned
+        self._last_progress = time.monotonic()
+        self._reconnecting = False  # the watchdog does not count backoff waits as a stall
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> LatestFrameReader:
         self.source.open()
-        self._thread.start()
+        self._spawn()
+        if self.source.live and self.stall_s:
+            threading.Thread(target=self._watchdog, name="reader watchdog", daemon=True).start()
         return self
 
-    def _run(self) -> None:
+    def _spawn(self) -> None:
+        t = threading.Thread(target=self._run, args=(self._generation,), name=f"reader {self.source.uri}",
+                             daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _current(self, generation: int) -> bool:
+        return generation == self._generation and not self._stop.is_set()
+
+    def _run(self, generation: int) -> None:
+        backoff = 0.5
         try:
-            while not self._stop.is_set():
-                frame = self.source.read()
+            while self._current(generation):
+                self._last_progress = time.monotonic()
+                try:
+                    frame = self.source.read()
+                except Exception as e:
+                    if not self.source.live:
+                        raise
+                    if not self._current(generation):
+                        return
+                    self._reconnect(f"{type(e).__name__}: {e}", backoff)
+                    backoff = min(backoff * 2, self.max_backoff_s)
+                    continue
+                if not self._current(generation):
+                    return  # abandoned while blocked: the new thread owns the source now
                 with self._cond:
                     if frame is None:
                         break
+                    backoff = 0.5
                     self.read_count += 1
                     if not self.source.live:
                         while self._slot is not None and not self._stop.is_set():
@@ -48,9 +85,42 @@ class LatestFrameReader:
         except BaseException as e:  # reported to the consumer, never lost in the thread
             self.error = e
         finally:
+            if generation == self._generation:
+                with self._cond:
+                    self._ended = True
+                    self._cond.notify_all()
+
+    def _reconnect(self, why: str, backoff: float) -> None:
+        self._reconnecting = True
+        self.reconnects += 1
+        self.last_fault = why
+        try:
+            try:
+                self.source.close()
+            except Exception:  # a broken source may fail to close too; it is reopened below
+                pass
+            while not self._stop.wait(backoff):
+                try:
+                    self.source.open()
+                    return
+                except Exception as e:
+                    self.last_fault = f"reopen failed: {type(e).__name__}: {e}"
+                    backoff = min(backoff * 2, self.max_backoff_s)
+        finally:
+            self._last_progress = time.monotonic()
+            self._reconnecting = False
+
+    def _watchdog(self) -> None:
+        while not self._stop.wait(min(0.5, self.stall_s / 4)):
             with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+                if self._ended:
+                    return
+            if not self._reconnecting and time.monotonic() - self._last_progress > self.stall_s:
+                self._generation += 1  # the blocked thread's frame, if it ever comes, is ignored
+                self._last_progress = time.monotonic()
+                self._reconnect(f"stalled: no frame for {self.stall_s:g} s", 0.5)
+                if not self._stop.is_set():
+                    self._spawn()
 
     def get(self, timeout: float | None = None) -> Frame | None:
         """The newest frame not yet taken; waits up to ``timeout`` s.  None: nothing new (see ``ended``)."""
@@ -67,10 +137,14 @@ class LatestFrameReader:
         with self._cond:
             return self._ended and self._slot is None
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self.source.close()
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout)
+        try:
+            self.source.close()
+        except Exception:
+            pass

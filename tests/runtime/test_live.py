@@ -160,3 +160,48 @@ def test_subtitles_have_one_cue_per_caption_change(tmp_path, fmt):
                      ("00:00:01.250", "00:01:03.000", "two blue stars"),
                      ("00:01:03.000", "00:01:05.000", "a cross")]
     assert body.startswith("WEBVTT\n\n") if fmt == "vtt" else body.startswith("1\n00:00:00,000 --> ")
+
+
+class FaultySource:
+    """A live source scripted to fail, stall and return garbage between good synthetic frames."""
+
+    live, fps, uri = True, 30.0, "faulty:"
+
+    def __init__(self, script):
+        self.script, self.i, self.opens, self.closes = list(script), 0, 0, 0
+        self.synth = SynthSource(fps=1000, size=64, realtime=False)
+
+    def open(self):
+        self.opens += 1
+        return self
+
+    def close(self):
+        self.closes += 1
+
+    def read(self):
+        step = self.script.pop(0) if self.script else "end"
+        if step == "fail":
+            raise OSError("device unplugged")
+        if step == "stall":
+            time.sleep(3.0)  # blocks far longer than the reader's stall limit
+        if step == "end":
+            return None
+        frame = self.synth.read()
+        if step == "garbage":
+            return type(frame)(np.zeros((0, 5), np.float32), frame.index, frame.captured)
+        time.sleep(0.005)
+        return frame
+
+
+def test_failures_stalls_and_garbage_are_survived(captioner):
+    import threading
+
+    source = FaultySource(["ok"] * 5 + ["fail", "fail"] + ["ok"] * 5 + ["garbage"] * 3 + ["ok"] * 5 + ["stall"]
+                          + ["ok"] * 5)
+    threads_before = threading.active_count()
+    reader = LatestFrameReader(source, stall_s=0.5, max_backoff_s=0.2)
+    events = list(pipeline.captions(source, captioner, reader=reader))
+    assert reader.reconnects == 3 and "stalled" in reader.last_fault  # two failures, one stall
+    assert source.opens == 4 and len(events) >= 5 and reader.error is None
+    time.sleep(3.5)  # the abandoned stalled thread finishes its sleep and exits
+    assert threading.active_count() <= threads_before
