@@ -135,6 +135,9 @@ def cmd_run(args) -> int:
         signal.signal(sig, lambda *_: stopping.append(True))
     source = sources.open_source(uri, loop=args.loop)
     outputs = [sinks.open_sink(spec) for spec in (args.sink or ["print"])]
+    for out in outputs:
+        if hasattr(out, "url"):
+            print(f"velm-edge run: kiosk page at {out.host}:{out.port} (open it in a browser)", file=sys.stderr)
     with open_captioner(args) as cap:
         counts = pipeline.run(source, cap, outputs, max_frames=args.max_frames, duration_s=args.duration,
                               stop=lambda: bool(stopping),
@@ -224,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(sp)
     _decode_flags(sp)
     sp.add_argument("--sink", action="append", default=None, metavar="SINK",
-                    help="print (default), jsonl:- or jsonl:PATH, srt:PATH or vtt:PATH; repeat for several")
+                    help="print (default), jsonl:- or jsonl:PATH, srt:PATH or vtt:PATH, kiosk[:HOST:PORT][?token=T] "
+                         "(a web page, http://127.0.0.1:8080); repeat for several")
     sp.add_argument("--max_frames", type=int, default=None, help="stop after this many captions")
     sp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sp.add_argument("--loop", action="store_true", help="start a video file or image folder again at its end")

@@ -90,10 +90,16 @@ def live_captions(source: str | Source = "synth:", bundle: str | Path = DEFAULT_
 
 
 def run(source: Source, captioner: Captioner, sinks: list[Sink], **kw) -> dict:
-    """Send every caption to every sink; returns counts.  Sinks are stopped (flushed) however it ends."""
-    started = [s.start() for s in sinks]
+    """Send every caption to every sink, and every frame to sinks that show a preview (a ``frame`` method);
+    returns counts.  Sinks are stopped (flushed) however it ends."""
+    started = []
     count = correct = with_truth = 0
     try:
+        for s in sinks:
+            started.append(s.start())
+        previews = [s.frame for s in started if hasattr(s, "frame")]
+        if previews and "reader" not in kw:
+            kw["reader"] = LatestFrameReader(source, on_frame=lambda f: [show(f.image) for show in previews])
         for event in captions(source, captioner, **kw):
             count += 1
             if "correct" in event:

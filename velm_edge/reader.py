@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from velm_edge.sources import Frame, Source
 
 
 class LatestFrameReader:
-    def __init__(self, source: Source, stall_s: float = 5.0, max_backoff_s: float = 10.0):
+    def __init__(self, source: Source, stall_s: float = 5.0, max_backoff_s: float = 10.0,
+                 on_frame: Callable[[Frame], None] | None = None):
         self.source, self.stall_s, self.max_backoff_s = source, stall_s, max_backoff_s
+        self.on_frame = on_frame  # called in the reader thread for every frame (a preview at the source's rate)
         self.dropped = 0  # live frames replaced before anyone took them
         self.read_count = 0
         self.reconnects = 0  # failures or stalls of a live source that led to a reopen
@@ -70,6 +73,8 @@ class LatestFrameReader:
                     continue
                 if not self._current(generation):
                     return  # abandoned while blocked: the new thread owns the source now
+                if frame is not None and self.on_frame is not None:
+                    self.on_frame(frame)
                 with self._cond:
                     if frame is None:
                         break

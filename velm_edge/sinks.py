@@ -2,7 +2,7 @@
 
 ``print`` (text lines on stdout; the default), ``jsonl:-`` (JSON lines on stdout), ``jsonl:PATH``
 (one complete JSON object per line, flushed after each), ``srt:PATH`` / ``vtt:PATH`` (subtitles: a
-cue per caption change).  More sinks arrive with the kiosk page.
+cue per caption change), ``kiosk[:HOST:PORT]`` (a local web page: see kiosk.py).
 """
 
 from __future__ import annotations
@@ -129,7 +129,12 @@ def open_sink(spec: str) -> Sink:
         if not target:
             raise ValueError("jsonl: needs a target: jsonl:- (stdout) or jsonl:PATH")
         return JsonlSink(target)
+    if spec == "kiosk" or spec.startswith(("kiosk:", "kiosk?")):
+        from velm_edge.kiosk import parse_spec
+
+        return parse_spec(spec)
     for fmt in ("srt", "vtt"):
         if spec.startswith(fmt + ":") and len(spec) > len(fmt) + 1:
             return SubtitleSink(spec[len(fmt) + 1:], fmt)
-    raise ValueError(f"unknown sink {spec!r}: use print, jsonl:- or jsonl:PATH, srt:PATH or vtt:PATH")
+    raise ValueError(f"unknown sink {spec!r}: use print, jsonl:- or jsonl:PATH, srt:PATH or vtt:PATH, "
+                     f"kiosk[:HOST:PORT][?token=...]")

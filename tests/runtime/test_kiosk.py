@@ -1,0 +1,149 @@
+"""The kiosk page server: routes, streams, tokens, Host checks, and clients that never slow the pipeline."""
+
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from velm_edge.kiosk import KioskSink
+from velm_edge.sinks import open_sink
+
+
+@pytest.fixture
+def kiosk():
+    k = KioskSink(port=0).start()
+    yield k
+    k.stop()
+
+
+def get(k, path, headers=None, timeout=5):
+    req = urllib.request.Request(f"http://127.0.0.1:{k.port}{path}", headers=headers or {})
+    return urllib.request.urlopen(req, timeout=timeout)
+
+
+def event(i, text="a red circle"):
+    return {"text": text, "frame": i, "frame_age_ms": 12.5}
+
+
+def test_page_health_and_latest(kiosk):
+    page = get(kiosk, "/").read().decode()
+    assert "EventSource" in page and "stream.mjpg" in page
+    assert json.loads(get(kiosk, "/latest.json").read()) is None
+    kiosk.write(event(7))
+    assert json.loads(get(kiosk, "/latest.json").read())["frame"] == 7
+    health = json.loads(get(kiosk, "/health").read())
+    assert health["ok"] is True and health["captions"] == 1
+
+
+def test_events_and_mjpeg_streams(kiosk):
+    kiosk.write(event(1, "first"))
+    stream = get(kiosk, "/events")
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    assert json.loads(stream.readline().decode().removeprefix("data: "))["text"] == "first"
+    stream.readline()
+    threading.Timer(0.2, kiosk.write, args=(event(2, "second"),)).start()
+    assert json.loads(stream.readline().decode().removeprefix("data: "))["text"] == "second"
+    stream.close()
+
+    feeder = threading.Thread(target=lambda: [kiosk.frame(np.full((48, 64, 3), i, np.uint8)) or time.sleep(0.02)
+                                              for i in range(50)])
+    feeder.start()
+    mjpeg = get(kiosk, "/stream.mjpg")
+    assert mjpeg.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+    head = mjpeg.read(200)
+    assert head.startswith(b"--frame\r\nContent-Type: image/jpeg") and b"\xff\xd8" in head  # a JPEG starts
+    mjpeg.close()
+    feeder.join()
+
+
+def test_only_get_and_head_and_the_right_host(kiosk):
+    conn = http.client.HTTPConnection("127.0.0.1", kiosk.port, timeout=5)
+    conn.request("POST", "/health", body=b"x")
+    assert conn.getresponse().status == 501
+    conn.close()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        get(kiosk, "/health", {"Host": "evil.example:8080"})
+    assert e.value.code == 403
+    with pytest.raises(urllib.error.HTTPError) as e:
+        get(kiosk, "/nothing")
+    assert e.value.code == 404
+
+
+def test_non_loopback_needs_a_token_and_every_request_carries_it():
+    with pytest.raises(ValueError, match="needs a token"):
+        open_sink("kiosk:0.0.0.0:8080")
+    k = KioskSink("127.0.0.1", 0, token="s3cret").start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            get(k, "/health")
+        assert e.value.code == 401
+        assert get(k, "/health?token=s3cret").status == 200
+        assert get(k, "/health", {"Authorization": "Bearer s3cret"}).status == 200
+        assert "events?token=s3cret" in get(k, "/?token=s3cret").read().decode()
+    finally:
+        k.stop()
+
+
+def test_a_client_that_never_reads_does_not_slow_the_pipeline(kiosk):
+    stalled = socket.create_connection(("127.0.0.1", kiosk.port))
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never reads a byte
+    big = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)  # JPEGs that fill buffers
+    t = time.perf_counter()
+    for i in range(300):
+        kiosk.frame(big)
+        kiosk.write(event(i))
+    elapsed = time.perf_counter() - t
+    stalled.close()
+    assert elapsed < 0.3  # 300 frames and captions handed over without waiting on the client
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="chromium is not installed")
+def test_the_page_in_headless_chromium_shows_the_preview_and_follows_the_scene(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    port = free_port()
+    run = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=15&hold_s=1&seed=5",
+                            "--sink", f"kiosk:127.0.0.1:{port}", "--duration", "60"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    chrome = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--timeout=2500"]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        captions = []
+        for _ in range(3):
+            dom = subprocess.run([*chrome, "--dump-dom", f"http://127.0.0.1:{port}/"], capture_output=True,
+                                 text=True, timeout=60).stdout
+            captions.append(re.search(r'<div id="caption">([^<]*)</div>', dom).group(1))
+            time.sleep(1.0)
+        shot = tmp_path / "kiosk.png"
+        subprocess.run([*chrome, "--window-size=800,600", f"--screenshot={shot}", f"http://127.0.0.1:{port}/"],
+                       capture_output=True, timeout=60)
+    finally:
+        run.terminate()
+        run.wait(10)
+    assert all(c and c != "waiting for the first caption..." for c in captions)
+    assert len(set(captions)) >= 2  # the caption followed the scene, which changes every second
+    import cv2
+
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (600, 800)
+    assert image[100:500, 150:650].std() > 10  # the preview is on the page, not a blank screen

@@ -1,0 +1,268 @@
+"""The kiosk sink: a local web page with the live preview and the captions, for a screen or a browser.
+
+``http://127.0.0.1:8080`` by default (``kiosk`` or ``kiosk:HOST:PORT`` as a sink):
+
+=================  ==========================================================================
+``/``              full-screen page: MJPEG preview, the caption pushed by server-sent events
+``/stream.mjpg``   the preview (multipart JPEG) at the source's frame rate
+``/events``        captions as server-sent events (one JSON object each)
+``/latest.json``   the newest caption event
+``/health``        ``{"ok": true, "captions": N, "uptime_s": ...}``
+=================  ==========================================================================
+
+Safety: binding anything but a loopback address needs a token (``kiosk:0.0.0.0:8080?token=...``),
+which every request must carry (``?token=`` or ``Authorization: Bearer``).  The Host header must
+name the bind address or localhost (DNS rebinding).  Only GET and HEAD.  Each client gets the
+newest frame and caption when it is ready for them: a slow or stalled client never slows the
+pipeline, it just skips frames.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import cv2
+import numpy as np
+
+from velm_edge.sinks import Sink
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>velm-edge</title>
+<style>
+html, body { margin: 0; height: 100%; background: #000; color: #fff; font-family: sans-serif; overflow: hidden; }
+#preview { position: absolute; inset: 0; width: 100%; height: 100%; object-fit: contain; }
+#caption { position: absolute; left: 0; right: 0; bottom: 0; padding: 3vh 4vw; font-size: 5vh;
+           background: rgba(0, 0, 0, 0.6); text-align: center; min-height: 6vh; }
+#meta { position: absolute; top: 1vh; right: 2vw; font-size: 2vh; opacity: 0.7; }
+</style></head>
+<body>
+<img id="preview" src="stream.mjpg__TOKEN__" alt="live preview">
+<div id="caption">waiting for the first caption...</div>
+<div id="meta"></div>
+<script>
+const events = new EventSource("events__TOKEN__");
+events.onmessage = (m) => {
+  const e = JSON.parse(m.data);
+  document.getElementById("caption").textContent = e.text;
+  document.getElementById("meta").textContent = `frame ${e.frame} - ${Math.round(e.frame_age_ms)} ms`;
+};
+</script>
+</body></html>
+"""
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class KioskSink(Sink):
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+                 jpeg_quality: int = 80, max_clients: int = 16):
+        if not _is_loopback(host) and not token:
+            raise ValueError(f"kiosk on {host}: binding a non-loopback address needs a token, e.g. "
+                             f"kiosk:{host}:{port}?token={secrets.token_urlsafe(12)}")
+        self.host, self.port, self.token = host, port, token
+        self.name = f"kiosk:{host}:{port}"
+        self.jpeg_quality, self.max_clients = jpeg_quality, max_clients
+        self.latest: dict | None = None
+        self.captions = 0
+        self._frame: np.ndarray | None = None
+        self._frame_id = 0
+        self._jpeg: tuple[int, bytes] | None = None
+        self._cond = threading.Condition()
+        self._clients = threading.BoundedSemaphore(max_clients)
+        self._started = time.monotonic()
+        self._server: ThreadingHTTPServer | None = None
+        self._closing = False
+
+    # -- the pipeline side: never blocks on clients
+    def start(self) -> KioskSink:
+        handler = type("Handler", (_Handler,), {"kiosk": self})
+        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]  # port 0 -> the one the OS chose
+        threading.Thread(target=self._server.serve_forever, name="kiosk http", daemon=True).start()
+        return self
+
+    def frame(self, image: np.ndarray) -> None:
+        """A preview frame (BGR); called at the source's frame rate, encoded only when a client asks."""
+        with self._cond:
+            self._frame, self._frame_id = image, self._frame_id + 1
+            self._cond.notify_all()
+
+    def write(self, event: dict) -> None:
+        with self._cond:
+            self.latest, self.captions = event, self.captions + 1
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        self._closing = True
+        with self._cond:
+            self._cond.notify_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
+    # -- the client side
+    def jpeg(self, after: int, timeout: float = 2.0) -> tuple[int, bytes] | None:
+        """The newest preview frame after ``after`` as JPEG (encoded once per frame, outside the lock)."""
+        with self._cond:
+            if self._frame_id <= after and not self._closing:
+                self._cond.wait(timeout)
+            if self._frame is None or self._frame_id <= after:
+                return None
+            if self._jpeg is not None and self._jpeg[0] == self._frame_id:
+                return self._jpeg
+            frame, frame_id = self._frame, self._frame_id
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        encoded = (frame_id, buf.tobytes() if ok else b"")
+        with self._cond:
+            self._jpeg = encoded
+        return encoded
+
+    def caption_after(self, after: int, timeout: float = 15.0) -> tuple[int, dict] | None:
+        with self._cond:
+            if self.captions <= after and not self._closing:
+                self._cond.wait(timeout)
+            if self.latest is None or self.captions <= after:
+                return None
+            return self.captions, self.latest
+
+
+class _Handler(BaseHTTPRequestHandler):
+    kiosk: KioskSink
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # quiet: the pipeline's own output is what matters
+        pass
+
+    def _refuse(self, status: HTTPStatus, why: str) -> None:
+        body = (why + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _allowed(self) -> bool:
+        k = self.kiosk
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+        if host not in (k.host, "localhost", "127.0.0.1", "::1") and not (k.token and k.host in ("0.0.0.0", "::")):
+            self._refuse(HTTPStatus.FORBIDDEN, "unexpected Host header")
+            return False
+        if k.token:
+            query = parse_qs(urlsplit(self.path).query)
+            given = (query.get("token") or [""])[0] or self.headers.get("Authorization", "").removeprefix("Bearer ")
+            if not secrets.compare_digest(given, k.token):
+                self._refuse(HTTPStatus.UNAUTHORIZED, "a valid token is required")
+                return False
+        return True
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        if not self._allowed():
+            return
+        route = urlsplit(self.path).path
+        if route in ("/", "/index.html"):
+            suffix = f"?token={self.kiosk.token}" if self.kiosk.token else ""
+            self._send(PAGE.replace("__TOKEN__", suffix).encode(), "text/html; charset=utf-8")
+        elif route == "/latest.json":
+            self._send(json.dumps(self.kiosk.latest).encode(), "application/json")
+        elif route == "/health":
+            k = self.kiosk
+            body = {"ok": True, "captions": k.captions, "uptime_s": round(time.monotonic() - k._started, 1)}
+            self._send(json.dumps(body).encode(), "application/json")
+        elif route in ("/stream.mjpg", "/events"):
+            if not self.kiosk._clients.acquire(blocking=False):
+                self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "too many clients")
+                return
+            try:
+                (self._mjpeg if route == "/stream.mjpg" else self._events)()
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                pass  # the client left
+            finally:
+                self.kiosk._clients.release()
+        else:
+            self._refuse(HTTPStatus.NOT_FOUND, "not found")
+
+    def _send(self, body: bytes, kind: str) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _stream_headers(self, kind: str) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", kind)
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        self.connection.settimeout(10)  # a client that stops reading is dropped, never waited on forever
+
+    def _mjpeg(self) -> None:
+        self._stream_headers("multipart/x-mixed-replace; boundary=frame")
+        seen = 0
+        while not self.kiosk._closing:
+            got = self.kiosk.jpeg(seen)
+            if got is None:
+                continue
+            seen, data = got
+            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode()
+                             + b"\r\n\r\n" + data + b"\r\n")
+
+    def _events(self) -> None:
+        self._stream_headers("text/event-stream")
+        seen = 0
+        latest = self.kiosk.latest
+        if latest is not None:  # a new page shows the current caption at once
+            seen = self.kiosk.captions
+            self.wfile.write(f"data: {json.dumps(latest)}\n\n".encode())
+        while not self.kiosk._closing:
+            got = self.kiosk.caption_after(seen)
+            if got is None:
+                self.wfile.write(b": keep-alive\n\n")
+                continue
+            seen, event = got
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+            self.wfile.flush()
+
+
+def parse_spec(spec: str) -> KioskSink:
+    """``kiosk``, ``kiosk:PORT``, ``kiosk:HOST:PORT``, each optionally with ``?token=...``."""
+    rest, _, query = spec[len("kiosk"):].lstrip(":").partition("?")
+    token = (parse_qs(query).get("token") or [None])[0]
+    host, port = "127.0.0.1", 8080
+    if rest:
+        host_part, _, port_part = rest.rpartition(":")
+        if host_part:
+            host = host_part.strip("[]")
+        try:
+            port = int(port_part)
+        except ValueError:
+            raise ValueError(f"{spec}: expected kiosk, kiosk:PORT or kiosk:HOST:PORT") from None
+    return KioskSink(host, port, token)
