@@ -98,6 +98,8 @@ def run(source: Source, captioner: Captioner, sinks: list[Sink], **kw) -> dict:
         for s in sinks:
             started.append(s.start())
         previews = [s.frame for s in started if hasattr(s, "frame")]
+        user_stop = kw.pop("stop", None)  # a sink may end the run too (the window's q key)
+        kw["stop"] = lambda: bool(user_stop and user_stop()) or any(getattr(s, "stopped", False) for s in started)
         if previews and "reader" not in kw:
             kw["reader"] = LatestFrameReader(source, on_frame=lambda f: [show(f.image) for show in previews])
         for event in captions(source, captioner, **kw):

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import parse_qs
 
 
 class Sink:
@@ -121,6 +122,82 @@ class SubtitleSink(Sink):
         self._file = None
 
 
+class VideoSink(Sink):
+    """``video:PATH[?fps=15]``: every preview frame written with the current caption burned in."""
+
+    def __init__(self, path: str, fps: float = 15.0):
+        if fps <= 0:
+            raise ValueError(f"video sink fps must be > 0, got {fps}")
+        self.path, self.fps, self.name = Path(path), fps, f"video:{path}"
+        self.text, self.frames = "", 0
+        self._writer = None
+
+    def start(self) -> VideoSink:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def frame(self, image) -> None:
+        import cv2
+
+        from velm_edge.overlay import draw_caption
+
+        out = draw_caption(image, self.text)
+        if self._writer is None:
+            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (out.shape[1], out.shape[0]))
+            if not self._writer.isOpened():
+                raise OSError(f"{self.path}: OpenCV cannot write this video format (use .mp4 or .avi)")
+        self._writer.write(out)
+        self.frames += 1
+
+    def write(self, event: dict) -> None:
+        self.text = event["text"]
+
+    def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class WindowSink(Sink):
+    """``window``: an OpenCV window with the preview at the source's frame rate, the caption, captions per
+    second and frame age; q or Esc quits.  Needs an OpenCV build with a GUI (not the headless wheel)."""
+
+    name = "window"
+
+    def __init__(self, title: str = "velm-edge"):
+        import cv2
+
+        gui = cv2.getBuildInformation().split("GUI:", 1)
+        if len(gui) < 2 or gui[1].split()[0] == "NONE":
+            raise ValueError("the window sink needs an OpenCV build with a GUI: pip install opencv-python "
+                             "(instead of opencv-python-headless), or use --sink kiosk")
+        self.title, self.text, self.status, self.stopped = title, "", "", False
+        self._times: list[float] = []
+
+    def frame(self, image) -> None:  # the reader thread: all window calls happen here
+        import cv2
+
+        from velm_edge.overlay import draw_caption
+
+        cv2.imshow(self.title, draw_caption(image, self.text, self.status))
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.stopped = True
+
+    def write(self, event: dict) -> None:
+        import time
+
+        now = time.monotonic()
+        self._times = [t for t in self._times if now - t < 2.0] + [now]
+        self.text = event["text"]
+        self.status = f"{len(self._times) / 2.0:.1f} captions/s, frame age {event['frame_age_ms']:.0f} ms"
+
+    def stop(self) -> None:
+        import cv2
+
+        cv2.destroyAllWindows()
+
+
 def open_sink(spec: str) -> Sink:
     if spec == "print":
         return PrintSink()
@@ -133,6 +210,14 @@ def open_sink(spec: str) -> Sink:
         from velm_edge.kiosk import parse_spec
 
         return parse_spec(spec)
+    if spec == "window":
+        return WindowSink()
+    if spec.startswith("video:"):
+        path, _, query = spec[len("video:"):].partition("?")
+        if not path:
+            raise ValueError("video: needs a file: video:PATH.mp4")
+        fps = float((parse_qs(query).get("fps") or [15])[0])
+        return VideoSink(path, fps)
     for fmt in ("srt", "vtt"):
         if spec.startswith(fmt + ":") and len(spec) > len(fmt) + 1:
             return SubtitleSink(spec[len(fmt) + 1:], fmt)

@@ -205,3 +205,30 @@ def test_failures_stalls_and_garbage_are_survived(captioner):
     assert source.opens == 4 and len(events) >= 5 and reader.error is None
     time.sleep(3.5)  # the abandoned stalled thread finishes its sleep and exits
     assert threading.active_count() <= threads_before
+
+
+def test_video_sink_burns_the_captions_in(captioner, tmp_path):
+    path = tmp_path / "out.avi"
+    source = SynthSource(fps=30, size=96, seed=2, frames=30)
+    counts = pipeline.run(source, captioner, [open_sink(f"video:{path}?fps=30")])
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    assert len(frames) == 30 and counts["captions"] > 0
+    raw = SynthSource(fps=30, size=96, seed=2, realtime=False)
+    plain = [raw.read().image for _ in range(30)]
+    band = slice(80, 96)  # the caption band at the bottom is darkened and carries text
+    assert frames[-1][band].mean() < plain[-1][band].mean() - 20
+    assert np.abs(frames[-1][:60].astype(int) - plain[-1][:60]).mean() < 12  # the picture itself is kept
+
+
+def test_window_sink_says_what_to_install_on_a_headless_opencv():
+    gui = cv2.getBuildInformation().split("GUI:", 1)
+    if len(gui) == 2 and gui[1].split()[0] != "NONE":
+        pytest.skip("this OpenCV has a GUI")
+    with pytest.raises(ValueError, match="needs an OpenCV build with a GUI: pip install opencv-python"):
+        open_sink("window")

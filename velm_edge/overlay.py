@@ -1,0 +1,29 @@
+"""Captions drawn onto frames: the one place that lays text over video (window and video sinks)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from velm_edge import preprocess
+
+
+def draw_caption(frame: np.ndarray, text: str, status: str = "") -> np.ndarray:
+    """A BGR copy of ``frame`` with ``text`` on a dark band at the bottom and ``status`` at the top right."""
+    out = preprocess.as_bgr(frame).copy()
+    h, w = out.shape[:2]
+    scale = max(0.4, w / 900)
+    thick = max(1, round(scale * 2))
+    (tw, th), base = cv2.getTextSize(text or " ", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    if tw > w - 20:  # long captions shrink to fit
+        scale *= (w - 20) / tw
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    band = th + base + 16
+    out[h - band:] = (out[h - band:] * 0.35).astype(np.uint8)
+    cv2.putText(out, text, ((w - tw) // 2, h - base - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
+                cv2.LINE_AA)
+    if status:
+        s = scale * 0.6
+        (sw, sh), _ = cv2.getTextSize(status, cv2.FONT_HERSHEY_SIMPLEX, s, 1)
+        cv2.putText(out, status, (w - sw - 8, sh + 8), cv2.FONT_HERSHEY_SIMPLEX, s, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
