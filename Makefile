@@ -18,7 +18,7 @@ setup: $(BIN)/velm-convert  ## create .venv with the converter, runtime and test
 $(TFLITE)/bin/pytest: pyproject.toml
 	$(PYTHON) -m venv $(TFLITE)
 	$(TFLITE)/bin/pip install --quiet --upgrade pip
-	$(TFLITE)/bin/pip install --quiet -e ".[tflite]" "pytest>=8" "hypothesis>=6.100"
+	$(TFLITE)/bin/pip install --quiet -e ".[tflite,mqtt]" "pytest>=8" "hypothesis>=6.100"
 	@touch $@
 
 demo: setup  ## live captions: a camera if there is one, else 10 s of the synthetic camera (shipped int8 bundle)

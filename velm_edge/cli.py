@@ -227,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(sp)
     _decode_flags(sp)
     sp.add_argument("--sink", action="append", default=None, metavar="SINK",
-                    help="print (default), jsonl:- or jsonl:PATH, srt:PATH or vtt:PATH, kiosk[:HOST:PORT][?token=T] "
-                         "(a web page, http://127.0.0.1:8080); repeat for several")
+                    help="print (default), jsonl:- or jsonl:PATH, srt:PATH, vtt:PATH, video:PATH, window, "
+                         "kiosk[:HOST:PORT][?token=T] (a web page, http://127.0.0.1:8080), speak[:VOICE] "
+                         "(espeak-ng), mqtt://HOST[:PORT]/TOPIC; repeat for several")
     sp.add_argument("--max_frames", type=int, default=None, help="stop after this many captions")
     sp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sp.add_argument("--loop", action="store_true", help="start a video file or image folder again at its end")

@@ -2,7 +2,9 @@
 
 ``print`` (text lines on stdout; the default), ``jsonl:-`` (JSON lines on stdout), ``jsonl:PATH``
 (one complete JSON object per line, flushed after each), ``srt:PATH`` / ``vtt:PATH`` (subtitles: a
-cue per caption change), ``kiosk[:HOST:PORT]`` (a local web page: see kiosk.py).
+cue per caption change), ``video:PATH`` (captions burned in), ``window`` (OpenCV preview),
+``kiosk[:HOST:PORT]`` (a local web page: kiosk.py), ``speak[:VOICE]`` (espeak-ng: speak.py) and
+``mqtt://HOST[:PORT]/TOPIC`` (mqtt.py).
 """
 
 from __future__ import annotations
@@ -212,6 +214,14 @@ def open_sink(spec: str) -> Sink:
         return parse_spec(spec)
     if spec == "window":
         return WindowSink()
+    if spec == "speak" or spec.startswith("speak:"):
+        from velm_edge.speak import SpeakSink
+
+        return SpeakSink(spec[len("speak:"):] or None)
+    if spec.startswith("mqtt://"):
+        from velm_edge.mqtt import MqttSink
+
+        return MqttSink(spec)
     if spec.startswith("video:"):
         path, _, query = spec[len("video:"):].partition("?")
         if not path:
@@ -221,5 +231,5 @@ def open_sink(spec: str) -> Sink:
     for fmt in ("srt", "vtt"):
         if spec.startswith(fmt + ":") and len(spec) > len(fmt) + 1:
             return SubtitleSink(spec[len(fmt) + 1:], fmt)
-    raise ValueError(f"unknown sink {spec!r}: use print, jsonl:- or jsonl:PATH, srt:PATH or vtt:PATH, "
-                     f"kiosk[:HOST:PORT][?token=...]")
+    raise ValueError(f"unknown sink {spec!r}: use print, jsonl:- or jsonl:PATH, srt:PATH, vtt:PATH, video:PATH, "
+                     f"window, kiosk[:HOST:PORT][?token=...], speak[:VOICE] or mqtt://HOST[:PORT]/TOPIC")

@@ -1,0 +1,54 @@
+"""The ``speak[:VOICE]`` sink: steady captions read aloud by espeak-ng, never more than one at a time.
+
+Only captions that the stabilizer announces (the same result ``hold`` times in a row) are spoken, so a
+flickering caption is not read out.  Speech runs in its own process; while it talks, newer captions
+replace one another and only the newest is spoken next.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from velm_edge.sinks import Sink
+from velm_edge.stabilize import Stabilizer
+
+
+class SpeakSink(Sink):
+    def __init__(self, voice: str | None = None, hold: int = 3, program: str = "espeak-ng"):
+        exe = shutil.which(program)
+        if exe is None:
+            raise ValueError(f"the speak sink needs {program}: sudo apt install espeak-ng")
+        self.exe, self.voice, self.name = exe, voice, f"speak:{voice or ''}"
+        self.stabilizer = Stabilizer(hold)
+        self.spoken: list[str] = []
+        self._proc: subprocess.Popen | None = None
+        self._pending: str | None = None
+
+    def _say(self, text: str) -> None:
+        args = [self.exe, *(["-v", self.voice] if self.voice else []), "--", text]
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+        self.spoken.append(text)
+
+    def _busy(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def write(self, event: dict) -> None:
+        if self.stabilizer.update(event["text"]):
+            self._pending = event["text"]
+        if self._pending is not None and not self._busy():
+            self._say(self._pending)
+            self._pending = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._pending is not None:
+            if self._busy():
+                self._proc.wait(timeout)
+            self._say(self._pending)
+            self._pending = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
