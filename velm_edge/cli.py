@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "to the sinks.  SOURCE: a camera index or /dev/videoN (default: the first "
                                     "camera), a video file, rtsp:// or http(s):// stream, an image folder or glob, "
                                     "picamera2: (Raspberry Pi camera), or synth: (the animated synthetic camera; "
-                                    "options as synth:?fps=15&size=320&seed=0&hold_s=3&frames=N).  Ctrl-C or "
+                                    "options as synth:?fps=15&size=320&seed=0&hold_s=3&frames=N&render=80).  Ctrl-C or "
                                     "SIGTERM stops cleanly with every sink flushed.")
     sp.add_argument("source", nargs="?", default=None, help="what to caption (see above)")
     _bundle_options(sp)

@@ -2,7 +2,7 @@
 
 ==========================================  ====================================================
 ``synth:`` / ``synth:?fps=15&size=320``     the animated synthetic camera, ground truth attached
-                                            (options: fps, size, seed, hold_s, frames)
+                                            (options: fps, size, seed, hold_s, frames, render)
 ``0``, ``/dev/video0``                      a camera through OpenCV
 ``clip.mp4``                                a video file (ends; ``loop=True`` starts it again)
 ``rtsp://...``, ``http(s)://...``           a network stream (OpenCV's FFmpeg backend, with open
@@ -68,16 +68,21 @@ class Source:
 
 
 class SynthSource(Source):
-    """The animated synthetic camera, paced in real time at ``fps`` (``realtime=False``: as fast as read)."""
+    """The animated synthetic camera, paced in real time at ``fps`` (``realtime=False``: as fast as read).
+
+    Scenes are rendered at ``render`` pixels (80: how the default model saw them in training; noise,
+    blur and JPEG artefacts live at that pixel scale) and enlarged to ``size`` by pixel repetition, so
+    a bigger preview shrinks back to exactly the rendered image.  ``render=size`` renders natively."""
 
     def __init__(self, fps: float = 15.0, size: int = 320, seed: int = 0, hold_s: float = 3.0,
-                 frames: int | None = None, realtime: bool = True):
-        if size < 32 or fps <= 0 or (frames is not None and frames < 0):
-            raise ValueError(f"synth: needs size >= 32, fps > 0 and frames >= 0, got size={size} fps={fps} "
-                             f"frames={frames}")
-        self.uri = f"synth:?fps={fps:g}&size={size}&seed={seed}&hold_s={hold_s:g}"
-        self.fps, self.frames, self.realtime = fps, frames, realtime
-        self.camera = scenes.AnimatedScenes(seed=seed, fps=fps, hold_s=hold_s, cfg=scenes.SceneConfig(size=size))
+                 frames: int | None = None, realtime: bool = True, render: int = 80):
+        if size < 32 or render < 32 or fps <= 0 or (frames is not None and frames < 0):
+            raise ValueError(f"synth: needs size >= 32, render >= 32, fps > 0 and frames >= 0, got size={size} "
+                             f"render={render} fps={fps} frames={frames}")
+        self.uri = f"synth:?fps={fps:g}&size={size}&seed={seed}&hold_s={hold_s:g}&render={render}"
+        self.fps, self.frames, self.realtime, self.size = fps, frames, realtime, size
+        self.camera = scenes.AnimatedScenes(seed=seed, fps=fps, hold_s=hold_s,
+                                            cfg=scenes.SceneConfig(size=min(render, size)))
         self._i, self._t0 = 0, None
 
     def read(self) -> Frame | None:
@@ -91,6 +96,10 @@ class SynthSource(Source):
             if delay > 0:
                 time.sleep(delay)
         image, truth = self.camera.frame(self._i)
+        if image.shape[0] != self.size:
+            import cv2
+
+            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
         frame = Frame(image, self._i, time.monotonic(), truth)
         self._i += 1
         return frame
@@ -227,13 +236,14 @@ def open_source(uri: str, loop: bool = False) -> Source:
     uri = uri.strip()
     if uri.startswith("synth:"):
         opts = _options(uri[len("synth:"):])
-        known = {"fps", "size", "seed", "hold_s", "frames"}
+        known = {"fps", "size", "seed", "hold_s", "frames", "render"}
         if set(opts) - known:
             raise ValueError(f"synth: options are {sorted(known)}, got {sorted(set(opts) - known)}")
         try:
             return SynthSource(fps=float(opts.get("fps", 15)), size=int(opts.get("size", 320)),
                                seed=int(opts.get("seed", 0)), hold_s=float(opts.get("hold_s", 3)),
-                               frames=int(opts["frames"]) if "frames" in opts else None)
+                               frames=int(opts["frames"]) if "frames" in opts else None,
+                               render=int(opts.get("render", 80)))
         except ValueError as e:
             raise ValueError(f"{uri}: {e}") from None
     if uri.startswith(("picamera2:", "csi://")):

@@ -123,11 +123,12 @@ def test_the_page_in_headless_chromium_shows_the_preview_and_follows_the_scene(t
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
+            try:  # wait until captions flow
+                if json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/latest.json", timeout=1).read()):
+                    break
             except OSError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         captions = []
         for _ in range(3):
             dom = subprocess.run([*chrome, "--dump-dom", f"http://127.0.0.1:{port}/"], capture_output=True,

@@ -71,7 +71,7 @@ def test_source_and_sink_names_are_checked():
         open_source("no/such/thing.mp4")
     with pytest.raises(ValueError, match="synth: options are"):
         open_source("synth:?colour=red")
-    with pytest.raises(ValueError, match="synth: needs size >= 32"):
+    with pytest.raises(ValueError, match="synth: needs size >= 32, render >= 32"):
         open_source("synth:?size=8")
     with pytest.raises(ValueError, match="unknown sink"):
         open_sink("window:2")
