@@ -232,3 +232,34 @@ def test_window_sink_says_what_to_install_on_a_headless_opencv():
         pytest.skip("this OpenCV has a GUI")
     with pytest.raises(ValueError, match="needs an OpenCV build with a GUI: pip install opencv-python"):
         open_sink("window")
+
+
+def test_an_http_mjpeg_stream_is_a_source(tmp_path):
+    """One velm-edge serves its kiosk preview; a second one captions that stream over HTTP (OpenCV's FFmpeg)."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=15&seed=8",
+                               "--sink", f"kiosk:127.0.0.1:{port}", "--duration", "60"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        out = tmp_path / "remote.jsonl"
+        run = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", f"http://127.0.0.1:{port}/stream.mjpg",
+                              "--max_frames", "10", "--sink", f"jsonl:{out}"], capture_output=True, text=True,
+                             timeout=120)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert run.returncode == 0, run.stderr[-2000:]
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(events) == 10 and all(e["text"] for e in events)
