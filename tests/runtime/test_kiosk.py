@@ -119,7 +119,7 @@ def test_the_page_in_headless_chromium_shows_the_preview_and_follows_the_scene(t
     run = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=15&hold_s=1&seed=5",
                             "--sink", f"kiosk:127.0.0.1:{port}", "--duration", "60"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    chrome = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--timeout=2500"]
+    chrome = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--timeout=3000"]
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -129,20 +129,21 @@ def test_the_page_in_headless_chromium_shows_the_preview_and_follows_the_scene(t
             except OSError:
                 pass
             time.sleep(0.2)
-        captions = []
-        for _ in range(3):
+        captions = []  # what the page shows, read by the browser itself, until the scene has changed
+        deadline = time.monotonic() + 60
+        while len(set(captions)) < 2 and time.monotonic() < deadline:
             dom = subprocess.run([*chrome, "--dump-dom", f"http://127.0.0.1:{port}/"], capture_output=True,
                                  text=True, timeout=60).stdout
-            captions.append(re.search(r'<div id="caption">([^<]*)</div>', dom).group(1))
-            time.sleep(1.0)
+            shown = re.search(r'<div id="caption">([^<]*)</div>', dom)
+            if shown and shown.group(1) != "waiting for the first caption...":
+                captions.append(shown.group(1))
         shot = tmp_path / "kiosk.png"
         subprocess.run([*chrome, "--window-size=800,600", f"--screenshot={shot}", f"http://127.0.0.1:{port}/"],
                        capture_output=True, timeout=60)
     finally:
         run.terminate()
         run.wait(10)
-    assert all(c and c != "waiting for the first caption..." for c in captions)
-    assert len(set(captions)) >= 2  # the caption followed the scene, which changes every second
+    assert len(set(captions)) >= 2  # the page followed the scene, which changes every second
     import cv2
 
     image = cv2.imread(str(shot))
