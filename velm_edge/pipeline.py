@@ -7,8 +7,15 @@
 Each event is a dict: ``text``, ``tokens``, ``score``, ``complete``, ``frame`` (the source's frame
 number), ``captured`` (wall-clock time of capture, seconds since the epoch), ``frame_age_ms``
 (capture to caption), ``latency_ms`` (preprocess + graphs + decoding), ``dropped`` (frames the
-reader replaced before they were captioned, so far), and for synthetic frames ``truth`` and
-``correct``.  The captioner runs in the caller's thread; only the reader has its own thread.
+reader replaced before they were captioned, so far), ``bad_frames`` (malformed frames skipped),
+``reconnects``, and for synthetic frames ``truth`` and ``correct``.  The captioner runs in the
+caller's thread; only the reader has its own thread.
+
+Frames from your own loop, captions through a callback::
+
+    with PushCaptioner(lambda event: print(event["text"])) as cap:
+        while running:
+            cap.push(frame)          # never blocks: the newest frame wins, older ones are dropped
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from velm_edge.bundle import DEFAULT_BUNDLE
 from velm_edge.captioner import Captioner
 from velm_edge.reader import LatestFrameReader
 from velm_edge.sinks import Sink
-from velm_edge.sources import Source, open_source
+from velm_edge.sources import Frame, Source, open_source
 from velm_edge.stabilize import SceneGate, Stabilizer
 from velm_edge.tokenizer import normalize
 
@@ -52,7 +59,7 @@ def captions(source: Source, captioner: Captioner, max_frames: int | None = None
     a configured LatestFrameReader for ``source`` (stall limit, backoff), started here."""
     reader = (reader or LatestFrameReader(source)).start()
     wall_offset = time.time() - time.monotonic()
-    start, done = time.monotonic(), 0
+    start, done, bad = time.monotonic(), 0, 0
     try:
         while (max_frames is None or done < max_frames) and not (stop and stop()):
             if duration_s is not None and time.monotonic() - start >= duration_s:
@@ -69,12 +76,13 @@ def captions(source: Source, captioner: Captioner, max_frames: int | None = None
                     continue
                 caption = captioner.caption(frame.image)
             except ValueError:  # an undecodable or malformed frame: counted, never fatal
+                bad += 1
                 continue
             done += 1
             if stabilizer is not None and not stabilizer.update(caption.text):
                 continue
             event = _event(frame, caption, reader.dropped, wall_offset)
-            event["reconnects"] = reader.reconnects
+            event["reconnects"], event["bad_frames"] = reader.reconnects, bad
             if gate is not None:
                 event["skipped"] = gate.skipped
             yield event
@@ -113,3 +121,74 @@ def run(source: Source, captioner: Captioner, sinks: list[Sink], **kw) -> dict:
         for sink in started:
             sink.stop()
     return {"captions": count, "with_truth": with_truth, "correct": correct}
+
+
+class PushSource(Source):
+    """A live source fed by ``push(image)`` from the caller's own loop."""
+
+    uri = "push:"
+
+    def __init__(self):
+        import threading
+
+        self._cond = threading.Condition()
+        self._image, self._i, self._closed = None, 0, False
+
+    def push(self, image) -> None:
+        with self._cond:
+            self._image = image
+            self._cond.notify_all()
+
+    def read(self) -> Frame | None:
+        with self._cond:
+            while self._image is None and not self._closed:
+                self._cond.wait(0.5)
+            if self._closed:
+                return None
+            image, self._image = self._image, None
+        frame = Frame(image, self._i, time.monotonic())
+        self._i += 1
+        return frame
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class PushCaptioner:
+    """Push frames, receive caption events through ``on_caption`` (called on a worker thread)."""
+
+    def __init__(self, on_caption: Callable[[dict], None], bundle: str | Path = DEFAULT_BUNDLE, **captioner_kw):
+        import threading
+
+        self.source, self.on_caption = PushSource(), on_caption
+        self.captioner = Captioner.open(bundle, **captioner_kw)
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="push captioner", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            for event in captions(self.source, self.captioner, stop=self._stop.is_set):
+                self.on_caption(event)
+        except BaseException as e:  # kept for the caller: close() re-raises it
+            self.error = e
+
+    def push(self, frame) -> None:
+        self.source.push(frame)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.source.close()
+        self._thread.join(5)
+        self.captioner.close()
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> PushCaptioner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

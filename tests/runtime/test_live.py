@@ -308,3 +308,29 @@ def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path):
 
     right = [any(normalize(e["text"]) == normalize(t) for t in truths) for e in events]
     assert len(events) == 20 and np.mean(right) >= 0.6  # RTP/JPEG over loopback still gives the scenes' captions
+
+
+def test_push_frames_and_receive_captions_through_a_callback(default_bundle, held_out):
+    import threading
+
+    from velm_edge.pipeline import PushCaptioner
+
+    got, done = [], threading.Event()
+
+    def on_caption(event):
+        got.append(event)
+        if len(got) >= 5:
+            done.set()
+
+    with PushCaptioner(on_caption, default_bundle) as cap:
+        for i, (img, _) in enumerate(held_out[:40]):
+            if i % 4 == 0:
+                cap.push(np.zeros((0, 3), np.uint8))  # malformed frames are skipped and counted
+                time.sleep(0.02)
+            cap.push(img)
+            time.sleep(0.02)
+            if done.is_set():
+                break
+        assert done.wait(10)
+    assert all(e["text"] for e in got) and [e["frame"] for e in got] == sorted(e["frame"] for e in got)
+    assert max(e["bad_frames"] for e in got) >= 1
