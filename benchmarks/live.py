@@ -1,6 +1,7 @@
 """Benchmark: live captions from a 30 fps synthetic camera for a fixed time.
 
     python benchmarks/live.py [--seconds 30] [--fps 30] [--size 640] [--bundle B] [--gate 0] [--kiosk]
+                              [--stalled_clients N]
 
 Reports the preview rate (frames the reader delivered per second), captions per second, frame age
 (capture to caption) median and p95 against the target (p95 <= one caption time + one frame
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="bundle (default: the shipped one)")
     ap.add_argument("--gate", type=float, default=0.0, help="scene-change gate threshold, 0 = off (default)")
     ap.add_argument("--kiosk", action="store_true", help="also serve the kiosk page on a free port")
+    ap.add_argument("--stalled_clients", type=int, default=0,
+                    help="with --kiosk: clients that open the MJPEG stream and never read a byte")
     args = ap.parse_args(argv)
 
     source = SynthSource(fps=args.fps, size=args.size, seed=11, hold_s=3.0)
@@ -46,10 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     gate = SceneGate(args.gate) if args.gate else None
     with Captioner.open(args.bundle) as cap:
         c0, t0 = os.times(), time.monotonic()
+        stalled = []
         if sinks:
             for s in sinks:
                 s.start()
             reader.on_frame = lambda f: sinks[0].frame(f.image)
+            import socket
+
+            for _ in range(args.stalled_clients):
+                conn = socket.create_connection(("127.0.0.1", sinks[0].port))
+                conn.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                stalled.append(conn)
         for e in pipeline.captions(source, cap, duration_s=args.seconds, reader=reader, gate=gate):
             ages.append(e["frame_age_ms"])
             lat.append(e["latency_ms"])
@@ -57,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             for s in sinks:
                 s.write(e)
         wall, c1 = time.monotonic() - t0, os.times()
+        for conn in stalled:
+            conn.close()
         for s in sinks:
             s.stop()
     a, caption_ms = np.asarray(ages), float(np.median(lat))
@@ -67,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "frame_age_ms": {"median": round(float(np.median(a)), 2), "p95": round(float(np.percentile(a, 95)), 2)},
         "caption_ms_median": round(caption_ms, 3), "target_p95_ms": round(target, 2),
         "dropped": reader.dropped, "skipped_by_gate": gate.skipped if gate else 0,
+        "stalled_clients": args.stalled_clients,
         "exact_match": round(float(np.mean(correct)), 3),
         "cpu_cores": round((c1.user - c0.user + c1.system - c0.system) / wall, 2),
     }
