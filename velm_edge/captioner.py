@@ -55,7 +55,6 @@ class _Graphs:
         self.state0_in = requantizer(v.qparams("state", True), lang.qparams("state"))
         self.state_in = requantizer(lang.qparams("state", True), lang.qparams("state"))
         self.q_logits = lang.qparams("logits", True)
-        self.logits_shape = (lang.shape("logits", True)[1], lang.dtype("logits", True))
 
 
 class Captioner:
@@ -65,7 +64,7 @@ class Captioner:
         self._args = (num_threads, backend, device)
         pre = bundle.manifest["preprocess"]
         self.size, self.input_scale = int(pre["size"]), float(pre["scale"])
-        self.model_bgr = pre["color_order"] == "BGR"  # bundles say which order their graph expects
+        self.color_order = pre["color_order"]  # the order the bundle's graph expects
         self.resize_mode = resize or pre["resize"]
         if self.resize_mode not in preprocess.RESIZE_MODES:
             raise ValueError(f"resize mode must be one of {preprocess.RESIZE_MODES}, got {self.resize_mode!r}")
@@ -138,23 +137,17 @@ class Captioner:
         i_emb, i_state, o_logits, o_state = lang.index("embedding"), lang.index("state"), \
             lang.index("logits", True), lang.index("state", True)
 
+        def row(t: int, state: np.ndarray):
+            set_tensor(i_emb, table[t:t + 1])
+            set_tensor(i_state, state)
+            lang.invoke()
+            return get_tensor(o_logits), state_in(get_tensor(o_state))
+
         def step(tokens: np.ndarray, states: np.ndarray):
-            if len(tokens) == 1:  # greedy, and beams of one: no per-step allocations beyond the outputs
-                t = int(tokens[0])
-                set_tensor(i_emb, table[t:t + 1])
-                set_tensor(i_state, states)
-                lang.invoke()
-                return get_tensor(o_logits), state_in(get_tensor(o_state))
-            logits = np.empty((len(tokens), g.logits_shape[0]), g.logits_shape[1])
-            new_states = np.empty_like(states)
-            for i in range(len(tokens)):
-                t = int(tokens[i])
-                lang.set("embedding", table[t:t + 1])
-                lang.set("state", states[i:i + 1])
-                lang.invoke()
-                logits[i] = lang.get("logits")[0]
-                new_states[i] = state_in(lang.get("state"))[0]
-            return logits, new_states
+            if len(tokens) == 1:  # greedy, and beams of one: nothing to gather
+                return row(int(tokens[0]), states)
+            rows = [row(int(t), states[i:i + 1]) for i, t in enumerate(tokens)]
+            return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
 
         return step
 
@@ -182,14 +175,11 @@ class Captioner:
         ``options`` overrides the Captioner's decode options for this call; ``beam_size`` is a shortcut
         (1 = greedy, more = beam search of that width)."""
         if beam_size is not None:
-            options = replace(options or self.options, strategy="beam" if beam_size > 1 else "greedy",
-                              beam_size=max(1, beam_size))
+            options = (options or self.options).with_beam(beam_size)
         t0 = time.perf_counter()
-        rgb = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb)
-        if self.model_bgr:
-            rgb = np.ascontiguousarray(rgb[:, :, ::-1])
+        image = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb, self.color_order)
         t1 = time.perf_counter()
-        c = self.caption_rgb(rgb, options)
+        c = self.caption_rgb(image, options)
         timings = {"preprocess": (t1 - t0) * 1e3, **c.timings_ms}
         timings["total"] = sum(timings.values())
         return replace(c, timings_ms=timings)

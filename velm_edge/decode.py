@@ -13,6 +13,7 @@ rows that were chosen, at the end (greedy) or to each step's rows (beam search).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,10 +55,14 @@ class DecodeOptions:
         if self.time_budget_ms is not None and self.time_budget_ms <= 0:
             raise ValueError(f"time_budget_ms must be > 0 (or None), got {self.time_budget_ms}")
 
+    def with_beam(self, beam_size: int) -> DecodeOptions:
+        """These options with greedy decoding for beam_size 1, beam search of that width above."""
+        return dataclasses.replace(self, strategy="beam" if beam_size > 1 else "greedy", beam_size=max(1, beam_size))
+
     @classmethod
     def for_beam(cls, beam_size: int, **kw) -> DecodeOptions:
-        """Greedy for beam_size 1, beam search of that width above."""
-        return cls(strategy="beam" if beam_size > 1 else "greedy", beam_size=max(1, beam_size), **kw)
+        """New options: greedy for beam_size 1, beam search of that width above."""
+        return cls(**kw).with_beam(beam_size)
 
     def steps(self, model_steps: int) -> int:
         """Decoder steps (words + the <end> step): the model's limit, or fewer when max_length asks."""

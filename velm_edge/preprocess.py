@@ -83,9 +83,12 @@ def as_bgr(frame: np.ndarray, rgb: bool = False) -> np.ndarray:
     raise ValueError(f"expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {frame.shape}")
 
 
-def prepare(frame: np.ndarray, size: int, mode: str = "stretch", rgb: bool = False) -> np.ndarray:
-    """Any accepted frame -> RGB uint8 (size, size, 3), ready to scale into the model."""
-    return cv2.cvtColor(resize(as_bgr(frame, rgb), size, mode), cv2.COLOR_BGR2RGB)
+def prepare(frame: np.ndarray, size: int, mode: str = "stretch", rgb: bool = False, order: str = "RGB") -> np.ndarray:
+    """Any accepted frame -> uint8 (size, size, 3) in the model's colour ``order`` (RGB, or BGR), ready to scale."""
+    if order not in ("RGB", "BGR"):
+        raise ValueError(f"colour order must be RGB or BGR, got {order!r}")
+    image = resize(as_bgr(frame, rgb), size, mode)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if order == "RGB" else np.ascontiguousarray(image)
 
 
 def to_float(rgb_uint8: np.ndarray) -> np.ndarray:
