@@ -28,18 +28,18 @@ from velm_edge.bundle import DEFAULT_BUNDLE
 from velm_edge.captioner import Captioner
 from velm_edge.reader import LatestFrameReader
 from velm_edge.sinks import Sink
-from velm_edge.sources import Frame, Source, open_source
+from velm_edge.sources import PushSource, Source, open_source
 from velm_edge.stabilize import SceneGate, Stabilizer
 from velm_edge.tokenizer import normalize
 
 
-def _event(frame, caption, dropped: int, wall_offset: float) -> dict:
+def _event(frame, caption, wall_offset: float, **counters: int) -> dict:
     now = time.monotonic()
     event = {"text": caption.text, "tokens": list(caption.tokens), "score": round(caption.score, 4),
              "complete": caption.complete, "frame": frame.index,
              "captured": round(frame.captured + wall_offset, 4),
              "frame_age_ms": round((now - frame.captured) * 1e3, 2),
-             "latency_ms": round(caption.timings_ms.get("total", 0.0), 3), "dropped": dropped}
+             "latency_ms": round(caption.timings_ms.get("total", 0.0), 3), **counters}
     if frame.name is not None:
         event["image"] = frame.name
     if frame.truth is not None:
@@ -81,11 +81,9 @@ def captions(source: Source, captioner: Captioner, max_frames: int | None = None
             done += 1
             if stabilizer is not None and not stabilizer.update(caption.text):
                 continue
-            event = _event(frame, caption, reader.dropped, wall_offset)
-            event["reconnects"], event["bad_frames"] = reader.reconnects, bad
-            if gate is not None:
-                event["skipped"] = gate.skipped
-            yield event
+            skipped = {} if gate is None else {"skipped": gate.skipped}
+            yield _event(frame, caption, wall_offset, dropped=reader.dropped, reconnects=reader.reconnects,
+                         bad_frames=bad, **skipped)
     finally:
         reader.stop()
 
@@ -108,8 +106,9 @@ def run(source: Source, captioner: Captioner, sinks: list[Sink], **kw) -> dict:
         previews = [s.frame for s in started if hasattr(s, "frame")]
         user_stop = kw.pop("stop", None)  # a sink may end the run too (the window's q key)
         kw["stop"] = lambda: bool(user_stop and user_stop()) or any(getattr(s, "stopped", False) for s in started)
-        if previews and "reader" not in kw:
-            kw["reader"] = LatestFrameReader(source, on_frame=lambda f: [show(f.image) for show in previews])
+        if previews:
+            kw["reader"] = kw.get("reader") or LatestFrameReader(source)
+            kw["reader"].on_frame = lambda f: [show(f.image) for show in previews]
         for event in captions(source, captioner, **kw):
             count += 1
             if "correct" in event:
@@ -121,39 +120,6 @@ def run(source: Source, captioner: Captioner, sinks: list[Sink], **kw) -> dict:
         for sink in started:
             sink.stop()
     return {"captions": count, "with_truth": with_truth, "correct": correct}
-
-
-class PushSource(Source):
-    """A live source fed by ``push(image)`` from the caller's own loop."""
-
-    uri = "push:"
-
-    def __init__(self):
-        import threading
-
-        self._cond = threading.Condition()
-        self._image, self._i, self._closed = None, 0, False
-
-    def push(self, image) -> None:
-        with self._cond:
-            self._image = image
-            self._cond.notify_all()
-
-    def read(self) -> Frame | None:
-        with self._cond:
-            while self._image is None and not self._closed:
-                self._cond.wait(0.5)
-            if self._closed:
-                return None
-            image, self._image = self._image, None
-        frame = Frame(image, self._i, time.monotonic())
-        self._i += 1
-        return frame
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 class PushCaptioner:

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qs
+
+import cv2
+
+from velm_edge.overlay import draw_caption
 
 
 class Sink:
@@ -139,10 +144,6 @@ class VideoSink(Sink):
         return self
 
     def frame(self, image) -> None:
-        import cv2
-
-        from velm_edge.overlay import draw_caption
-
         out = draw_caption(image, self.text)
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
@@ -168,8 +169,6 @@ class WindowSink(Sink):
     name = "window"
 
     def __init__(self, title: str = "velm-edge"):
-        import cv2
-
         gui = cv2.getBuildInformation().split("GUI:", 1)
         if len(gui) < 2 or gui[1].split()[0] == "NONE":
             raise ValueError("the window sink needs an OpenCV build with a GUI: pip install opencv-python "
@@ -178,25 +177,17 @@ class WindowSink(Sink):
         self._times: list[float] = []
 
     def frame(self, image) -> None:  # the reader thread: all window calls happen here
-        import cv2
-
-        from velm_edge.overlay import draw_caption
-
         cv2.imshow(self.title, draw_caption(image, self.text, self.status))
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.stopped = True
 
     def write(self, event: dict) -> None:
-        import time
-
         now = time.monotonic()
         self._times = [t for t in self._times if now - t < 2.0] + [now]
         self.text = event["text"]
         self.status = f"{len(self._times) / 2.0:.1f} captions/s, frame age {event['frame_age_ms']:.0f} ms"
 
     def stop(self) -> None:
-        import cv2
-
         cv2.destroyAllWindows()
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import cv2
 import numpy as np
 
 from velm_edge import scenes
@@ -50,6 +51,13 @@ class Source:
     uri: str = ""
     live: bool = True  # frames arrive in real time (a reader thread should drop stale ones)
     fps: float | None = None
+    _count: int = 0  # frames delivered so far
+
+    def _stamp(self, image: np.ndarray, truth: str | None = None) -> Frame:
+        """The next Frame: numbered from 0 and stamped with the time of capture."""
+        frame = Frame(image, self._count, time.monotonic(), truth)
+        self._count += 1
+        return frame
 
     def open(self) -> Source:
         return self
@@ -83,26 +91,22 @@ class SynthSource(Source):
         self.fps, self.frames, self.realtime, self.size = fps, frames, realtime, size
         self.camera = scenes.AnimatedScenes(seed=seed, fps=fps, hold_s=hold_s,
                                             cfg=scenes.SceneConfig(size=min(render, size)))
-        self._i, self._t0 = 0, None
+        self._t0 = None
 
     def read(self) -> Frame | None:
-        if self.frames is not None and self._i >= self.frames:
+        if self.frames is not None and self._count >= self.frames:
             return None
         if self._t0 is None:
             self._t0 = time.monotonic()
         if self.realtime:
-            due = self._t0 + self._i / self.fps
+            due = self._t0 + self._count / self.fps
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        image, truth = self.camera.frame(self._i)
+        image, truth = self.camera.frame(self._count)
         if image.shape[0] != self.size:
-            import cv2
-
             image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
-        frame = Frame(image, self._i, time.monotonic(), truth)
-        self._i += 1
-        return frame
+        return self._stamp(image, truth)
 
 
 class ImagesSource(Source):
@@ -120,8 +124,6 @@ class ImagesSource(Source):
         self._i = 0
 
     def read(self) -> Frame | None:
-        import cv2
-
         while True:
             if self._i >= len(self.files) and not self.loop:
                 return None
@@ -144,11 +146,9 @@ class OpenCVSource(Source):
         self.is_file = isinstance(target, str) and os.path.isfile(target)
         self.live = not self.is_file
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
-        self.cap, self._i = None, 0
+        self.cap = None
 
     def open(self) -> OpenCVSource:
-        import cv2
-
         if self.cap is not None:
             return self
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
@@ -165,8 +165,6 @@ class OpenCVSource(Source):
         return self
 
     def read(self) -> Frame | None:
-        import cv2
-
         if self.cap is None:
             self.open()
         ok, image = self.cap.read()
@@ -181,9 +179,7 @@ class OpenCVSource(Source):
             else:
                 raise SourceError(f"{self.uri}: no frame within the read timeout ({self.read_timeout_s:g} s) "
                                   f"or the device went away")
-        frame = Frame(image, self._i, time.monotonic())
-        self._i += 1
-        return frame
+        return self._stamp(image)
 
     def close(self) -> None:
         if self.cap is not None:
@@ -203,7 +199,7 @@ class Picamera2Source(Source):
                               "--system-site-packages'; OpenCV cannot open CSI cameras on the libcamera stack") \
                 from None
         self.uri, self._cls, self.camera, self.size = f"picamera2:{camera}", Picamera2, camera, size
-        self.cam, self._i = None, 0
+        self.cam = None
 
     def open(self) -> Picamera2Source:
         if self.cam is None:
@@ -215,16 +211,44 @@ class Picamera2Source(Source):
     def read(self) -> Frame | None:
         if self.cam is None:
             self.open()
-        image = self.cam.capture_array("main")
-        frame = Frame(image, self._i, time.monotonic())
-        self._i += 1
-        return frame
+        return self._stamp(self.cam.capture_array("main"))
 
     def close(self) -> None:
         if self.cam is not None:
             self.cam.stop()
             self.cam.close()
             self.cam = None
+
+
+class PushSource(Source):
+    """A live source fed by ``push(image)`` from the caller's own loop (see pipeline.PushCaptioner)."""
+
+    uri = "push:"
+
+    def __init__(self):
+        import threading
+
+        self._cond = threading.Condition()
+        self._image, self._closed = None, False
+
+    def push(self, image: np.ndarray) -> None:
+        with self._cond:
+            self._image = image
+            self._cond.notify_all()
+
+    def read(self) -> Frame | None:
+        with self._cond:
+            while self._image is None and not self._closed:
+                self._cond.wait(0.5)
+            if self._closed:
+                return None
+            image, self._image = self._image, None
+        return self._stamp(image)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 def _options(query: str) -> dict[str, str]:
