@@ -103,32 +103,19 @@ def test_a_client_that_never_reads_does_not_slow_the_pipeline(kiosk):
     assert elapsed < 0.3  # 300 frames and captions handed over without waiting on the client
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="chromium is not installed")
-def test_the_page_in_headless_chromium_shows_the_preview_and_follows_the_scene(tmp_path):
+def test_the_page_in_headless_chromium_shows_the_preview_and_follows_the_scene(tmp_path, free_port, wait_for_http):
     import re
     import subprocess
     import sys
 
-    port = free_port()
+    port = free_port
     run = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=15&hold_s=1&seed=5",
                             "--sink", f"kiosk:127.0.0.1:{port}", "--duration", "60"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     chrome = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--timeout=3000"]
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:  # wait until captions flow
-                if json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/latest.json", timeout=1).read()):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        wait_for_http(f"http://127.0.0.1:{port}/latest.json", accept=json.loads)  # until captions flow
         captions = []  # what the page shows, read by the browser itself, until the scene has changed
         deadline = time.monotonic() + 60
         while len(set(captions)) < 2 and time.monotonic() < deadline:

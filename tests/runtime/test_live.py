@@ -234,34 +234,17 @@ def test_window_sink_says_what_to_install_on_a_headless_opencv():
         open_sink("window")
 
 
-def test_an_http_mjpeg_stream_is_a_source(tmp_path):
+def test_an_http_mjpeg_stream_is_a_source(free_port, wait_for_http, run_to_jsonl):
     """One velm-edge serves its kiosk preview; a second one captions that stream over HTTP (OpenCV's FFmpeg)."""
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=15&seed=8",
-                               "--sink", f"kiosk:127.0.0.1:{port}", "--duration", "60"],
+                               "--sink", f"kiosk:127.0.0.1:{free_port}", "--duration", "60"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        out = tmp_path / "remote.jsonl"
-        run = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", f"http://127.0.0.1:{port}/stream.mjpg",
-                              "--max_frames", "10", "--sink", f"jsonl:{out}"], capture_output=True, text=True,
-                             timeout=120)
+        wait_for_http(f"http://127.0.0.1:{free_port}/health")
+        events = run_to_jsonl(f"http://127.0.0.1:{free_port}/stream.mjpg", 10)
     finally:
         server.terminate()
         server.wait(10)
-    assert run.returncode == 0, run.stderr[-2000:]
-    events = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(events) == 10 and all(e["text"] for e in events)
 
 
@@ -275,8 +258,7 @@ def _gst_rtsp_available() -> bool:
 
 
 @pytest.mark.skipif(not _gst_rtsp_available(), reason="Debian's python3-gi + gir1.2-gst-rtsp-server-1.0 missing")
-def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path):
-    import socket
+def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path, free_port, run_to_jsonl):
     from pathlib import Path
 
     clip = tmp_path / "clip.avi"
@@ -287,23 +269,15 @@ def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path):
         writer.write(cv2.resize(img, (160, 160), interpolation=cv2.INTER_NEAREST))
         truths.add(truth)
     writer.release()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     server_script = Path(__file__).resolve().parents[1] / "tools" / "rtsp_server.py"
-    server = subprocess.Popen(["/usr/bin/python3", str(server_script), str(port), str(clip)],
+    server = subprocess.Popen(["/usr/bin/python3", str(server_script), str(free_port), str(clip)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert server.stdout.readline().strip() == "ready"
-        out = tmp_path / "rtsp.jsonl"
-        run = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", f"rtsp://127.0.0.1:{port}/live",
-                              "--max_frames", "20", "--sink", f"jsonl:{out}"], capture_output=True, text=True,
-                             timeout=120)
+        events = run_to_jsonl(f"rtsp://127.0.0.1:{free_port}/live", 20)
     finally:
         server.terminate()
         server.wait(10)
-    assert run.returncode == 0, run.stderr[-2000:]
-    events = [json.loads(line) for line in out.read_text().splitlines()]
     from velm_edge.tokenizer import normalize
 
     right = [any(normalize(e["text"]) == normalize(t) for t in truths) for e in events]
