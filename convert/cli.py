@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from convert import datasets
+from convert import datasets, recipe
 from convert.config import BACKBONES, TrainConfig
 
 EPILOG = """examples:
@@ -20,6 +20,7 @@ EPILOG = """examples:
   velm-convert train --dataset csv --annotations my/captions.csv --images my/photos --out runs/mine
   velm-convert evaluate runs/default/model.keras           # 500 held-out synthetic scenes
   velm-convert caption runs/default/model.keras photo.jpg
+  velm-convert recipe default --out runs/recipe-default    # rebuild the shipped bundle (about 40 min)
 """
 
 
@@ -148,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--animated", action="store_true",
                     help="with --synth: consecutive frames of the animated synthetic camera (15 fps, --seed seeds it)")
     cp.add_argument("--beam_size", type=int, default=1, help="1 = greedy, >1 = beam search (default: %(default)s)")
+    rc = sub.add_parser("recipe", help="rebuild a shipped bundle from scratch (fixed seed)",
+                        description="Run a recipe: the exact train and export commands (printed before they run) "
+                                    "that build a shipped bundle, with a fixed seed and budgets in epochs, then "
+                                    "compare its quality with the bundle in the package. Writes OUT/model/ (the "
+                                    "Keras model), OUT/bundle.velm and OUT/recipe.json. Recipes: "
+                                    + "; ".join(f"{k}: {r.summary}" for k, r in recipe.RECIPES.items()) + ".")
+    rc.add_argument("name", choices=tuple(recipe.RECIPES), help="which recipe")
+    rc.add_argument("--out", required=True, help="output directory, e.g. runs/recipe-default")
+    rc.add_argument("--overwrite", action="store_true", help="rebuild into an OUT that is not empty")
+    rc.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
     return parser
 
 
@@ -301,13 +312,18 @@ def cmd_caption(args) -> int:
     return 0
 
 
+def cmd_recipe(args) -> int:
+    recipe.run(args.name, args.out, args.overwrite, args.progress)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_tensorflow(args.verbose)
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption,
-                "export": cmd_export}[args.command](args)
-    except (datasets.DatasetError, FileNotFoundError, FileExistsError, ValueError) as e:
+                "export": cmd_export, "recipe": cmd_recipe}[args.command](args)
+    except (datasets.DatasetError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         print(f"velm-convert {args.command}: error: {e}", file=sys.stderr)
         return 2
 
