@@ -15,7 +15,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+source"
 
 _LAZY = {"Captioner": "velm_edge.captioner", "Caption": "velm_edge.captioner", "DecodeOptions": "velm_edge.decode",
-         "BundleError": "velm_edge.errors", "DEFAULT_BUNDLE": "velm_edge.bundle"}
+         "BundleError": "velm_edge.errors", "DEFAULT_BUNDLE": "velm_edge.bundle",
+         "live_captions": "velm_edge.pipeline", "PushCaptioner": "velm_edge.pipeline"}
 
 __all__ = ["__version__", *_LAZY]
 

@@ -8,6 +8,14 @@ import numpy as np
 from velm_edge import preprocess
 
 
+def require_gui(what: str) -> None:
+    """Raise ValueError naming the fix when this OpenCV build cannot open windows (the headless wheel)."""
+    gui = cv2.getBuildInformation().split("GUI:", 1)
+    if len(gui) < 2 or gui[1].split()[0] == "NONE":
+        raise ValueError(f"{what} needs an OpenCV build with a GUI: pip install opencv-python "
+                         "(instead of opencv-python-headless), or use --sink kiosk")
+
+
 def draw_caption(frame: np.ndarray, text: str, status: str = "") -> np.ndarray:
     """A BGR copy of ``frame`` with ``text`` on a dark band at the bottom and ``status`` at the top right."""
     out = preprocess.as_bgr(frame).copy()

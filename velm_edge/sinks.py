@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 import cv2
 
-from velm_edge.overlay import draw_caption
+from velm_edge.overlay import draw_caption, require_gui
 
 
 class Sink:
@@ -169,10 +169,7 @@ class WindowSink(Sink):
     name = "window"
 
     def __init__(self, title: str = "velm-edge"):
-        gui = cv2.getBuildInformation().split("GUI:", 1)
-        if len(gui) < 2 or gui[1].split()[0] == "NONE":
-            raise ValueError("the window sink needs an OpenCV build with a GUI: pip install opencv-python "
-                             "(instead of opencv-python-headless), or use --sink kiosk")
+        require_gui("the window sink")
         self.title, self.text, self.status, self.stopped = title, "", "", False
         self._times: list[float] = []
 

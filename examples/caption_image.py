@@ -1,0 +1,38 @@
+"""Caption image files with the shipped int8 bundle (or your own).
+
+    python examples/caption_image.py photo.jpg [more.png ...] [--bundle models/mine.velm] [--beam 3]
+
+No picture at hand?  ``velm-edge synth --out scenes --count 3`` writes a few synthetic scenes.
+"""
+
+import argparse
+import sys
+
+import cv2
+
+from velm_edge import Captioner
+from velm_edge.bundle import DEFAULT_BUNDLE
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Caption image files.")
+    ap.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    ap.add_argument("--bundle", default=DEFAULT_BUNDLE, help="bundle directory (default: the shipped model)")
+    ap.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy (default: 1)")
+    args = ap.parse_args()
+
+    failed = 0
+    with Captioner.open(args.bundle) as captioner:
+        for path in args.images:
+            frame = cv2.imread(path, cv2.IMREAD_UNCHANGED)  # grey, BGR or BGRA: the captioner takes them all
+            if frame is None:
+                print(f"{path}: cannot read this image", file=sys.stderr)
+                failed += 1
+                continue
+            caption = captioner.caption(frame, beam_size=args.beam)
+            print(f"{path}: {caption.text}  ({caption.timings_ms['total']:.1f} ms)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
