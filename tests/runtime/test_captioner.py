@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from velm_edge import scenes
 from velm_edge.captioner import Captioner
 from velm_edge.decode import DecodeOptions
 from velm_edge.tokenizer import normalize
@@ -18,11 +19,17 @@ def exact_match(captions, truths):
     return np.mean([normalize(c) == normalize(t) for c, t in zip(captions, truths)])
 
 
-def test_captions_held_out_scenes_as_well_as_the_manifest_says(captioner, held_out):
-    got = [captioner.caption(img).text for img, _ in held_out]
-    claimed = captioner.bundle.manifest["metrics"]["bundle"]["exact_match"]
-    # 40 scenes: a binomial 95% band around the claim is about +-0.09
-    assert exact_match(got, [t for _, t in held_out]) >= claimed - 0.12
+def test_the_shipped_bundle_is_as_good_as_its_manifest_says_on_fresh_scenes(captioner):
+    """Issue 6's acceptance: 2,000 synthetic scenes the manifest's figure was not measured on (its
+    evaluation used the first seeds of the held-out range; these start 10,000 later).  The standard
+    error of each figure is about 0.6 (2,000) and 1.2 points (500), so 2 points is a real check."""
+    manifest = captioner.bundle.manifest["metrics"]
+    claimed, used = manifest["bundle"]["exact_match"], manifest["images"]
+    assert used <= 10_000
+    cfg = scenes.SceneConfig(size=captioner.bundle.manifest["preprocess"]["size"])
+    fresh = [scenes.generate(2_000_010_000 + i, cfg) for i in range(2000)]
+    got = exact_match([captioner.caption(img).text for img, _ in fresh], [t for _, t in fresh])
+    assert abs(got - claimed) <= 0.02, f"exact match {got:.3f} on 2,000 fresh scenes, manifest says {claimed:.3f}"
 
 
 def test_a_caption_carries_tokens_score_and_timings(captioner, held_out):

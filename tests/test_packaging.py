@@ -1,0 +1,64 @@
+"""Installation as documented: a wheel that carries the default bundle, installed into an empty venv with the
+`litert` extra, captions an image and reports its version (issue 6)."""
+
+import hashlib
+import re
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import cv2
+import pytest
+
+from velm_edge import scenes
+from velm_edge.bundle import DEFAULT_BUNDLE
+from velm_edge.captioner import Captioner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _version() -> str:
+    return re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
+    dist = tmp_path / "dist"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = dist.glob("velm_edge-*.whl")
+    assert wheel.name.startswith(f"velm_edge-{_version()}-py3-none-any")
+
+    shipped = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in DEFAULT_BUNDLE.iterdir() if p.is_file()}
+    with zipfile.ZipFile(wheel) as z:
+        inside = {Path(n).name: hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()
+                  if n.startswith("velm_edge/models/default.velm/")}
+        assert not [n for n in z.namelist() if n.startswith("tests/")]
+    assert inside == shipped and {"manifest.json", "vision.tflite", "language.tflite"} <= set(inside)
+
+    env = tmp_path / "env"
+    venv.create(env, with_pip=True, clear=True)  # empty: no system site packages, nothing from this tree
+    pip = subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{wheel}[litert]"],
+                         capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+
+    image, _ = scenes.generate(2_000_000_321, scenes.SceneConfig(size=80))
+    png = tmp_path / "scene.png"
+    cv2.imwrite(str(png), cv2.resize(image, (320, 240)))
+    with Captioner.open() as cap:
+        expected = cap.caption(cv2.imread(str(png))).text
+
+    def run(*args):
+        done = subprocess.run([str(env / "bin" / "velm-edge"), *args], capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path)  # not the source tree, so only the installed package can be imported
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    assert run("--version").strip() == f"velm-edge {_version()}"
+    assert run("caption", str(png)).strip() == f"{png}: {expected}"
+    where = subprocess.run([str(env / "bin" / "python"), "-c", "import velm_edge; print(velm_edge.DEFAULT_BUNDLE)"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60).stdout.strip()
+    assert where.startswith(str(env)) and where.endswith("default.velm")
