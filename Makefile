@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # A second environment with Raspberry Pi OS's pairing: tflite-runtime 2.14 and numpy 1.x (no TensorFlow).
 TFLITE := .venv-tflite
 
-.PHONY: setup demo test test-tflite lint bench clean
+.PHONY: setup demo test test-tflite lint bench default-model wheel clean
 
 $(BIN)/velm-convert: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ lint: setup
 
 bench: setup  ## train the default model for 20 minutes and score it on 500 held-out scenes
 	$(BIN)/python benchmarks/train_default.py --out runs/bench
+
+default-model: setup  ## rebuild the shipped bundle from scratch with its fixed-seed recipe (about 40 minutes on 2 cores)
+	$(BIN)/velm-convert recipe default --out runs/recipe-default
+
+wheel: setup  ## build dist/velm_edge-VERSION-py3-none-any.whl (the default bundle inside)
+	$(BIN)/pip wheel --no-deps --quiet -w dist .
+	@ls dist/*.whl
 
 clean:
 	rm -rf runs build dist *.egg-info .pytest_cache $(TFLITE)

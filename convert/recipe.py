@@ -36,7 +36,7 @@ RECIPES = {
         train=("--dataset", "synth", "--train_scenes", "60000", "--val_scenes", "1000", "--epochs", "7",
                "--batch_size", "32", "--learning_rate", "0.002", "--patience", "3", "--seed", "0"),
         export=("--precision", "int8", "--calib_images", "200", "--calib_samples", "2000",
-                "--parity_images", "500"),
+                "--parity_images", "2000"),
     ),
     # The same steps on a toy budget (about a minute): checks a toolchain end to end, not a model to use.
     "smoke": Recipe(

@@ -112,3 +112,31 @@ def test_export_on_a_csv_caption_set_then_evaluate_the_bundle(tiny_run, tmp_path
     assert result["images"] == 10 and result["precision"] == "int8" and "agreement" not in result
     with pytest.raises(SystemExit, match="give a MODEL.keras, or --bundle NAME.velm"):
         convert_cli.main(["evaluate"])
+
+
+@pytest.mark.slow
+def test_recipe_prints_and_runs_its_commands_then_compares_with_the_shipped_bundle(tmp_path, capsys):
+    from convert import recipe
+    from velm_edge.captioner import Captioner
+
+    out = tmp_path / "smoke"
+    assert convert_cli.main(["recipe", "smoke", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    steps = recipe.RECIPES["smoke"].commands(out)
+    for argv in steps:  # each step is shown as the command line a person could type
+        assert f"velm-convert {argv[0]} " in printed and " ".join(argv[1:3]) in printed
+    result = json.loads((out / "recipe.json").read_text())
+    shipped = json.loads((edge_cli.DEFAULT_BUNDLE / "manifest.json").read_text())["metrics"]["bundle"]
+    built = json.loads((out / "bundle.velm" / "manifest.json").read_text())
+    assert result["exact_match"]["shipped"] == shipped["exact_match"]
+    assert result["exact_match"]["built"] == built["metrics"]["bundle"]["exact_match"]
+    assert built["metrics"]["images"] == 40 and built["model"]["train_images"] == 400
+    assert json.loads((out / "model" / "train.json").read_text())["train_config"]["seed"] == 0
+    with Captioner.open(out / "bundle.velm") as cap:  # the device loads what the recipe built
+        assert isinstance(cap.caption(scenes.generate(5, scenes.SceneConfig(size=80))[0]).text, str)
+    # a second run does not overwrite the first without being asked
+    assert convert_cli.main(["recipe", "smoke", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # an unknown recipe is refused by the parser, naming the choices
+        convert_cli.main(["recipe", "nope", "--out", str(tmp_path / "other")])
+    assert stop.value.code == 2 and "smoke" in capsys.readouterr().err
