@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from velm_edge.contract import check_manifest
+from velm_edge.contract import check_files, check_manifest
 from velm_edge.errors import BundleError
 from velm_edge.quant import QParams
 from velm_edge.tokenizer import Vocab
@@ -52,28 +52,31 @@ def write_manifest(root: str | Path, manifest: dict) -> dict:
     return manifest
 
 
-def read_manifest(root: str | Path) -> dict:
+def read_manifest(root: str | Path, expect_sha256: str | None = None) -> dict:
+    """The checked manifest; with ``expect_sha256``, refused unless manifest.json has exactly that digest."""
     root = Path(root)
     path = root / "manifest.json"
     if not root.is_dir():
         raise BundleError(f"{root}: not a bundle directory (expected NAME.velm/ with a manifest.json)")
-    if not path.is_file():
-        raise BundleError(f"{path}: missing; a bundle needs its manifest")
+    if path.is_symlink() or not path.is_file():
+        raise BundleError(f"{path}: missing or not a regular file; a bundle needs its manifest")
     size = path.stat().st_size
     if size > MAX_MANIFEST_BYTES:
         raise BundleError(f"{path}: {size} bytes, expected at most {MAX_MANIFEST_BYTES}")
+    raw = path.read_bytes()
+    if expect_sha256 is not None and sha256_bytes(raw) != expect_sha256:
+        raise BundleError(f"{path}: changed since it was probed; refusing to load it")
     try:
-        manifest = json.loads(path.read_bytes())
+        manifest = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise BundleError(f"{path}: format {found!r}, expected {FORMAT!r}")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if type(manifest.get("format_version")) is not int or manifest["format_version"] != FORMAT_VERSION:
         raise BundleError(f"{path}: format_version {manifest.get('format_version')!r}, this velm-edge reads "
                           f"version {FORMAT_VERSION}; use a matching velm-edge or re-export the bundle")
-    if not isinstance(manifest.get("files"), dict):
-        raise BundleError(f"{path}: 'files' must map file names to their sha256 and size")
+    check_files(manifest, str(path), MAX_FILE_BYTES)
     check_manifest(manifest, str(path))
     return manifest
 
@@ -82,12 +85,12 @@ def read_file(root: Path, manifest: dict, name: str) -> bytes:
     """A bundle file's bytes, after its size and sha256 matched the manifest."""
     entry = manifest["files"].get(name)
     path = root / name
-    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)):
+    if entry is None:  # entries that exist were checked by check_files
         raise BundleError(f"{root / 'manifest.json'}: no sha256/bytes entry for {name}")
     if path.is_symlink() or not path.is_file():
         raise BundleError(f"{path}: missing or not a regular file")
     size = path.stat().st_size
-    if size != entry["bytes"] or size > MAX_FILE_BYTES:
+    if size != entry["bytes"]:
         raise BundleError(f"{path}: {size} bytes, the manifest says {entry['bytes']} (a truncated or changed copy?)")
     data = path.read_bytes()
     digest = sha256_bytes(data)
@@ -114,14 +117,19 @@ class Bundle:
         return QParams.from_json(self.manifest["embedding_quantization"])
 
     @classmethod
-    def load(cls, path: str | Path) -> Bundle:
+    def load(cls, path: str | Path, manifest_sha256: str | None = None) -> Bundle:
+        """Load and check a bundle; ``manifest_sha256`` pins it to the manifest an isolated probe saw (every
+        other file is pinned by the manifest's own checksums)."""
         root = Path(path)
-        manifest = read_manifest(root)
+        manifest = read_manifest(root, manifest_sha256)
+        for name in sorted(set(manifest["files"]) - set(REQUIRED_FILES)):  # reports: checked, not parsed
+            read_file(root, manifest, name)
         data = {name: read_file(root, manifest, name) for name in REQUIRED_FILES}
         try:
             table = np.load(io.BytesIO(data["embeddings.npy"]), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise BundleError(f"{root / 'embeddings.npy'}: not a readable .npy array ({e})") from None
+        except Exception as e:  # np.load's header parser raises ValueError, SyntaxError, tokenize.TokenError, ...
+            raise BundleError(f"{root / 'embeddings.npy'}: not a readable .npy array "
+                              f"({type(e).__name__}: {e})") from None
         try:
             vocab = Vocab.from_text(data["vocab.txt"].decode("utf-8"), str(root / "vocab.txt"))
         except (UnicodeDecodeError, ValueError) as e:

@@ -77,13 +77,20 @@ class Captioner:
     @classmethod
     def open(cls, path: str | Path = DEFAULT_BUNDLE, num_threads: int | None = None, backend: str = "auto",
              device: str = "cpu", options: DecodeOptions = DecodeOptions(), rgb: bool = False,
-             resize: str | None = None) -> Captioner:
+             resize: str | None = None, isolate: bool = False) -> Captioner:
         """Load and check a bundle directory (default: the one shipped in the package).
 
         ``num_threads``: interpreter threads; ``backend``: auto | ai_edge_litert | tflite_runtime | tensorflow;
         ``device``: cpu, auto, edgetpu, usb[:N], pci[:N]; ``options``: decoding (greedy, beam, limits);
-        ``rgb``: frames are RGB(A) rather than BGR(A); ``resize``: override the bundle's resize mode."""
-        return cls(Bundle.load(path), num_threads, backend, device, options, rgb, resize)
+        ``rgb``: frames are RGB(A) rather than BGR(A); ``resize``: override the bundle's resize mode;
+        ``isolate``: for an untrusted bundle, first load and run it once in a child process with memory and
+        time limits (``velm_edge.isolate``), so a bundle that crashes the interpreter is refused instead."""
+        digest = None
+        if isolate:
+            from velm_edge.isolate import probe
+
+            digest = probe(path, backend=backend)["manifest_sha256"]
+        return cls(Bundle.load(path, digest), num_threads, backend, device, options, rgb, resize)
 
     def close(self) -> None:
         self._closed = True

@@ -58,7 +58,7 @@ def open_captioner(args):
     from velm_edge.captioner import Captioner
 
     return Captioner.open(args.bundle, num_threads=args.threads, backend=args.backend, device=args.device,
-                          options=decode_options(args), resize=args.resize)
+                          options=decode_options(args), resize=args.resize, isolate=args.isolate)
 
 
 def read_image(path: str):
@@ -96,7 +96,7 @@ def cmd_caption(args) -> int:
 def cmd_info(args) -> int:
     from velm_edge import info
 
-    report = info.bundle_info(args.bundle, args.backend)
+    report = info.bundle_info(args.bundle, args.backend, args.isolate)
     print(json.dumps(report, indent=2) if args.json else info.format_info(report))
     return 0
 
@@ -168,7 +168,7 @@ def _frame_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _bundle_options(p: argparse.ArgumentParser, positional: bool = False) -> None:
+def _bundle_options(p: argparse.ArgumentParser, positional: bool = False, isolate: bool = True) -> None:
     default = str(DEFAULT_BUNDLE)
     if positional:
         p.add_argument("bundle", nargs="?", default=default, help="bundle directory (NAME.velm)")
@@ -177,6 +177,10 @@ def _bundle_options(p: argparse.ArgumentParser, positional: bool = False) -> Non
     p.add_argument("--backend", default="auto", choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"),
                    help="TFLite interpreter package (auto: ai_edge_litert, then tflite_runtime, then tensorflow)")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the package's choice)")
+    if isolate:
+        p.add_argument("--isolate", action="store_true",
+                       help="for a bundle you did not make: first load and run it once in a child process with "
+                            "memory and time limits, so one that crashes the interpreter is refused instead")
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -252,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Caption synthetic 640x480 frames and report median and p95 per stage "
                                     "(preprocess, vision, decode step, decode, caption), the interpreter's share "
                                     "and the Python glue, plus cold start and peak memory in fresh processes.")
-    _bundle_options(sp, positional=True)
+    _bundle_options(sp, positional=True, isolate=False)
     sp.add_argument("--device", default="cpu", help="cpu, auto, edgetpu, usb[:N], pci[:N]")
     _decode_flags(sp)
     sp.add_argument("--against", default=None, metavar="OTHER", help="a second bundle to compare (e.g. float32)")

@@ -11,6 +11,7 @@ what was expected and what was found.
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,6 +67,21 @@ def _qparams(d: dict, where: str) -> None:
         raise BundleError(f"{where}: dtype must be one of {TENSOR_DTYPES}, found {d.get('dtype')!r}")
 
 
+def check_files(m: dict, where: str, max_bytes: int) -> None:
+    """The ``files`` table: plain file names inside the bundle, each with a sha256 and a size under the cap."""
+    files = _dict(m, "files", where)
+    for name, entry in files.items():
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", name) or ".." in name:
+            raise BundleError(f"{where}: files names {name!r}; only plain file names inside the bundle are allowed")
+        if not isinstance(entry, dict):
+            raise BundleError(f"{where}: files.{name} must be an object, found {type(entry).__name__}")
+        digest, size = entry.get("sha256"), entry.get("bytes")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise BundleError(f"{where}: files.{name}.sha256 must be 64 hex digits, found {digest!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= max_bytes:
+            raise BundleError(f"{where}: files.{name}.bytes must be an integer in [0, {max_bytes}], found {size!r}")
+
+
 def check_manifest(m: dict, where: str) -> None:
     """Type- and range-check every manifest field the runtime reads (``where``: the manifest's path)."""
     _choice(m, "precision", PRECISIONS, where)
@@ -77,7 +93,7 @@ def check_manifest(m: dict, where: str) -> None:
     if not isinstance(scale, float) or not 0 < scale <= 1:
         raise BundleError(f"{where}: preprocess 'scale' must be a number in (0, 1], found {scale!r}")
     tokens = _dict(m, "tokens", where)
-    if tokens != SPECIAL_TOKENS:
+    if tokens != SPECIAL_TOKENS or any(type(v) is not int for v in tokens.values()):
         raise BundleError(f"{_where(where, 'tokens')} must be {SPECIAL_TOKENS}, found {tokens!r}")
     _int(m, "vocab_size", len(SPECIAL_TOKENS) + 1, MAX_WIDTH, where)
     _int(m, "max_length", 2, MAX_STEPS, where)

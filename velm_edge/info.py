@@ -7,9 +7,9 @@ from pathlib import Path
 from velm_edge.captioner import Captioner
 
 
-def bundle_info(path: str | Path, backend: str = "auto") -> dict:
+def bundle_info(path: str | Path, backend: str = "auto", isolate: bool = False) -> dict:
     """Everything worth knowing about a bundle, after it loaded and passed every check."""
-    cap = Captioner.open(path, backend=backend)
+    cap = Captioner.open(path, backend=backend, isolate=isolate)
     m = cap.bundle.manifest
     graphs = {}
     for name, g in (("vision", cap.vision), ("language", cap.language)):

@@ -1,0 +1,213 @@
+"""Malformed bundles made from a good one: what a bad copy, a bad disk or a hostile author could hand us.
+
+``mutations(root)`` lists ``Mutation``s; ``m.apply(dst)`` writes the damaged bundle into ``dst`` (a copy
+of the good one).  ``resealed`` mutations recompute the manifest's checksums afterwards, so the damage
+gets past the sha256 check to the deeper ones (JSON, contract, flatbuffer verifier, graph checks,
+.npy parser, vocabulary); the others must be stopped by the checksums themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATA_FILES = ("vision.tflite", "language.tflite", "embeddings.npy", "vocab.txt")
+BAD_VALUES = (None, "x", -1, 0, 1e308, 2**63, [], {}, True, float("nan"))
+# manifest fields the runtime reads: any wrong value of these must be refused
+READ_BY_RUNTIME = ("precision", "preprocess", "tokens", "vocab_size", "max_length", "feature_size", "state_size",
+                   "embedding_size", "embedding_quantization", "graphs", "files", "format", "format_version")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    kind: str
+    detail: str
+    resealed: bool
+    touches_graph: bool  # a .tflite file's bytes change and still match the manifest: only the probe may parse it
+    must_refuse: bool  # no correct loader may accept it
+    change: Callable[[Path], None]
+
+    def apply(self, root: Path) -> None:
+        self.change(root)
+        if self.resealed:
+            reseal(root)
+
+
+def reseal(root: Path) -> None:
+    """Recompute every file's sha256 and size in manifest.json (keeping every other field as it is)."""
+    m = json.loads((root / "manifest.json").read_text())
+    files = m.get("files") if isinstance(m, dict) else None
+    if isinstance(files, dict):
+        for name in list(files):
+            p = root / name
+            if p.is_file() and not p.is_symlink() and isinstance(files[name], dict):
+                data = p.read_bytes()
+                files[name] = {**files[name], "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (root / "manifest.json").write_text(json.dumps(m, indent=1))
+
+
+def _truncate(name: str, n: int):
+    def change(root: Path) -> None:
+        p = root / name
+        p.write_bytes(p.read_bytes()[:n])
+    return change
+
+
+def _flip(name: str, offset: int, bit: int):
+    def change(root: Path) -> None:
+        p = root / name
+        data = bytearray(p.read_bytes())
+        data[offset % len(data)] ^= 1 << bit
+        p.write_bytes(bytes(data))
+    return change
+
+
+def _leaves(obj, path=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield path + (k,)
+            yield from _leaves(v, path + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield path + (i,)
+            yield from _leaves(v, path + (i,))
+
+
+def _get(obj, path: tuple):
+    for k in path:
+        obj = obj[k]
+    return obj
+
+
+def _edit_manifest(path: tuple, value, remove: bool = False):
+    def change(root: Path) -> None:
+        m = json.loads((root / "manifest.json").read_text())
+        parent = m
+        for k in path[:-1]:
+            parent = parent[k]
+        if remove:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+        (root / "manifest.json").write_text(json.dumps(m, indent=1))
+    return change
+
+
+def _write(name: str, data: bytes):
+    def change(root: Path) -> None:
+        (root / name).write_bytes(data)
+    return change
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=True)
+    return buf.getvalue()
+
+
+def _symlink(name: str, target: str):
+    def change(root: Path) -> None:
+        (root / name).unlink()
+        os.symlink(target, root / name)
+    return change
+
+
+def _replace_with_dir(name: str):
+    def change(root: Path) -> None:
+        (root / name).unlink()
+        (root / name).mkdir()
+    return change
+
+
+def _swap(a: str, b: str):
+    def change(root: Path) -> None:
+        da, db = (root / a).read_bytes(), (root / b).read_bytes()
+        (root / a).write_bytes(db)
+        (root / b).write_bytes(da)
+    return change
+
+
+def mutations(good: Path, seed: int = 0, per_file: int = 40) -> list[Mutation]:
+    rng = random.Random(seed)
+    out: list[Mutation] = []
+    sizes = {name: (good / name).stat().st_size for name in (*DATA_FILES, "manifest.json")}
+    # 1. truncation and 2. bit flips, in every file, caught by the checksums or (resealed) by the deeper checks
+    for name in DATA_FILES:
+        offsets = sorted({0, 1, 4, 8, 16, 64, sizes[name] - 1, *(rng.randrange(sizes[name]) for _ in range(per_file))})
+        for resealed in (False, True):
+            graph = name.endswith(".tflite") and resealed
+            for n in offsets:  # a resealed vocab.txt cut inside its last word is still a valid vocabulary
+                out.append(Mutation("truncate", f"{name} to {n} bytes", resealed, graph,
+                                    not resealed or name != "vocab.txt", _truncate(name, n)))
+            for _ in range(per_file):
+                off, bit = rng.randrange(sizes[name]), rng.randrange(8)
+                out.append(Mutation("bit flip", f"{name} byte {off} bit {bit}", resealed, graph, not resealed,
+                                    _flip(name, off, bit)))
+    for n in sorted({0, 1, 2, 10, *(rng.randrange(sizes["manifest.json"]) for _ in range(per_file))}):
+        out.append(Mutation("truncate", f"manifest.json to {n} bytes", False, False, True,
+                            _truncate("manifest.json", n)))
+    for _ in range(per_file):
+        off, bit = rng.randrange(sizes["manifest.json"]), rng.randrange(8)
+        out.append(Mutation("bit flip", f"manifest.json byte {off} bit {bit}", False, False, False,
+                            _flip("manifest.json", off, bit)))
+    # 3. every manifest field removed, or given a wrong type or a huge, negative or zero value (resealed)
+    manifest = json.loads((good / "manifest.json").read_text())
+    for path in _leaves(manifest):
+        if path[0] == "files" and len(path) < 3:
+            continue  # the files table itself is exercised below; resealing rewrites its entries
+        read = path[0] in READ_BY_RUNTIME
+        label = ".".join(map(str, path))
+        if not isinstance(path[-1], int):
+            out.append(Mutation("field removed", label, path[0] != "files", False, read,
+                                _edit_manifest(path, None, remove=True)))
+        original = _get(manifest, path)
+        for value in BAD_VALUES:
+            if type(value) is type(original) and value == original:
+                continue  # not a change
+            out.append(Mutation("field value", f"{label} = {value!r}", path[0] != "files", False, read,
+                                _edit_manifest(path, value)))
+    # 4. vocabulary and embedding table that disagree with each other or with the graphs (resealed)
+    words = (good / "vocab.txt").read_text().splitlines()
+    table = np.load(good / "embeddings.npy")
+    bad_vocab = {"one word missing": words[:-1], "one word extra": words + ["zebra"],
+                 "a duplicate": words[:-1] + [words[4]], "specials swapped": [words[1], words[0], *words[2:]],
+                 "empty": [], "a blank line": words[:5] + [""] + words[6:]}
+    for label, lines in bad_vocab.items():
+        out.append(Mutation("vocabulary", label, True, False, True, _write("vocab.txt", "\n".join(lines).encode())))
+    out.append(Mutation("vocabulary", "not UTF-8", True, False, True, _write("vocab.txt", b"\xff\xfe" + b"x\n" * 40)))
+    bad_tables = {"float64": table.astype(np.float64), "int16": table.astype(np.int16),
+                  "transposed": np.ascontiguousarray(table.T), "one row extra": np.vstack([table, table[:1]]),
+                  "one row missing": table[:-1], "3-D": table[None], "1-D": table.ravel(),
+                  "object array (pickle)": np.array([object()] * len(table), dtype=object)}
+    for label, array in bad_tables.items():
+        out.append(Mutation("embeddings", label, True, False, True, _write("embeddings.npy", _npy(array))))
+    npy = (good / "embeddings.npy").read_bytes()
+    for label, data in {"header garbled": npy[:10] + b"{'descr': '<i8'," + npy[26:],
+                        "magic missing": b"\x00" * 6 + npy[6:], "body short": npy[:-100]}.items():
+        out.append(Mutation("embeddings", label, True, False, True, _write("embeddings.npy", data)))
+    # 5. files that leave the bundle, are not files, or are each other
+    for name in DATA_FILES:
+        out.append(Mutation("path", f"{name} a symlink to /etc/passwd", False, False, True,
+                            _symlink(name, "/etc/passwd")))
+        out.append(Mutation("path", f"{name} a directory", False, False, True, _replace_with_dir(name)))
+        out.append(Mutation("path", f"{name} missing", False, False, True, lambda r, n=name: (r / n).unlink()))
+    out.append(Mutation("path", "manifest.json a symlink to a copy", False, False, True,
+                        lambda r: (shutil.copy(r / "manifest.json", r / "m.json"), (r / "manifest.json").unlink(),
+                                   os.symlink("m.json", r / "manifest.json"))))
+    for bad in ("../vision.tflite", "/etc/passwd", "a/b", ".hidden"):
+        out.append(Mutation("path", f"files names {bad!r}", False, False, True,
+                            _edit_manifest(("files", bad), {"sha256": "0" * 64, "bytes": 1})))
+    out.append(Mutation("path", "a file larger than the cap", False, False, True,
+                        _edit_manifest(("files", "vision.tflite", "bytes"), 1 << 40)))
+    out.append(Mutation("swap", "vision.tflite <-> language.tflite", True, True, True,
+                        _swap("vision.tflite", "language.tflite")))
+    return out

@@ -1,0 +1,57 @@
+"""Issue 7: >= 1000 malformed bundles, each refused with BundleError or contained by the isolated probe,
+with this process alive.  Run with -s to see the tally."""
+
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+from bundle_mutations import mutations
+
+from velm_edge.bundle import Bundle
+from velm_edge.captioner import Captioner
+from velm_edge.errors import BundleError
+from velm_edge.isolate import probe
+
+FRAME = np.full((60, 80, 3), 100, np.uint8)
+
+
+def judge(root, mutation) -> str:
+    digest = None
+    if mutation.touches_graph:  # changed graph bytes that match the manifest: only a child may parse them first
+        try:
+            digest = probe(root, timeout_s=20)["manifest_sha256"]
+        except BundleError as e:
+            return "contained" if "crashed" in str(e) or "did not finish" in str(e) else "refused"
+    try:
+        with Captioner(Bundle.load(root, digest), num_threads=1) as cap:
+            assert isinstance(cap.caption(FRAME).text, str)
+        return "accepted"
+    except BundleError:
+        return "refused"
+
+
+@pytest.mark.slow
+def test_a_thousand_malformed_bundles_are_refused_or_contained(default_bundle, tmp_path):
+    todo = mutations(default_bundle)
+    assert len(todo) >= 1000
+    tally, wrongly_accepted, unexpected = Counter(), [], []
+    probed = sum(m.touches_graph for m in todo)
+    for i, m in enumerate(todo):
+        root = tmp_path / f"m{i}.velm"
+        shutil.copytree(default_bundle, root)
+        m.apply(root)
+        try:
+            outcome = judge(root, m)
+        except Exception as e:  # anything but BundleError escaping the loader is a failure to report
+            unexpected.append(f"{m.kind}: {m.detail}: {type(e).__name__}: {e}")
+            continue
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        tally[(m.kind, outcome)] += 1
+        if outcome == "accepted" and m.must_refuse:
+            wrongly_accepted.append(f"{m.kind}: {m.detail}")
+    print(f"\n{len(todo)} malformed bundles ({probed} through the isolated probe):", dict(sorted(tally.items())))
+    assert not unexpected, unexpected[:10]
+    assert not wrongly_accepted, wrongly_accepted[:10]
+    assert sum(tally.values()) == len(todo)
