@@ -8,7 +8,7 @@ Accepted frames (anything else is a ``ValueError`` that says what was found and 
 ==============  ===========================================================================
 dtype           uint8 (as is), uint16 (top 8 bits: 16-bit cameras, PNGs), float16/32/64 in
                 [0, 1] (NaN, inf or values outside [0, 1] are refused, never wrapped)
-shape           (H, W) or (H, W, 1) grey; (H, W, 3) BGR; (H, W, 4) BGRA; any H, W >= 1
+shape           (H, W) or (H, W, 1) grey; (H, W, 3) BGR; (H, W, 4) BGRA; 1 <= H, W <= 16384
 ``rgb=True``    the 3/4-channel frame is RGB/RGBA (picamera2, PIL, matplotlib) instead of BGR
 ==============  ===========================================================================
 """
@@ -22,6 +22,7 @@ from velm_edge.quant import QParams, quantize
 
 RESIZE_MODES = ("stretch", "crop", "letterbox")
 LETTERBOX_GREY = 114
+MAX_SIDE = 16384  # larger frames are refused (OpenCV's resize and colour conversion stop at 32767)
 
 
 def resize(frame: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
@@ -52,6 +53,10 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an image as a numpy array, got {type(frame).__name__}")
     if frame.size == 0:
         raise ValueError(f"expected a non-empty image, got shape {frame.shape}")
+    if frame.ndim >= 2 and max(frame.shape[:2]) > MAX_SIDE:
+        raise ValueError(f"image sides must be at most {MAX_SIDE} pixels, got shape {frame.shape}")
+    if frame.dtype.byteorder not in "=|":  # big-endian data (some 16-bit TIFFs and cameras): native order first
+        frame = frame.astype(frame.dtype.newbyteorder("="))
     kind = frame.dtype
     if kind == np.uint8:
         return frame
