@@ -83,7 +83,7 @@ def captions(source: Source, captioner: Captioner, max_frames: int | None = None
                 continue
             skipped = {} if gate is None else {"skipped": gate.skipped}
             yield _event(frame, caption, wall_offset, dropped=reader.dropped, reconnects=reader.reconnects,
-                         bad_frames=bad, **skipped)
+                         bad_frames=bad + reader.bad_frames, **skipped)
     finally:
         reader.stop()
 

@@ -5,30 +5,64 @@ reader thread reads continuously into one slot; the captioner takes whatever is 
 it never took are counted as dropped.  Sources that are not live (files, image folders) are read
 without dropping: every frame is handed over, and the reader waits until it has been taken.
 
-Faults of a live source: a ``read()`` that raises (an unplugged camera, a dead stream) closes the
-source and opens it again after a backoff (0.5 s, doubling to ``max_backoff_s``, reset by the next
-good frame).  A ``read()`` that blocks for longer than ``stall_s`` is detected by a watchdog, not
-waited out: the stuck thread is abandoned (its late frame, if any, is ignored), the source closed
-and reopened by a fresh thread.  A non-live source that fails ends the stream with its error.
+Faults of a live source, each detected within a bounded time and answered by closing the source and
+opening it again (``reconnects``; reopen attempts back off from 0.5 s, doubling to ``max_backoff_s``,
+so a source that comes back is in use again within ``max_backoff_s`` of its return):
+
+- ``read()`` raises (an unplugged camera, a dead stream): at once.
+- ``read()`` blocks: after ``stall_s``, by a watchdog.  The stuck thread is abandoned (its late frame,
+  if any, is ignored) and a fresh thread reads the reopened source.  Closing the source usually frees
+  the stuck thread; if more than ``max_abandoned`` stay stuck, the reader gives up with an error, so a
+  supervisor (systemd) restarts the process instead of threads piling up.
+- Garbage (not an image array: empty, wrong rank or channels, not a number type): never handed over,
+  counted in ``bad_frames``; after ``garbage_s`` with nothing but garbage.
+- The same frame again and again (a frozen driver): after ``frozen_s`` of bit-identical frames
+  (``frozen``; 0 turns it off).  Real sensors are never bit-identical for long; a stream of a still
+  picture may be, and then costs one harmless reopen per ``frozen_s``.
+
+A non-live source that fails ends the stream with its error.  Sources that cannot be reopened
+(``reopenable = False``: frames pushed by the caller) only get the garbage filter.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Callable
 
-from velm_edge.sources import Frame, Source
+import numpy as np
+
+from velm_edge.sources import Frame, Source, SourceError
+
+
+def garbage(image) -> str | None:
+    """Why ``image`` cannot be a frame at all (None if it can); values are judged later, by preprocessing."""
+    if not isinstance(image, np.ndarray):
+        return f"not an array ({type(image).__name__})"
+    if image.size == 0 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        return f"shape {image.shape}"
+    if image.dtype.kind not in "uf":
+        return f"dtype {image.dtype}"
+    return None
+
+
+def fingerprint(image: np.ndarray) -> int:
+    """A cheap checksum of a sparse pixel grid: equal for bit-identical frames, almost never otherwise."""
+    return zlib.crc32(np.ascontiguousarray(image[::7, ::7]).tobytes())
 
 
 class LatestFrameReader:
-    def __init__(self, source: Source, stall_s: float = 5.0, max_backoff_s: float = 10.0,
-                 on_frame: Callable[[Frame], None] | None = None):
+    def __init__(self, source: Source, stall_s: float = 5.0, max_backoff_s: float = 2.0, garbage_s: float = 2.0,
+                 frozen_s: float = 10.0, max_abandoned: int = 4, on_frame: Callable[[Frame], None] | None = None):
         self.source, self.stall_s, self.max_backoff_s = source, stall_s, max_backoff_s
+        self.garbage_s, self.frozen_s, self.max_abandoned = garbage_s, frozen_s, max_abandoned
         self.on_frame = on_frame  # called in the reader thread for every frame (a preview at the source's rate)
         self.dropped = 0  # live frames replaced before anyone took them
         self.read_count = 0
-        self.reconnects = 0  # failures or stalls of a live source that led to a reopen
+        self.bad_frames = 0  # garbage that was never handed over
+        self.frozen = 0  # times the source was found repeating one frame
+        self.reconnects = 0  # failures, stalls, garbage or frozen frames of a live source that led to a reopen
         self.last_fault: str | None = None
         self.error: BaseException | None = None  # what ended the stream, if it was not a normal end
         self._slot: Frame | None = None
@@ -38,7 +72,7 @@ class LatestFrameReader:
         self._generation = 0  # bumped when a stuck thread is abandoned
         self._last_progress = time.monotonic()
         self._reconnecting = False  # the watchdog does not count backoff waits as a stall
-        self._threads: list[threading.Thread] = []
+        self._threads: list[tuple[int, threading.Thread]] = []  # (generation, thread)
 
     def start(self) -> LatestFrameReader:
         self.source.open()
@@ -48,16 +82,43 @@ class LatestFrameReader:
         return self
 
     def _spawn(self) -> None:
+        self._threads = [(g, t) for g, t in self._threads if t.is_alive()]  # finished ones are forgotten
         t = threading.Thread(target=self._run, args=(self._generation,), name=f"reader {self.source.uri}",
                              daemon=True)
-        self._threads.append(t)
+        self._threads.append((self._generation, t))
         t.start()
 
     def _current(self, generation: int) -> bool:
         return generation == self._generation and not self._stop.is_set()
 
+    @property
+    def abandoned(self) -> int:
+        """Reader threads still stuck in a read of a source that was given up on."""
+        return sum(g != self._generation and t.is_alive() for g, t in self._threads)
+
+    def _judge(self, frame: Frame, state: dict) -> str | None:
+        """Garbage or a frozen source (a reason to reopen), else None; updates the garbage/frozen clocks."""
+        now = time.monotonic()
+        why = garbage(frame.image)
+        if why is not None:
+            self.bad_frames += 1
+            if now - state["good"] > self.garbage_s:
+                return f"garbage: only malformed frames for {self.garbage_s:g} s ({why})"
+            return "skip"
+        state["good"] = now
+        if self.frozen_s:
+            mark = fingerprint(frame.image)
+            if mark != state["mark"]:
+                state["mark"], state["since"] = mark, now
+            elif now - state["since"] > self.frozen_s:
+                self.frozen += 1
+                return f"frozen: the same frame for {self.frozen_s:g} s"
+        return None
+
     def _run(self, generation: int) -> None:
         backoff = 0.5
+        revivable = self.source.live and getattr(self.source, "reopenable", True)
+        state = {"good": time.monotonic(), "mark": None, "since": 0.0}
         try:
             while self._current(generation):
                 self._last_progress = time.monotonic()
@@ -73,6 +134,15 @@ class LatestFrameReader:
                     continue
                 if not self._current(generation):
                     return  # abandoned while blocked: the new thread owns the source now
+                if frame is not None:
+                    verdict = self._judge(frame, state)
+                    if verdict == "skip":
+                        continue
+                    if verdict is not None and revivable:
+                        self._reconnect(verdict, backoff)
+                        backoff = min(backoff * 2, self.max_backoff_s)
+                        state = {"good": time.monotonic(), "mark": None, "since": 0.0}
+                        continue
                 if frame is not None and self.on_frame is not None:
                     self.on_frame(frame)
                 with self._cond:
@@ -124,6 +194,13 @@ class LatestFrameReader:
                 self._generation += 1  # the blocked thread's frame, if it ever comes, is ignored
                 self._last_progress = time.monotonic()
                 self._reconnect(f"stalled: no frame for {self.stall_s:g} s", 0.5)
+                if self.abandoned > self.max_abandoned:
+                    self.error = SourceError(f"{self.source.uri}: {self.abandoned} reader threads are stuck in "
+                                             f"reads that never return; giving up (a restart clears them)")
+                    with self._cond:
+                        self._ended = True
+                        self._cond.notify_all()
+                    return
                 if not self._stop.is_set():
                     self._spawn()
 
@@ -146,7 +223,7 @@ class LatestFrameReader:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        for t in self._threads:
+        for _, t in self._threads:
             if t.is_alive():
                 t.join(timeout)
         try:

@@ -50,6 +50,7 @@ class Source:
 
     uri: str = ""
     live: bool = True  # frames arrive in real time (a reader thread should drop stale ones)
+    reopenable: bool = True  # close() then open() revives it (a reader reopens a failing live source)
     fps: float | None = None
     _count: int = 0  # frames delivered so far
 
@@ -224,6 +225,7 @@ class PushSource(Source):
     """A live source fed by ``push(image)`` from the caller's own loop (see pipeline.PushCaptioner)."""
 
     uri = "push:"
+    reopenable = False  # closing it ends the stream: faults are the caller's to fix
 
     def __init__(self):
         import threading
