@@ -14,7 +14,9 @@ Safety: binding anything but a loopback address needs a token (``kiosk:0.0.0.0:8
 which every request must carry (``?token=`` or ``Authorization: Bearer``).  The Host header must
 name the bind address or localhost (DNS rebinding).  Only GET and HEAD.  Each client gets the
 newest frame and caption when it is ready for them: a slow or stalled client never slows the
-pipeline, it just skips frames.
+pipeline, it just skips frames, and one that stops reading is dropped after 10 s.  At most
+``max_clients`` streams and 4 x ``max_clients`` connections at once; a connection that has not sent
+its request within ``request_timeout_s`` is closed.
 """
 
 from __future__ import annotations
@@ -70,13 +72,13 @@ def _is_loopback(host: str) -> bool:
 
 class KioskSink(Sink):
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
-                 jpeg_quality: int = 80, max_clients: int = 16):
+                 jpeg_quality: int = 80, max_clients: int = 16, request_timeout_s: float = 5.0):
         if not _is_loopback(host) and not token:
             raise ValueError(f"kiosk on {host}: binding a non-loopback address needs a token, e.g. "
                              f"kiosk:{host}:{port}?token={secrets.token_urlsafe(12)}")
         self.host, self.port, self.token = host, port, token
         self.name = f"kiosk:{host}:{port}"
-        self.jpeg_quality, self.max_clients = jpeg_quality, max_clients
+        self.jpeg_quality, self.max_clients, self.request_timeout_s = jpeg_quality, max_clients, request_timeout_s
         self.latest: dict | None = None
         self.captions = 0
         self._frame: np.ndarray | None = None
@@ -90,8 +92,8 @@ class KioskSink(Sink):
 
     # -- the pipeline side: never blocks on clients
     def start(self) -> KioskSink:
-        handler = type("Handler", (_Handler,), {"kiosk": self})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        handler = type("Handler", (_Handler,), {"kiosk": self, "timeout": self.request_timeout_s})
+        self._server = _BoundedServer((self.host, self.port), handler, max_connections=4 * self.max_clients)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]  # port 0 -> the one the OS chose
         threading.Thread(target=self._server.serve_forever, name="kiosk http", daemon=True).start()
@@ -147,9 +149,41 @@ class KioskSink(Sink):
             return self.captions, self.latest
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """At most ``max_connections`` connections at once (each has a thread); more are closed at once, so
+    idle or half-open connections cannot pile up threads and descriptors."""
+
+    def __init__(self, address, handler, max_connections: int):
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a client leaving is no error
+            super().handle_error(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class _Handler(BaseHTTPRequestHandler):
     kiosk: KioskSink
     protocol_version = "HTTP/1.1"
+    timeout = 5.0  # seconds to send a request (KioskSink's request_timeout_s): a silent connection is dropped
 
     def log_message(self, *args) -> None:  # quiet: the pipeline's own output is what matters
         pass
@@ -171,7 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if k.token:
             query = parse_qs(urlsplit(self.path).query)
-            given = (query.get("token") or [""])[0] or self.headers.get("Authorization", "").removeprefix("Bearer ")
+            scheme, _, credentials = self.headers.get("Authorization", "").partition(" ")
+            given = (query.get("token") or [""])[0] or (credentials if scheme.lower() == "bearer" else "")
             if not secrets.compare_digest(given, k.token):
                 self._refuse(HTTPStatus.UNAUTHORIZED, "a valid token is required")
                 return False

@@ -136,3 +136,78 @@ def test_the_page_in_headless_chromium_shows_the_preview_and_follows_the_scene(t
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (600, 800)
     assert image[100:500, 150:650].std() > 10  # the preview is on the page, not a blank screen
+
+
+def _status(port, method, path, headers) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_no_request_without_the_token_or_with_a_foreign_host_is_accepted():
+    """Issue 7's acceptance: every route, method and way of (not) giving the token, counted."""
+    token = "Zq7-secret-token"
+    paths = ["/", "/index.html", "/health", "/latest.json", "/events", "/stream.mjpg", "/nothing", "//health",
+             "/%2e%2e/etc/passwd", "/health/"]
+    wrong = [{}, {"q": ""}, {"q": "wrong"}, {"q": token[:-1]}, {"q": token + "x"}, {"q": token.upper()},
+             {"q": f"wrong&token={token}"}, {"h": f"Basic {token}"}, {"h": f"Bearer{token}"}, {"h": token},
+             {"cookie": f"token={token}"}, {"h": "Bearer "}]
+    k = KioskSink("0.0.0.0", 0, token=token).start()
+    try:
+        tried = accepted = 0
+        for path in paths:
+            for variant in wrong:
+                for method in ("GET", "HEAD"):
+                    url = path + (f"?token={variant['q']}" if "q" in variant else "")
+                    headers = {"Host": f"127.0.0.1:{k.port}"}
+                    if "h" in variant:
+                        headers["Authorization"] = variant["h"]
+                    if "cookie" in variant:
+                        headers["Cookie"] = variant["cookie"]
+                    tried += 1
+                    accepted += _status(k.port, method, url, headers) < 400
+        assert tried == 240 and accepted == 0
+        for ok in ({"q": token}, {"h": f"Bearer {token}"}, {"h": f"bearer {token}"}):  # the scheme is case-blind
+            url = "/health" + (f"?token={ok['q']}" if "q" in ok else "")
+            headers = {"Host": f"127.0.0.1:{k.port}", **({"Authorization": ok["h"]} if "h" in ok else {})}
+            assert _status(k.port, "GET", url, headers) == 200
+    finally:
+        k.stop()
+    k = KioskSink("127.0.0.1", 0).start()  # loopback: no token, but the Host header must be ours
+    try:
+        hosts = ["evil.example", f"evil.example:{k.port}", "127.0.0.1.evil.example", "localhost.evil", "[::2]",
+                 "127.0.0.2", "0.0.0.0", "", "127.0.0.1 evil", "LOCALHOST.evil"]
+        accepted = sum(_status(k.port, method, path, {"Host": host}) < 400
+                       for host in hosts for path in paths[:6] for method in ("GET", "HEAD"))
+        accepted += _status(k.port, "GET", "/health", {}) < 400  # no Host header at all
+        assert accepted == 0
+        assert _status(k.port, "GET", "/health", {"Host": f"localhost:{k.port}"}) == 200
+    finally:
+        k.stop()
+
+
+def test_silent_connections_are_bounded_and_dropped():
+    k = KioskSink(port=0, max_clients=2, request_timeout_s=1.0).start()  # at most 8 connections
+    socks = [socket.create_connection(("127.0.0.1", k.port)) for _ in range(12)]  # never send a request
+    try:
+        time.sleep(0.3)
+        refused = 0
+        for s in socks:
+            s.settimeout(0.05)
+            try:
+                refused += s.recv(1) == b""  # closed by the server at once
+            except TimeoutError:
+                pass
+        assert refused >= 4
+        time.sleep(1.5)  # the request timeout frees the 8 held slots
+        assert get(k, "/health").status == 200
+    finally:
+        for s in socks:
+            s.close()
+        k.stop()
