@@ -124,6 +124,7 @@ def cmd_run(args) -> int:
 
     from velm_edge import pipeline, sinks, sources
     from velm_edge.stabilize import SceneGate, Stabilizer
+    from velm_edge.systemd import Notifier
 
     uri = args.source or sources.default_camera()
     if uri is None:
@@ -138,11 +139,17 @@ def cmd_run(args) -> int:
     for out in outputs:
         if hasattr(out, "url"):
             print(f"velm-edge run: kiosk page at {out.host}:{out.port} (open it in a browser)", file=sys.stderr)
-    with open_captioner(args) as cap:
-        counts = pipeline.run(source, cap, outputs, max_frames=args.max_frames, duration_s=args.duration,
-                              stop=lambda: bool(stopping),
-                              gate=SceneGate(args.gate, args.gate_interval) if args.gate else None,
-                              stabilizer=Stabilizer(args.stable) if args.stable else None)
+    notifier = Notifier()  # systemd: READY, a watchdog fed by processed frames, STOPPING (no-op elsewhere)
+    try:
+        with open_captioner(args) as cap:
+            notifier.ready(f"captioning {uri}")
+            counts = pipeline.run(source, cap, outputs, max_frames=args.max_frames, duration_s=args.duration,
+                                  stop=lambda: bool(stopping),
+                                  gate=SceneGate(args.gate, args.gate_interval) if args.gate else None,
+                                  stabilizer=Stabilizer(args.stable) if args.stable else None,
+                                  on_progress=notifier.progress)
+    finally:
+        notifier.stopping()
     summary = f"{counts['captions']} captions"
     if counts["with_truth"]:
         summary += f", {counts['correct']} of {counts['with_truth']} equal to the synthetic truth"

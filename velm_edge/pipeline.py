@@ -51,12 +51,15 @@ def _event(frame, caption, wall_offset: float, **counters: int) -> dict:
 def captions(source: Source, captioner: Captioner, max_frames: int | None = None,
              duration_s: float | None = None, stop: Callable[[], bool] | None = None,
              gate: SceneGate | None = None, stabilizer: Stabilizer | None = None,
-             reader: LatestFrameReader | None = None) -> Iterator[dict]:
+             reader: LatestFrameReader | None = None,
+             on_progress: Callable[[], None] | None = None) -> Iterator[dict]:
     """Caption the newest frame of ``source`` again and again until it ends or a limit is reached.
 
     ``gate``: skip frames that did not change (``skipped`` counts them).  ``stabilizer``: yield only
     when the announced caption changes (``max_frames`` still counts every caption made).  ``reader``:
-    a configured LatestFrameReader for ``source`` (stall limit, backoff), started here."""
+    a configured LatestFrameReader for ``source`` (stall limit, backoff), started here.  ``on_progress``:
+    called for every frame taken and processed (captioned, skipped as unchanged or refused as malformed),
+    e.g. ``systemd.Notifier.progress`` to feed a watchdog with real progress."""
     reader = (reader or LatestFrameReader(source)).start()
     wall_offset = time.time() - time.monotonic()
     start, done, bad = time.monotonic(), 0, 0
@@ -71,6 +74,8 @@ def captions(source: Source, captioner: Captioner, max_frames: int | None = None
                         raise reader.error
                     break
                 continue
+            if on_progress is not None:
+                on_progress()
             try:
                 if gate is not None and not gate.changed(frame.image, frame.captured):
                     continue
