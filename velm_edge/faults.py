@@ -41,10 +41,11 @@ class Fault:
 
 
 def cycle(total_s: float, period_s: float = 20.0, kinds: tuple[str, ...] = KINDS,
-          lengths: dict[str, float] | None = None) -> list[Fault]:
-    """A fault every ``period_s`` seconds, taking turns through ``kinds``, until ``total_s``."""
+          lengths: dict[str, float] | None = None, first_s: float | None = None) -> list[Fault]:
+    """A fault every ``period_s`` seconds from ``first_s`` (default: half a period), taking turns through
+    ``kinds``, each over at least 2 s before ``total_s``."""
     lengths = {"fail": 3.0, "stall": 8.0, "garbage": 3.0, "freeze": 6.0, **(lengths or {})}
-    faults, t, i = [], period_s / 2, 0
+    faults, t, i = [], period_s / 2 if first_s is None else first_s, 0
     while t + lengths[kinds[i % len(kinds)]] < total_s - 2.0:
         kind = kinds[i % len(kinds)]
         faults.append(Fault(t, kind, lengths[kind]))
