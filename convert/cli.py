@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run a recipe: the exact train and export commands (printed before they run) "
                                     "that build a shipped bundle, with a fixed seed and budgets in epochs, then "
                                     "compare its quality with the bundle in the package. Writes OUT/model/ (the "
-                                    "Keras model), OUT/bundle.velm and OUT/recipe.json. Recipes: "
+                                    "Keras model), OUT/NAME.velm and OUT/recipe.json. Recipes: "
                                     + "; ".join(f"{k}: {r.summary}" for k, r in recipe.RECIPES.items()) + ".")
     rc.add_argument("name", choices=tuple(recipe.RECIPES), help="which recipe")
     rc.add_argument("--out", required=True, help="output directory, e.g. runs/recipe-default")

@@ -23,10 +23,10 @@ class Recipe:
     train: tuple[str, ...]
     export: tuple[str, ...]
 
-    def commands(self, out: Path) -> list[list[str]]:
+    def commands(self, out: Path, name: str) -> list[list[str]]:
         model = out / "model"
         return [["train", "--out", str(model), *self.train],
-                ["export", str(model / "model.keras"), "--out", str(out / "bundle.velm"), *self.export]]
+                ["export", str(model / "model.keras"), "--out", str(out / f"{name}.velm"), *self.export]]
 
 
 RECIPES = {
@@ -59,7 +59,7 @@ def run(name: str, out: str | Path, overwrite: bool = False, progress: bool = Tr
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to rebuild into it")
     out.mkdir(parents=True, exist_ok=True)
-    steps = RECIPES[name].commands(out)
+    steps = RECIPES[name].commands(out, name)
     steps[0].append("--progress" if progress else "--no-progress")
     if overwrite:
         steps[1].append("--overwrite")
@@ -71,7 +71,8 @@ def run(name: str, out: str | Path, overwrite: bool = False, progress: bool = Tr
         timings.append(round(time.monotonic() - t0, 1))
         if rc:
             raise RuntimeError(f"recipe {name}: step {i} (velm-convert {argv[0]}) failed with exit code {rc}")
-    built = json.loads((out / "bundle.velm" / "manifest.json").read_text())["metrics"]
+    bundle = out / f"{name}.velm"
+    built = json.loads((bundle / "manifest.json").read_text())["metrics"]
     shipped = json.loads((Path(DEFAULT_BUNDLE) / "manifest.json").read_text())["metrics"]
     result = {
         "recipe": name, "commands": ["velm-convert " + shlex.join(a) for a in steps],
@@ -85,5 +86,5 @@ def run(name: str, out: str | Path, overwrite: bool = False, progress: bool = Tr
     em = result["exact_match"]
     print(f"[recipe {name}] exact match on {built['data']}: built {em['built']:.3f}, shipped {em['shipped']:.3f} "
           f"({em['difference'] * 100:+.1f} points); train {timings[0]:.0f} s, export {timings[1]:.0f} s; "
-          f"bundle at {out / 'bundle.velm'}")
+          f"bundle at {bundle}")
     return result
