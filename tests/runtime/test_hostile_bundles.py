@@ -51,7 +51,10 @@ def test_a_thousand_malformed_bundles_are_refused_or_contained(default_bundle, t
         tally[(m.kind, outcome)] += 1
         if outcome == "accepted" and m.must_refuse:
             wrongly_accepted.append(f"{m.kind}: {m.detail}")
-    print(f"\n{len(todo)} malformed bundles ({probed} through the isolated probe):", dict(sorted(tally.items())))
+    must = sum(m.must_refuse for m in todo)
+    print(f"\n{len(todo)} malformed bundles, {must} that no loader may accept, {probed} through the isolated probe; "
+          f"contained crashes: {sum(v for (_, o), v in tally.items() if o == 'contained')}; outcomes:",
+          dict(sorted(tally.items())))
     assert not unexpected, unexpected[:10]
     assert not wrongly_accepted, wrongly_accepted[:10]
     assert sum(tally.values()) == len(todo)
