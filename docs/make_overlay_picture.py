@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from velm_edge.sources import open_source
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,13 +25,8 @@ def main() -> int:
         # 4 scenes of 2 s each at 15 fps, played as fast as they are captioned (frames=... ends the source)
         subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", "synth:?size=320&seed=7&hold_s=2&frames=120",
                         "--sink", f"video:{video}", "--sink", "jsonl:" + str(Path(tmp, "c.jsonl"))], check=True)
-        cap = cv2.VideoCapture(str(video))
-        frames = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
+        with open_source(str(video)) as captioned:
+            frames = [f.image for f in iter(captioned.read, None)]
     picks = [frames[i] for i in (25, 55, 85, 115) if i < len(frames)]  # late in each scene: caption settled
     sheet = np.concatenate([np.pad(f, ((4, 4), (4, 4), (0, 0)), constant_values=255) for f in picks], axis=1)
     cv2.imwrite(args.out, sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])

@@ -127,12 +127,12 @@ def test_recipe_prints_and_runs_its_commands_then_compares_with_the_shipped_bund
         assert f"velm-convert {argv[0]} " in printed and " ".join(argv[1:3]) in printed
     result = json.loads((out / "recipe.json").read_text())
     shipped = json.loads((edge_cli.DEFAULT_BUNDLE / "manifest.json").read_text())["metrics"]["bundle"]
-    built = json.loads((out / f"{name}.velm" / "manifest.json").read_text())
+    built = json.loads((out / "smoke.velm" / "manifest.json").read_text())
     assert result["exact_match"]["shipped"] == shipped["exact_match"]
     assert result["exact_match"]["built"] == built["metrics"]["bundle"]["exact_match"]
     assert built["metrics"]["images"] == 40 and built["model"]["train_images"] == 400
     assert json.loads((out / "model" / "train.json").read_text())["train_config"]["seed"] == 0
-    with Captioner.open(out / f"{name}.velm") as cap:  # the device loads what the recipe built
+    with Captioner.open(out / "smoke.velm") as cap:  # the device loads what the recipe built
         assert isinstance(cap.caption(scenes.generate(5, scenes.SceneConfig(size=80))[0]).text, str)
     # a second run does not overwrite the first without being asked
     assert convert_cli.main(["recipe", "smoke", "--out", str(out)]) == 2

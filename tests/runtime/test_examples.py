@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from velm_edge.sources import open_source
 from velm_edge.tokenizer import normalize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,13 +50,8 @@ def test_camera_overlay_writes_a_captioned_video_on_the_synthetic_camera(tmp_pat
     assert run.returncode == 0, run.stderr[-2000:]
     captions = re.findall(r"^frame (\d+): (.+)$", run.stdout, re.M)
     assert len(captions) == 12 and all(text.strip() for _, text in captions)
-    video = cv2.VideoCapture(str(out))
-    frames = []
-    while True:
-        ok, frame = video.read()
-        if not ok:
-            break
-        frames.append(frame)
+    with open_source(str(out)) as video:
+        frames = [f.image for f in iter(video.read, None)]
     assert len(frames) == 12 and frames[0].shape == (320, 320, 3)
     # the caption band darkens the bottom rows of the picture
     assert frames[0][-10:].mean() < frames[0][:-40].mean()

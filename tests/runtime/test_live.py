@@ -211,13 +211,8 @@ def test_video_sink_burns_the_captions_in(captioner, tmp_path):
     path = tmp_path / "out.avi"
     source = SynthSource(fps=30, size=96, seed=2, frames=30)
     counts = pipeline.run(source, captioner, [open_sink(f"video:{path}?fps=30")])
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    with open_source(str(path)) as video:
+        frames = [f.image for f in iter(video.read, None)]
     assert len(frames) == 30 and counts["captions"] > 0
     raw = SynthSource(fps=30, size=96, seed=2, realtime=False)
     plain = [raw.read().image for _ in range(30)]
