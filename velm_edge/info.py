@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from velm_edge import tflite_model
 from velm_edge.captioner import Captioner
 
 
@@ -15,6 +16,7 @@ def bundle_info(path: str | Path, backend: str = "auto", isolate: bool = False) 
     for name, g in (("vision", cap.vision), ("language", cap.language)):
         graphs[name] = {
             "bytes": m["files"][f"{name}.tflite"]["bytes"],
+            "cost": tflite_model.cost(tflite_model.read(getattr(cap.bundle, name))),
             "inputs": {k: _tensor(g, k, False) for k in sorted(g.inputs)},
             "outputs": {k: _tensor(g, k, True) for k in sorted(g.outputs)},
             "ops": g.ops(),
@@ -57,11 +59,16 @@ def format_info(info: dict) -> str:
         io = "; ".join(f"{k} {tuple(t['shape'])} {t['dtype']}" for k, t in {**g["inputs"], **g["outputs"]}.items())
         lines.append(f"{name:10s} {g['bytes'] / 1e3:.1f} kB  {io}")
         lines.append(f"{'':10s} ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(g["ops"].items())))
+        c = g["cost"]
+        lines.append(f"{'':10s} cost: {c['macs'] / 1e6:.2f} M MACs, weights {c['weight_bytes'] / 1e3:.1f} kB, "
+                     f"activations {c['activation_bytes'] / 1e3:.1f} kB (at most {c['peak_activation_bytes'] / 1e3:.1f}"
+                     f" kB alive at once)")
     model = info["model"]
     if model.get("parameters"):
         macs = model.get("macs") or {}
         lines.append(f"model      {model.get('backbone')} backbone, {model['parameters']:,} parameters, "
-                     f"{macs.get('caption', 0) / 1e6:.1f} M MACs per caption, trained on {model.get('dataset')}")
+                     f"{macs.get('caption', 0) / 1e6:.1f} M MACs per caption of {info['max_length'] - 1} steps, "
+                     f"trained on {model.get('dataset')}")
     metrics = info["metrics"]
     if metrics.get("bundle"):
         b = metrics["bundle"]
