@@ -7,9 +7,9 @@ The method, every input printed with the result:
 
 1. Measure on this machine (`velm-edge bench --json`): preprocess, vision graph, one decoder step, the
    Python glue, and the decoder steps per caption.
-2. The vision graph is convolution work: its time on a target is its multiply-accumulates (from the
-   manifest) divided by the target's effective int8 rate, taken from a published benchmark of an int8
-   CNN on that device (CITED below, with the arithmetic).
+2. The vision graph is convolution work: its time on a target is its multiply-accumulates (counted
+   from the .tflite, as `velm-edge info` reports them) divided by the target's effective int8 rate,
+   taken from a published benchmark of an int8 CNN on that device (CITED below, with the arithmetic).
 3. Everything else (one decoder step is only 0.45 M MACs, so it is per-call overhead; the resize;
    Python) is scaled by how much slower one target core is than one core here, estimated from the same
    published CNN rates per core against this machine's measured per-core vision rate.  Scalar Python
@@ -25,6 +25,9 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+from velm_edge import tflite_model
 
 # Published figures (see README "Performance"): (MACs of the model, milliseconds, threads, source).
 CITED = {
@@ -89,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=200, help="frames for the measurement (default: %(default)s)")
     args = ap.parse_args(argv)
     bench = json.load(open(args.bench))["result"] if args.bench else measure(args.bundle, args.images)
-    with open(f"{bench['bundle']}/manifest.json") as f:
-        macs = json.load(f)["model"]["macs"]
+    macs = {name: tflite_model.cost(tflite_model.read(Path(bench["bundle"], f"{name}.tflite").read_bytes()))["macs"]
+            for name in ("vision", "language")}  # counted from the graphs themselves, as velm-edge info does
     p = project(bench, macs)
     h = p["here"]
     print(f"measured here ({bench['frame']} frames, {bench['runtime']['backend']}): vision {h['vision']:.2f} ms "
