@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # A second environment with Raspberry Pi OS's pairing: tflite-runtime 2.14 and numpy 1.x (no TensorFlow).
 TFLITE := .venv-tflite
 
-.PHONY: setup demo test test-tflite lint bench default-model wheel clean
+.PHONY: setup demo test test-tflite lint bench default-model wheel pi-check clean
 
 $(BIN)/velm-convert: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: setup  ## live captions: a camera if there is one, else 10 s of the synthe
 	@if ls /dev/video* >/dev/null 2>&1; then $(BIN)/velm-edge run --duration 10; \
 	else echo "no camera: captioning the synthetic camera"; $(BIN)/velm-edge run synth: --duration 10; fi
 
-test: lint  ## lint, the whole suite (ai-edge-litert, numpy 2), then the runtime suite on tflite-runtime (what CI runs)
+test: lint $(TFLITE)/bin/pytest  ## lint, the whole suite (ai-edge-litert, numpy 2), then the runtime suite on tflite-runtime (what CI runs)
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-tflite
 
@@ -41,6 +41,9 @@ bench: setup  ## train the default model for 20 minutes and score it on 500 held
 
 default-model: setup  ## rebuild the shipped bundle from scratch with its fixed-seed recipe (about 40 minutes on 2 cores)
 	$(BIN)/velm-convert recipe default --out runs/recipe-default
+
+pi-check: setup $(TFLITE)/bin/pytest  ## the runtime on aarch64 under qemu, both interpreter packages, against x86's captions (~2 min, ~620 MB)
+	tools/pi_check.sh
 
 wheel: setup  ## build dist/velm_edge-VERSION-py3-none-any.whl (the default bundle inside)
 	$(BIN)/pip wheel --no-deps --quiet -w dist .
