@@ -158,6 +158,7 @@ def drive(args) -> int:
     after = [s for s in samples if s["t"] > WARMUP_S]
     baseline = statistics.median(s["rss_mb"] for s in after[:5])
     final = statistics.median(s["rss_mb"] for s in after[-5:])
+    middle = statistics.median(s["rss_mb"] for s in after[len(after) // 2 - 2:len(after) // 2 + 3])
     end = samples[-2]  # the last full sample before the process began to exit
     recoveries = _recoveries(schedule, events)
     worst = max((r["recovered_after_s"] for r in recoveries if r["recovered_after_s"] is not None), default=0.0)
@@ -167,7 +168,9 @@ def drive(args) -> int:
         "frozen_detected": counts["frozen"], "bad_frames": counts["bad_frames"], "faults": recoveries,
         "worst_recovery_s": worst, "rss_mb": {"peak": round(max(s["rss_mb"] for s in samples), 1),
                                               "after_warmup": round(baseline, 1), "end": round(final, 1),
-                                              "growth": round(final - baseline, 1)},
+                                              "growth": round(final - baseline, 1),
+                                              "growth_second_half": round(final - middle, 1),
+                                              "every_30_s": [round(x["rss_mb"], 1) for x in samples[::30]]},
         "threads": {"before_clients": before["threads"], "peak": max(s["threads"] for s in samples),
                     "end": end["threads"]},
         "fds": {"before_clients": before["fds"], "peak": max(s["fds"] for s in samples), "end": end["fds"]},
