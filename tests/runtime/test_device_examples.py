@@ -1,4 +1,4 @@
-"""The device examples run as written (those that need no camera): caption an image, overlay, callback, kiosk, systemd."""
+"""The device examples run as written (those that need no camera): image, overlay, callback, kiosk, systemd."""
 
 import json
 import os
