@@ -96,17 +96,17 @@ class LatestFrameReader:
         """Reader threads still stuck in a read of a source that was given up on."""
         return sum(g != self._generation and t.is_alive() for g, t in self._threads)
 
-    def _judge(self, frame: Frame, state: dict) -> str | None:
-        """Garbage or a frozen source (a reason to reopen), else None; updates the garbage/frozen clocks."""
+    def _judge(self, frame: Frame, state: dict, revivable: bool) -> str | None:
+        """"skip" for garbage, a reason to reopen a revivable source (garbage for too long, frozen), else None."""
         now = time.monotonic()
         why = garbage(frame.image)
         if why is not None:
             self.bad_frames += 1
-            if now - state["good"] > self.garbage_s:
+            if revivable and now - state["good"] > self.garbage_s:
                 return f"garbage: only malformed frames for {self.garbage_s:g} s ({why})"
             return "skip"
         state["good"] = now
-        if self.frozen_s:
+        if self.frozen_s and revivable:
             mark = fingerprint(frame.image)
             if mark != state["mark"]:
                 state["mark"], state["since"] = mark, now
@@ -135,10 +135,10 @@ class LatestFrameReader:
                 if not self._current(generation):
                     return  # abandoned while blocked: the new thread owns the source now
                 if frame is not None:
-                    verdict = self._judge(frame, state)
+                    verdict = self._judge(frame, state, revivable)
                     if verdict == "skip":
                         continue
-                    if verdict is not None and revivable:
+                    if verdict is not None:
                         self._reconnect(verdict, backoff)
                         backoff = min(backoff * 2, self.max_backoff_s)
                         state = {"good": time.monotonic(), "mark": None, "since": 0.0}
