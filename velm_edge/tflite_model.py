@@ -184,24 +184,22 @@ def op_macs(m: Model, op: Operator) -> int:
 
 def cost(m: Model) -> dict:
     """MACs, constant bytes, and activation bytes (all, and the peak alive at once in operator order)."""
-    macs = sum(op_macs(m, op) for op in m.operators)
-    const = sum(t.nbytes for t in m.tensors if t.constant)
+    per_op = [(op.op, op_macs(m, op)) for op in m.operators]
     acts = [i for i, t in enumerate(m.tensors) if not t.constant]
-    last_use = {i: -1 for i in acts}
-    first = {i: -1 for i in m.inputs}
+    end = len(m.operators)
+    born = {i: -1 for i in m.inputs}  # graph inputs are alive from the start
+    dies = {i: end for i in m.outputs}  # graph outputs until the end
     for k, op in enumerate(m.operators):
         for i in op.outputs:
-            first.setdefault(i, k)
+            born.setdefault(i, k)
         for i in op.inputs:
-            if i in last_use:
-                last_use[i] = k
-    for i in m.outputs:
-        last_use[i] = len(m.operators)
-    peak = 0
-    for k in range(len(m.operators)):
-        alive = sum(m.tensors[i].nbytes for i in acts if first.get(i, k + 1) <= k <= max(last_use[i], first.get(i, k)))
-        peak = max(peak, alive)
-    return {"macs": macs, "weight_bytes": const, "activation_bytes": sum(m.tensors[i].nbytes for i in acts),
-            "peak_activation_bytes": peak,
-            "macs_by_op": {name: sum(op_macs(m, o) for o in m.operators if o.op == name)
-                           for name in sorted({o.op for o in m.operators})}}
+            if i >= 0:
+                dies[i] = max(dies.get(i, k), k)
+    alive = [(born[i], dies.get(i, born[i]), m.tensors[i].nbytes) for i in acts if i in born]
+    peak = max((sum(n for b, d, n in alive if b <= k <= d) for k in range(end)), default=0)
+    macs_by_op: dict[str, int] = {}
+    for name, n in per_op:
+        macs_by_op[name] = macs_by_op.get(name, 0) + n
+    return {"macs": sum(n for _, n in per_op), "weight_bytes": sum(t.nbytes for t in m.tensors if t.constant),
+            "activation_bytes": sum(m.tensors[i].nbytes for i in acts), "peak_activation_bytes": peak,
+            "macs_by_op": dict(sorted(macs_by_op.items()))}
