@@ -147,7 +147,7 @@ def cmd_run(args) -> int:
                                   stop=lambda: bool(stopping),
                                   gate=SceneGate(args.gate, args.gate_interval) if args.gate else None,
                                   stabilizer=Stabilizer(args.stable) if args.stable else None,
-                                  on_progress=notifier.progress)
+                                  on_progress=notifier.progress if notifier.watchdog_s else None)
     finally:
         notifier.stopping()
     summary = f"{counts['captions']} captions"

@@ -124,12 +124,17 @@ class KioskSink(Sink):
         return f"http://{self.host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
     # -- the client side
+    def _wait_past(self, count, after: int, timeout: float) -> bool:
+        """With the lock held: wait until ``count()`` passes ``after`` (or the sink closes, or time is up)."""
+        if count() <= after and not self._closing:
+            self._cond.wait(timeout)
+        return count() > after
+
     def jpeg(self, after: int, timeout: float = 2.0) -> tuple[int, bytes] | None:
         """The newest preview frame after ``after`` as JPEG (encoded once per frame, outside the lock)."""
         with self._cond:
-            if self._frame_id <= after and not self._closing:
-                self._cond.wait(timeout)
-            if self._frame is None or self._frame_id <= after:
+            newer = self._wait_past(lambda: self._frame_id, after, timeout)  # wait first, then look
+            if self._frame is None or not newer:
                 return None
             if self._jpeg is not None and self._jpeg[0] == self._frame_id:
                 return self._jpeg
@@ -142,9 +147,8 @@ class KioskSink(Sink):
 
     def caption_after(self, after: int, timeout: float = 15.0) -> tuple[int, dict] | None:
         with self._cond:
-            if self.captions <= after and not self._closing:
-                self._cond.wait(timeout)
-            if self.latest is None or self.captions <= after:
+            newer = self._wait_past(lambda: self.captions, after, timeout)
+            if self.latest is None or not newer:
                 return None
             return self.captions, self.latest
 
