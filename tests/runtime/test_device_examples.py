@@ -81,10 +81,11 @@ def test_kiosk_launcher_serves_live_captions_and_stops(free_port, wait_for_http)
                                  "PORT": str(free_port)})
     try:
         url = f"http://127.0.0.1:{free_port}/latest.json"
-        wait_for_http(url, lambda body: bool(json.loads(body).get("text")))
+        wait_for_http(url, lambda body: bool((json.loads(body) or {}).get("text")))  # null until the first caption
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
+        proc.communicate()
     assert proc.returncode == 0, err[-2000:]
     assert f"kiosk page: http://127.0.0.1:{free_port}/" in out
 

@@ -1,6 +1,7 @@
 """Issue 7: sources that fail, block, send garbage or freeze are detected within a bounded time and reopened
 with a bounded backoff, and reconnects leak neither threads nor file descriptors."""
 
+import gc
 import os
 import threading
 import time
@@ -17,6 +18,8 @@ LIMITS = dict(stall_s=0.5, garbage_s=0.5, frozen_s=0.5, max_backoff_s=0.5)
 
 
 def open_fds() -> int:
+    """Descriptors open now, after collecting garbage, so an earlier test's unreferenced pipes do not count."""
+    gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
 
