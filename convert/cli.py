@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--parity_images", type=int, default=500,
                     help="held-out images for the parity report; 0 skips it (default: %(default)s)")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    ex.add_argument("--edgetpu", action="store_true",
+                    help="also compile both graphs with edgetpu_compiler (on PATH; x86-64 Linux) and store the "
+                         "compiled graphs and the compiler's op mapping in the bundle; --device edgetpu then runs "
+                         "them. Without the compiler, the op check says which ops would map")
     _data_options(ex, "calibrate and check parity on: synth renders calibration scenes from their own seed range; "
                       "a caption file gives its first --calib_images images to calibration and the rest to parity",
                   scenes=False)
@@ -260,7 +264,10 @@ def cmd_export(args) -> int:
         calib = data.subset(range(min(args.calib_images, len(data))))
         rest = range(len(calib), min(len(calib) + args.parity_images, len(data)))
         held_out = data.subset(rest) if len(rest) else None
-    out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite)
+    if args.edgetpu and args.precision != "int8":
+        raise ValueError("--edgetpu needs --precision int8: the Edge TPU runs full-integer graphs only")
+    out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite,
+                 edgetpu=args.edgetpu)
     manifest = json.loads((out / "manifest.json").read_text())
     for name, r in manifest["op_check"].items():
         ops = ", ".join(f"{op} x{k}" for op, k in r["ops"].items())
@@ -268,6 +275,15 @@ def cmd_export(args) -> int:
         if manifest["precision"] != "int8":
             tpu += " (the Edge TPU runs int8 exports only)"
         print(f"op check {name}: {ops}; {r['float_tensors']} float tensors; {tpu}")
+    compiled = manifest.get("edgetpu")
+    if args.edgetpu and compiled is None:
+        print("edgetpu_compiler is not on PATH: no compiled graphs stored. The op check above says which ops the "
+              "compiler would map; install it (coral.ai/docs/edgetpu/compiler) and export again with --edgetpu")
+    for name, r in (compiled or {}).items():
+        mapped = sum(o["count"] for o in r["ops"] if o["status"] == "Mapped to Edge TPU")
+        total = sum(o["count"] for o in r["ops"])
+        print(f"edgetpu_compiler {name}: " + (f"{r['file']}, {mapped} of {total} ops on the Edge TPU" if r["file"]
+                                              else f"failed (exit code {r['returncode']}); see the manifest's log"))
     size = sum(e["bytes"] for e in manifest["files"].values())
     print(f"wrote {out} ({size / 1e6:.2f} MB)")
     if held_out is not None:

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,8 +114,22 @@ def _tool_versions() -> dict:
             "numpy": np.__version__}
 
 
+def compiler_ops(log: str) -> list[dict]:
+    """The compiler's per-operator table ("Operator  Count  Status") as [{"op", "count", "status"}]."""
+    ops, table = [], False
+    for line in log.splitlines():
+        if re.match(r"\s*Operator\s+Count\s+Status", line):
+            table = True
+            continue
+        m = re.match(r"\s*([A-Z][A-Z0-9_]*)\s+(\d+)\s+(\S.*?)\s*$", line) if table else None
+        if m:
+            ops.append({"op": m.group(1), "count": int(m.group(2)), "status": m.group(3)})
+    return ops
+
+
 def compile_edgetpu(root: Path) -> dict | None:
-    """Run edgetpu_compiler on both graphs when it is on PATH; record what it mapped."""
+    """Run edgetpu_compiler on both graphs when it is on PATH (None when it is not); the compiled graphs land
+    in ``root`` as NAME_edgetpu.tflite, and the result records the log and which ops it mapped."""
     compiler = shutil.which("edgetpu_compiler")
     if not compiler:
         return None
@@ -122,8 +137,11 @@ def compile_edgetpu(root: Path) -> dict | None:
     for name in ("vision", "language"):
         proc = subprocess.run([compiler, "-s", "-o", str(root), str(root / f"{name}.tflite")],
                               capture_output=True, text=True, timeout=600)
+        compiled = root / f"{name}_edgetpu.tflite"
+        ops = compiler_ops(proc.stdout)
         result[name] = {"returncode": proc.returncode, "log": proc.stdout[-4000:] + proc.stderr[-2000:],
-                        "file": f"{name}_edgetpu.tflite" if (root / f"{name}_edgetpu.tflite").is_file() else None}
+                        "file": compiled.name if proc.returncode == 0 and compiled.is_file() else None,
+                        "ops": ops, "all_mapped": bool(ops) and all(o["status"] == "Mapped to Edge TPU" for o in ops)}
     return result
 
 
@@ -154,8 +172,9 @@ def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, Graph], r
 
 
 def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet, calib_images: int = 200,
-           calib_samples: int = 2000, overwrite: bool = False, progress: bool = True) -> Path:
-    """Write the bundle OUT (a directory, conventionally NAME.velm) and return its path."""
+           calib_samples: int = 2000, overwrite: bool = False, progress: bool = True, edgetpu: bool = False) -> Path:
+    """Write the bundle OUT (a directory, conventionally NAME.velm) and return its path.  ``edgetpu``: also
+    compile both graphs with edgetpu_compiler and store the compiled graphs (int8 only)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     out = Path(out)
@@ -194,7 +213,7 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
         (tmp / "op_check.json").write_text(json.dumps({k: r.to_json() for k, r in reports.items()}, indent=2))
         calib = {"source": calibration.source, "images": n, **traj.summary()} if traj else None
         manifest = _manifest(velm, out.name.removesuffix(".velm"), precision, loaded, reports, calib)
-        manifest["edgetpu"] = compile_edgetpu(tmp)
+        manifest["edgetpu"] = compile_edgetpu(tmp) if edgetpu and precision == "int8" else None
         bundle.write_manifest(tmp, manifest)
         umask = os.umask(0)
         os.umask(umask)

@@ -120,24 +120,71 @@ def test_calibration_records_teacher_forced_and_free_running_steps(tiny_run):
         "state": (1, velm.config.units)}
 
 
-def test_edgetpu_compiler_on_path_is_run_and_recorded(tiny_bundles, tmp_path, monkeypatch):
+@pytest.fixture
+def fake_compiler(tmp_path, monkeypatch):
+    """A stand-in for Coral's edgetpu_compiler on PATH: same flags, same output file, Coral's log format."""
     import os
-    import shutil
     import stat
 
-    from convert.export import compile_edgetpu
-
-    fake = tmp_path / "bin" / "edgetpu_compiler"  # stands in for Coral's compiler: same flags, same outputs
+    fake = tmp_path / "bin" / "edgetpu_compiler"
     fake.parent.mkdir()
     fake.write_text('#!/bin/sh\n# usage: edgetpu_compiler -s -o OUTDIR MODEL.tflite\n'
                     'base=$(basename "$4" .tflite)\ncp "$4" "$3/${base}_edgetpu.tflite"\n'
-                    'echo "Operator Count Status"\necho "FULLY_CONNECTED 7 Mapped to Edge TPU"\n')
+                    'echo "Edge TPU Compiler version 16.0.384591198"\necho\n'
+                    'echo "Operator                       Count      Status"\necho\n'
+                    'echo "FULLY_CONNECTED                7          Mapped to Edge TPU"\n'
+                    'echo "TANH                           1          Mapped to Edge TPU"\n'
+                    'echo "LOGISTIC                       2          More than one subgraph is not supported"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    return fake
+
+
+def test_edgetpu_compiler_on_path_is_run_and_its_op_table_recorded(tiny_bundles, tmp_path, fake_compiler,
+                                                                   monkeypatch):
+    import shutil
+
+    from convert.export import compile_edgetpu
+
     root = shutil.copytree(tiny_bundles["int8"], tmp_path / "b.velm")
     result = compile_edgetpu(root)
     assert set(result) == {"vision", "language"}
     assert result["language"]["returncode"] == 0 and "Mapped to Edge TPU" in result["language"]["log"]
     assert result["vision"]["file"] == "vision_edgetpu.tflite" and (root / "vision_edgetpu.tflite").is_file()
+    assert result["vision"]["ops"] == [
+        {"op": "FULLY_CONNECTED", "count": 7, "status": "Mapped to Edge TPU"},
+        {"op": "TANH", "count": 1, "status": "Mapped to Edge TPU"},
+        {"op": "LOGISTIC", "count": 2, "status": "More than one subgraph is not supported"}]
+    assert result["vision"]["all_mapped"] is False
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert compile_edgetpu(root) is None
+
+
+def test_export_edgetpu_stores_the_compiled_graphs_and_the_runtime_keeps_them_for_the_tpu(
+        tiny_run, tmp_path, fake_compiler, capsys):
+    from convert import cli
+    from velm_edge import backend
+    from velm_edge.bundle import Bundle
+    from velm_edge.captioner import Captioner
+
+    run, _ = tiny_run
+    plain, compiled = tmp_path / "plain.velm", tmp_path / "tpu.velm"
+    common = ["--calib_images", "16", "--calib_samples", "200", "--parity_images", "0"]
+    assert cli.main(["export", str(run / "model.keras"), "--out", str(plain), *common]) == 0
+    assert cli.main(["export", str(run / "model.keras"), "--out", str(compiled), "--edgetpu", *common]) == 0
+    printed = capsys.readouterr().out
+    assert "edgetpu_compiler vision: vision_edgetpu.tflite, 8 of 10 ops on the Edge TPU" in printed
+    assert not (plain / "vision_edgetpu.tflite").exists()  # only with --edgetpu, even with the compiler on PATH
+    b = Bundle.load(compiled)
+    assert set(b.edgetpu) == {"vision", "language"} and b.edgetpu["vision"] == (compiled / "vision.tflite").read_bytes()
+    assert {"vision_edgetpu.tflite", "language_edgetpu.tflite"} <= set(b.manifest["files"])  # checksummed
+    (compiled / "vision_edgetpu.tflite").write_bytes(b"changed")
+    with pytest.raises(ValueError, match="vision_edgetpu.tflite"):
+        Bundle.load(compiled)  # a compiled graph is checked like every other file
+    _, info = backend.make_interpreter(b.vision, device="cpu", edgetpu_model=b"not used on a CPU")
+    assert info == {"backend": info["backend"], "device": "cpu", "compiled": False}
+    with Captioner.open(plain) as cap:
+        assert cap.caption(__import__("numpy").zeros((64, 64, 3), "uint8")).text is not None
+    assert cli.main(["export", str(run / "model.keras"), "--out", str(tmp_path / "f.velm"), "--edgetpu",
+                     "--precision", "float32", *common]) == 2
+    assert "--edgetpu needs --precision int8" in capsys.readouterr().err

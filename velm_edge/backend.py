@@ -94,10 +94,13 @@ def load_edgetpu_delegate(module, spec: str | None = None):
                            f"in (lsusb shows 'Global Unichip' or 'Google'), and may this user access it?") from None
 
 
-def make_interpreter(model: bytes, num_threads: int | None = None, backend: str = "auto", device: str = "cpu"):
+def make_interpreter(model: bytes, num_threads: int | None = None, backend: str = "auto", device: str = "cpu",
+                     edgetpu_model: bytes | None = None):
     """An allocated interpreter for a .tflite model given as bytes (verified on load).
 
-    Returns ``(interpreter, info)`` where info says which backend and device run it.
+    ``edgetpu_model``: the same graph compiled by edgetpu_compiler; used instead of ``model`` when an Edge TPU
+    delegate is loaded (a compiled graph cannot run without one).  Returns ``(interpreter, info)`` where
+    info says which backend and device run it and whether the compiled graph is the one running.
     """
     module, name = interpreter_module(backend)
     dev = Device.parse(device)
@@ -109,7 +112,8 @@ def make_interpreter(model: bytes, num_threads: int | None = None, backend: str 
             if dev.kind != "auto":
                 raise
             warnings.warn(f"no Edge TPU, running on the CPU: {e}", RuntimeWarning, stacklevel=2)
-    interpreter = module.Interpreter(model_content=bytes(model), num_threads=num_threads,
-                                     experimental_delegates=delegates or None)
+    compiled = bool(delegates) and edgetpu_model is not None
+    interpreter = module.Interpreter(model_content=bytes(edgetpu_model if compiled else model),
+                                     num_threads=num_threads, experimental_delegates=delegates or None)
     interpreter.allocate_tensors()
-    return interpreter, {"backend": name, "device": "edgetpu" if delegates else "cpu"}
+    return interpreter, {"backend": name, "device": "edgetpu" if delegates else "cpu", "compiled": compiled}

@@ -107,6 +107,7 @@ class Bundle:
     language: bytes  # language.tflite
     embeddings: np.ndarray  # (V, E), int8 for int8 bundles
     vocab: Vocab
+    edgetpu: dict[str, bytes]  # graph name -> its edgetpu_compiler output, for graphs that have one
 
     @property
     def precision(self) -> str:
@@ -122,9 +123,11 @@ class Bundle:
         other file is pinned by the manifest's own checksums)."""
         root = Path(path)
         manifest = read_manifest(root, manifest_sha256)
-        for name in sorted(set(manifest["files"]) - set(REQUIRED_FILES)):  # reports: checked, not parsed
-            read_file(root, manifest, name)
+        extra = {name: read_file(root, manifest, name)  # reports and compiled graphs: checked, not parsed
+                 for name in sorted(set(manifest["files"]) - set(REQUIRED_FILES))}
         data = {name: read_file(root, manifest, name) for name in REQUIRED_FILES}
+        compiled = {graph: extra[entry["file"]] for graph, entry in (manifest.get("edgetpu") or {}).items()
+                    if entry.get("file")}
         try:
             table = np.load(io.BytesIO(data["embeddings.npy"]), allow_pickle=False)
         except Exception as e:  # np.load's header parser raises ValueError, SyntaxError, tokenize.TokenError, ...
@@ -139,4 +142,4 @@ class Bundle:
         if table.ndim != 2 or table.shape[0] != len(vocab):
             raise BundleError(f"{root / 'embeddings.npy'}: shape {table.shape}, expected ({len(vocab)}, E) "
                               f"for the {len(vocab)} tokens of vocab.txt")
-        return cls(root, manifest, data["vision.tflite"], data["language.tflite"], table, vocab)
+        return cls(root, manifest, data["vision.tflite"], data["language.tflite"], table, vocab, compiled)

@@ -46,8 +46,10 @@ class _Graphs:
     """One thread's interpreters and the constant parts of the decode loop."""
 
     def __init__(self, bundle: Bundle, num_threads: int | None, backend: str, device: str):
-        self.vision = Graph(bundle.vision, f"{bundle.root}/vision.tflite", num_threads, backend, device)
-        self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", num_threads, backend, device)
+        self.vision = Graph(bundle.vision, f"{bundle.root}/vision.tflite", num_threads, backend, device,
+                            bundle.edgetpu.get("vision"))
+        self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", num_threads, backend, device,
+                              bundle.edgetpu.get("language"))
         check_graphs(bundle, {"vision": self.vision, "language": self.language})
         v, lang = self.vision, self.language
         self.q_image = v.qparams("image")

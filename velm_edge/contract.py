@@ -100,6 +100,14 @@ def check_manifest(m: dict, where: str) -> None:
     for key in ("feature_size", "state_size", "embedding_size"):
         _int(m, key, 1, MAX_WIDTH, where)
     _qparams(_dict(m, "embedding_quantization", where), f"{_where(where, 'embedding_quantization')}")
+    tpu = m.get("edgetpu")
+    if tpu is not None:
+        if not isinstance(tpu, dict) or not set(tpu) <= set(IO_NAMES):
+            raise BundleError(f"{_where(where, 'edgetpu')} must map graph names {sorted(IO_NAMES)} to compiler results")
+        for graph, entry in tpu.items():
+            file = entry.get("file") if isinstance(entry, dict) else "?"
+            if file is not None and file not in m.get("files", {}):
+                raise BundleError(f"{where}: edgetpu.{graph}.file {file!r} is not one of the bundle's files")
     graphs = _dict(m, "graphs", where)
     for graph, (inputs, outputs) in IO_NAMES.items():
         g = _dict(graphs, graph, f"{where}: graphs")

@@ -16,27 +16,47 @@ from velm_edge.errors import BundleError
 from velm_edge.quant import QParams
 
 
+def _by_position(named: dict, plain: list[dict], compiled: list[dict]) -> dict:
+    """Signature details of the plain graph, moved to the compiled graph's tensors at the same positions."""
+    position = {d["index"]: i for i, d in enumerate(plain)}
+    return {name: {**d, "index": compiled[position[d["index"]]]["index"]} for name, d in named.items()}
+
+
 class Graph:
     """A loaded graph.  Not thread-safe: one instance per thread (see ``Captioner``)."""
 
     def __init__(self, model: bytes, label: str, num_threads: int | None = None, backend_name: str = "auto",
-                 device: str = "cpu"):
+                 device: str = "cpu", edgetpu_model: bytes | None = None):
         self.label = label
         try:
-            self.interpreter, self.info = backend.make_interpreter(model, num_threads, backend_name, device)
+            self.interpreter, self.info = backend.make_interpreter(model, num_threads, backend_name, device,
+                                                                   edgetpu_model)
         except backend.EdgeTPUError:
             raise
         except (ValueError, RuntimeError) as e:  # the flatbuffer verifier or allocation refused it
             raise BundleError(f"{label}: not a valid TFLite model ({str(e).strip().splitlines()[0]})") from None
-        signatures = self.interpreter.get_signature_list()
-        if len(signatures) != 1:
-            raise BundleError(f"{label}: expected one serving signature, found {sorted(signatures)}")
-        runner = self.interpreter.get_signature_runner(next(iter(signatures)))
-        self.inputs = runner.get_input_details()
-        self.outputs = runner.get_output_details()
+        self.inputs, self.outputs = self._io(self.interpreter)
+        if self.info.get("compiled") and self.inputs is None:  # the compiler dropped the signature:
+            plain, _ = backend.make_interpreter(model, 1, backend_name, "cpu")  # names from the plain graph,
+            names_in, names_out = self._io(plain)  # tensors by position (the compiler keeps the order)
+            self.inputs = _by_position(names_in, plain.get_input_details(), self.interpreter.get_input_details())
+            self.outputs = _by_position(names_out, plain.get_output_details(),
+                                        self.interpreter.get_output_details())
+        if self.inputs is None:
+            raise BundleError(f"{label}: expected one serving signature, found "
+                              f"{sorted(self.interpreter.get_signature_list())}")
         self._in = {name: d["index"] for name, d in self.inputs.items()}
         self._out = {name: d["index"] for name, d in self.outputs.items()}
         self.invoke_seconds, self.invokes = 0.0, 0
+
+    @staticmethod
+    def _io(interpreter) -> tuple[dict | None, dict | None]:
+        """Inputs and outputs by name from the one serving signature, or (None, None) without one."""
+        signatures = interpreter.get_signature_list()
+        if len(signatures) != 1:
+            return None, None
+        runner = interpreter.get_signature_runner(next(iter(signatures)))
+        return runner.get_input_details(), runner.get_output_details()
 
     def qparams(self, name: str, output: bool = False) -> QParams:
         return QParams.of((self.outputs if output else self.inputs)[name])

@@ -79,5 +79,12 @@ def format_info(info: dict) -> str:
         a = metrics["agreement"]
         lines.append(f"parity     identical captions to the float model: {a.get('exact_caption')}, "
                      f"tokens {a.get('token')}")
-    lines.append(f"edge tpu   {'compiled graphs included' if info['edgetpu'] else 'not compiled for the Edge TPU'}")
+    tpu = info["edgetpu"] or {}
+    if not tpu:
+        lines.append("edge tpu   not compiled for the Edge TPU (velm-convert export --edgetpu)")
+    for name, r in tpu.items():
+        ops = r.get("ops") or []
+        mapped = sum(o["count"] for o in ops if o["status"] == "Mapped to Edge TPU")
+        lines.append(f"edge tpu   {name}: " + (f"{r['file']}, {mapped} of {sum(o['count'] for o in ops)} ops mapped"
+                                                if r.get("file") else "compilation failed (see the manifest's log)"))
     return "\n".join(lines)
