@@ -17,14 +17,28 @@ The method, every input printed with the result:
 4. Edge TPU: the vision graph at the Edge TPU's published effective rate plus a published per-call
    cost of a small model over USB 3; the decoder steps run on the host CPU (a Pi 4), because a USB call
    per step would cost more than the step.
+
+A second, independent estimate of the vision graph, from PEAK figures and this machine's EFFICIENCY:
+
+5. Measure this core's peak int8 multiply-accumulate rate (benchmarks/peak_int8.c, compiled with `cc`, the
+   instruction the int8 kernels use here) and divide the vision graph's measured rate by it: the
+   fraction of peak the interpreter reaches on this graph.
+6. The target core's peak is its clock times the int8 multiply-accumulates its SIMD units finish per
+   cycle, from Arm's optimization guides (PEAK below).  The vision graph runs there at the same
+   fraction of peak, on one thread.  The other parts are as in 3.  The Edge TPU's efficiency cannot be
+   measured here; it is taken from Coral's published MobileNet v1 time against its 4 TOPS, so for the
+   Edge TPU the two estimates coincide by construction.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from velm_edge import tflite_model
@@ -53,8 +67,44 @@ CITED = {
 }
 
 
+# Peak int8 multiply-accumulates per second, per core for the CPUs.
+PEAK = {
+    "pi4": {
+        "mac_per_s": 1.5e9 * 8,
+        "source": "Cortex-A72 at 1.5 GHz x 8 int8 MACs per cycle: no int8 dot product, and ASIMD integer "
+                  "multiply-accumulate (SMLAL/SMLAL2, 8 int8 products per instruction) issues on the F0 pipe "
+                  "only, one per cycle (Arm Cortex-A72 Software Optimization Guide, UAN 0016A)",
+    },
+    "pi5": {
+        "mac_per_s": 2.4e9 * 32,
+        "source": "Cortex-A76 at 2.4 GHz x 32 int8 MACs per cycle: SDOT (16 int8 products per instruction) on "
+                  "both ASIMD pipes, two per cycle (Arm Cortex-A76 Software Optimization Guide)",
+    },
+    "edgetpu": {
+        "mac_per_s": 2e12,
+        "source": "Edge TPU: 4 TOPS = 2 T MAC/s (Coral USB Accelerator datasheet); efficiency from Coral's "
+                  "MobileNet v1 2.2 ms, as in the first estimate",
+    },
+}
+PEAK_C = Path(__file__).with_name("peak_int8.c")
+
+
+def measure_peak(runs: int = 3) -> float:
+    """This core's peak int8 multiply-accumulates per second (best of ``runs``), from benchmarks/peak_int8.c."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if platform.machine() not in ("x86_64", "AMD64") or cc is None:
+        raise SystemExit(f"cannot measure the peak int8 rate here ({platform.machine()}, C compiler: {cc}); "
+                         f"pass --peak G_MAC_PER_S")
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp, "peak_int8")
+        subprocess.run([cc, "-O3", "-mavx2", str(PEAK_C), "-o", str(exe)], check=True)
+        return max(float(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()[0])
+                   for _ in range(runs))
+
+
 def measure(bundle: str | None, images: int) -> dict:
-    cmd = [sys.executable, "-m", "velm_edge.cli", "bench", "--images", str(images), "--cold_runs", "1", "--json"]
+    cmd = [sys.executable, "-m", "velm_edge.cli", "bench", "--images", str(images), "--cold_runs", "1", "--json",
+           "--threads", "1"]  # one interpreter thread: the per-core rate both estimates start from
     out = subprocess.run(cmd + ([bundle] if bundle else []), capture_output=True, text=True, check=True).stdout
     return json.loads(out)["result"]
 
@@ -79,9 +129,27 @@ def project(bench: dict, macs: dict) -> dict:
              "python_glue": pi4_parts["python_glue"]}
     out["edgetpu"] = {"int8_mac_per_s": tpu["macs"] / (tpu["ms"] * 1e-3), **parts}
     for name in ("pi4", "pi5", "edgetpu"):
-        total = sum(out[name][k] for k in ("vision", "decode", "preprocess", "python_glue"))
-        out[name]["caption_ms"] = total
-        out[name]["captions_per_s"] = 1e3 / total
+        _total(out[name])
+    return out
+
+
+def _total(parts: dict) -> None:
+    parts["caption_ms"] = sum(parts[k] for k in ("vision", "decode", "preprocess", "python_glue"))
+    parts["captions_per_s"] = 1e3 / parts["caption_ms"]
+
+
+def project_from_peaks(projected: dict, vision_macs: float, peak_here: float) -> dict:
+    """The second estimate: the vision graph at the target's peak times the efficiency measured here (the
+    Edge TPU's from Coral's published figure); the other parts as in ``project``."""
+    efficiency = projected["here"]["vision_mac_per_s"] / peak_here
+    tpu = CITED["edgetpu"]
+    tpu_efficiency = tpu["macs"] / (tpu["ms"] * 1e-3) / PEAK["edgetpu"]["mac_per_s"]
+    out = {"here": {"peak_mac_per_s": peak_here, "efficiency": efficiency}}
+    for name in ("pi4", "pi5", "edgetpu"):
+        eff = tpu_efficiency if name == "edgetpu" else efficiency
+        vision = vision_macs / (PEAK[name]["mac_per_s"] * eff) * 1e3 + (tpu["call_ms"] if name == "edgetpu" else 0)
+        out[name] = {**projected[name], "vision": vision, "efficiency": eff}
+        _total(out[name])
     return out
 
 
@@ -90,25 +158,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("bundle", nargs="?", help="bundle directory (default: the shipped one)")
     ap.add_argument("--bench", help="use this `velm-edge bench --json` output instead of measuring now")
     ap.add_argument("--images", type=int, default=200, help="frames for the measurement (default: %(default)s)")
+    ap.add_argument("--peak", type=float, metavar="G_MAC_PER_S",
+                    help="this core's peak int8 rate in G MAC/s, instead of measuring it with benchmarks/peak_int8.c")
     args = ap.parse_args(argv)
     bench = json.load(open(args.bench))["result"] if args.bench else measure(args.bundle, args.images)
     macs = {name: tflite_model.cost(tflite_model.read(Path(bench["bundle"], f"{name}.tflite").read_bytes()))["macs"]
             for name in ("vision", "language")}  # counted from the graphs themselves, as velm-edge info does
     p = project(bench, macs)
+    q = project_from_peaks(p, macs["vision"], args.peak * 1e9 if args.peak else measure_peak())
     h = p["here"]
     print(f"measured here ({bench['frame']} frames, {bench['runtime']['backend']}): vision {h['vision']:.2f} ms "
           f"= {h['vision_mac_per_s'] / 1e9:.1f} G MAC/s, decoder step {h['decode_step']:.3f} ms x {h['steps']:.1f}, "
           f"preprocess {h['preprocess']:.2f} ms, Python glue {h['python_glue']:.2f} ms")
-    print("\nPROJECTED (not measured) per caption, int8 bundle, greedy, ms:\n")
+    print("\nPROJECTED (not measured) per caption, int8 bundle, greedy, ms.  First estimate: the vision graph at "
+          "published int8 CNN rates:\n")
     print("| target | vision graph | decoder steps | resize | Python | caption | captions/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in ("pi4", "pi5", "edgetpu"):
         r = p[name]
         print(f"| {CITED[name]['what']} | {r['vision']:.2f} | {r['decode']:.2f} | {r['preprocess']:.2f} | "
               f"{r['python_glue']:.2f} | {r['caption_ms']:.1f} | {r['captions_per_s']:.0f} |")
+    e = q["here"]
+    print(f"\nSecond estimate: peak x efficiency.  Peak int8 rate of one core here "
+          f"{e['peak_mac_per_s'] / 1e9:.1f} G MAC/s ({'given' if args.peak else 'measured, benchmarks/peak_int8.c'}); "
+          f"the vision graph reaches {e['efficiency']:.0%} of it.  Vision graph on one thread:\n")
+    print("| target | peak G MAC/s | efficiency | vision graph | caption | captions/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in ("pi4", "pi5", "edgetpu"):
+        r = q[name]
+        print(f"| {CITED[name]['what']} | {PEAK[name]['mac_per_s'] / 1e9:.0f} | {r['efficiency']:.0%} | "
+              f"{r['vision']:.2f} | {r['caption_ms']:.1f} | {r['captions_per_s']:.0f} |")
     print("\nsources:")
     for name in ("pi4", "pi5", "edgetpu"):
         print(f"  {name}: {CITED[name]['source']}")
+        print(f"  {name} peak: {PEAK[name]['source']}")
     print(f"  one Pi 4 core is taken as {p['pi4']['core_slower_than_here']:.1f}x slower than one core here, a Pi 5 "
           f"core {p['pi5']['core_slower_than_here']:.1f}x (per-core CNN rates)")
     return 0

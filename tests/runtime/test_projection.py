@@ -1,0 +1,57 @@
+"""Issue 8: benchmarks/project.py projects Raspberry Pi 4 / Pi 5 / Edge TPU speed two independent ways, and its
+arithmetic and its measured peak are what its docstring says."""
+
+import importlib.util
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_project():
+    spec = importlib.util.spec_from_file_location("project", ROOT / "benchmarks" / "project.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_peak_times_efficiency_arithmetic():
+    project = load_project()
+    ms = {"preprocess": 0.5, "vision": 1.0, "decode_step": 0.05, "python_glue": 0.3}
+    bench = {k: {"median": v} for k, v in ms.items()} | {"steps_per_caption": 10.0}
+    macs = 20e6  # at 1.0 ms: 20 G MAC/s here
+    first = project.project(bench, {"vision": macs, "language": 0.4e6})
+    second = project.project_from_peaks(first, macs, peak_here=80e9)
+    assert second["here"]["efficiency"] == pytest.approx(0.25)
+    assert second["pi4"]["vision"] == pytest.approx(macs / (12e9 * 0.25) * 1e3)  # 6.67 ms on one A72 core
+    assert second["pi5"]["vision"] == pytest.approx(macs / (76.8e9 * 0.25) * 1e3)
+    for name in ("pi4", "pi5"):  # only the vision graph differs between the two estimates
+        assert {k: second[name][k] for k in ("decode", "preprocess", "python_glue")} == \
+               {k: first[name][k] for k in ("decode", "preprocess", "python_glue")}
+        assert second[name]["caption_ms"] == pytest.approx(
+            sum(second[name][k] for k in ("vision", "decode", "preprocess", "python_glue")))
+    assert second["edgetpu"]["caption_ms"] == pytest.approx(first["edgetpu"]["caption_ms"])  # same cited rate
+    assert first["pi4"]["decode"] == pytest.approx(10 * 0.05 * first["pi4"]["core_slower_than_here"])
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or not (shutil.which("cc") or shutil.which("gcc")),
+                    reason="the peak benchmark is AVX2 C")
+def test_measured_peak_is_a_plausible_core_rate():
+    peak = load_project().measure_peak(runs=1)
+    assert 5e9 < peak < 1e12  # 16-32 MACs per cycle at 1-5 GHz; a loop the compiler removed reads as 1e17
+
+
+def test_the_script_projects_the_default_model_above_ten_captions_per_second_on_a_pi_4():
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "project.py"), "--images", "30", "--peak", "60"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    pi4 = [line for line in run.stdout.splitlines() if line.startswith("| Raspberry Pi 4")]
+    assert len(pi4) == 2, run.stdout  # one row per estimate
+    assert all(float(row.rstrip(" |").rsplit("|", 1)[1]) >= 10 for row in pi4), pi4
+    assert "PROJECTED (not measured)" in run.stdout
+    assert "60.0 G MAC/s (given)" in run.stdout
