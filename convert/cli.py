@@ -279,11 +279,11 @@ def cmd_export(args) -> int:
     if args.edgetpu and compiled is None:
         print("edgetpu_compiler is not on PATH: no compiled graphs stored. The op check above says which ops the "
               "compiler would map; install it (coral.ai/docs/edgetpu/compiler) and export again with --edgetpu")
-    for name, r in (compiled or {}).items():
-        mapped = sum(o["count"] for o in r["ops"] if o["status"] == "Mapped to Edge TPU")
-        total = sum(o["count"] for o in r["ops"])
-        print(f"edgetpu_compiler {name}: " + (f"{r['file']}, {mapped} of {total} ops on the Edge TPU" if r["file"]
-                                              else f"failed (exit code {r['returncode']}); see the manifest's log"))
+    elif compiled:
+        from velm_edge.info import compiled_summary
+
+        for name, r in compiled.items():
+            print(f"edgetpu_compiler {name}: {compiled_summary(r)}")
     size = sum(e["bytes"] for e in manifest["files"].values())
     print(f"wrote {out} ({size / 1e6:.2f} MB)")
     if held_out is not None:

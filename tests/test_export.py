@@ -161,7 +161,9 @@ def test_edgetpu_compiler_on_path_is_run_and_its_op_table_recorded(tiny_bundles,
 
 
 def test_export_edgetpu_stores_the_compiled_graphs_and_the_runtime_keeps_them_for_the_tpu(
-        tiny_run, tmp_path, fake_compiler, capsys):
+        tiny_run, tmp_path, fake_compiler, capsys, monkeypatch):
+    import json
+
     from convert import cli
     from velm_edge import backend
     from velm_edge.bundle import Bundle
@@ -188,3 +190,7 @@ def test_export_edgetpu_stores_the_compiled_graphs_and_the_runtime_keeps_them_fo
     assert cli.main(["export", str(run / "model.keras"), "--out", str(tmp_path / "f.velm"), "--edgetpu",
                      "--precision", "float32", *common]) == 2
     assert "--edgetpu needs --precision int8" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # --edgetpu without the compiler: a plain bundle, and why
+    assert cli.main(["export", str(run / "model.keras"), "--out", str(tmp_path / "n.velm"), "--edgetpu", *common]) == 0
+    assert "edgetpu_compiler is not on PATH: no compiled graphs stored" in capsys.readouterr().out
+    assert json.loads((tmp_path / "n.velm" / "manifest.json").read_text())["edgetpu"] is None

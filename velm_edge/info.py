@@ -83,8 +83,14 @@ def format_info(info: dict) -> str:
     if not tpu:
         lines.append("edge tpu   not compiled for the Edge TPU (velm-convert export --edgetpu)")
     for name, r in tpu.items():
-        ops = r.get("ops") or []
-        mapped = sum(o["count"] for o in ops if o["status"] == "Mapped to Edge TPU")
-        lines.append(f"edge tpu   {name}: " + (f"{r['file']}, {mapped} of {sum(o['count'] for o in ops)} ops mapped"
-                                                if r.get("file") else "compilation failed (see the manifest's log)"))
+        lines.append(f"edge tpu   {name}: {compiled_summary(r)}")
     return "\n".join(lines)
+
+
+def compiled_summary(entry: dict) -> str:
+    """One line on a graph's edgetpu_compiler result in the manifest: its file and how many ops it mapped."""
+    if not entry.get("file"):
+        return f"compilation failed (exit code {entry.get('returncode')}); see the manifest's log"
+    ops = entry.get("ops") or []
+    mapped = sum(o["count"] for o in ops if o["status"] == "Mapped to Edge TPU")
+    return f"{entry['file']}, {mapped} of {sum(o['count'] for o in ops)} ops on the Edge TPU"

@@ -1,0 +1,91 @@
+"""Issue 8: a bundle's compiled Edge TPU graphs are run when an Edge TPU delegate is open, and a compiled graph
+that lost its serving signature (edgetpu_compiler may drop it) is still wired up by tensor position.
+
+There is no Edge TPU here, so the delegate is simulated at one point: ``backend.make_interpreter`` reports the
+compiled graph as running, and runs it on the CPU.  The "compiled" graphs are the plain graphs with their
+SignatureDefs removed from the flatbuffer, which is the case the position fallback exists for."""
+
+import json
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from velm_edge import backend, scenes
+from velm_edge.bundle import Bundle, write_manifest
+from velm_edge.captioner import Captioner
+from velm_edge.errors import BundleError
+from velm_edge.graph import Graph
+
+SIGNATURE_DEFS = 7  # field number of Model.signature_defs in TFLite's schema.fbs
+
+
+def without_signatures(model: bytes) -> bytes:
+    """The same .tflite with Model.signature_defs absent: its vtable slot set to 0 (flatbuffers' "not present")."""
+    data = bytearray(model)
+    table = struct.unpack_from("<I", data, 0)[0]
+    vtable = table - struct.unpack_from("<i", data, table)[0]
+    vtable_size = struct.unpack_from("<H", data, vtable)[0]
+    slot = vtable + 4 + 2 * SIGNATURE_DEFS
+    assert slot + 2 <= vtable + vtable_size and struct.unpack_from("<H", data, slot)[0], "no signature_defs field"
+    struct.pack_into("<H", data, slot, 0)
+    return bytes(data)
+
+
+@pytest.fixture
+def tpu_present(monkeypatch):
+    """An Edge TPU delegate that "opens": the compiled graph is the one built (and run on the CPU)."""
+    real = backend.make_interpreter
+
+    def make_interpreter(model, num_threads=None, backend_name="auto", device="cpu", edgetpu_model=None):
+        if device == "cpu" or edgetpu_model is None:
+            return real(model, num_threads, backend_name, "cpu")
+        interpreter, info = real(edgetpu_model, num_threads, backend_name, "cpu")
+        return interpreter, {**info, "device": "edgetpu", "compiled": True}
+
+    monkeypatch.setattr(backend, "make_interpreter", make_interpreter)
+
+
+def test_the_stripped_graph_really_has_no_signature(default_bundle):
+    plain = (default_bundle / "vision.tflite").read_bytes()
+    interpreter, _ = backend.make_interpreter(without_signatures(plain))
+    assert interpreter.get_signature_list() == {}
+    with pytest.raises(BundleError, match="expected one serving signature"):
+        Graph(without_signatures(plain), "stripped.tflite")  # without a plain graph to name the tensors: refused
+
+
+def test_a_compiled_graph_without_signature_is_wired_by_position(default_bundle, tpu_present):
+    plain = (default_bundle / "language.tflite").read_bytes()
+    reference = Graph(plain, "language.tflite")
+    compiled = Graph(plain, "language.tflite", device="edgetpu", edgetpu_model=without_signatures(plain))
+    assert compiled.info["compiled"] and compiled.interpreter.get_signature_list() == {}
+    assert set(compiled.inputs) == set(reference.inputs) and set(compiled.outputs) == set(reference.outputs)
+    for name in reference.inputs:
+        assert compiled.shape(name) == reference.shape(name) and compiled.dtype(name) == reference.dtype(name)
+        assert compiled.qparams(name) == reference.qparams(name)
+    rng = np.random.default_rng(0)
+    feed = {name: rng.integers(-128, 128, reference.shape(name)).astype(reference.dtype(name))
+            for name in reference.inputs}
+    expected, got = reference.run(**feed), compiled.run(**feed)
+    assert set(got) == set(expected) and all(np.array_equal(got[k], expected[k]) for k in expected)
+
+
+def test_captioner_runs_the_bundles_compiled_graphs_on_the_tpu_and_the_plain_ones_on_the_cpu(
+        default_bundle, tmp_path, tpu_present):
+    root = shutil.copytree(default_bundle, tmp_path / "tpu.velm")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["edgetpu"] = {}
+    for name in ("vision", "language"):
+        (root / f"{name}_edgetpu.tflite").write_bytes(without_signatures((root / f"{name}.tflite").read_bytes()))
+        manifest["edgetpu"][name] = {"returncode": 0, "file": f"{name}_edgetpu.tflite", "ops": [], "all_mapped": True}
+    write_manifest(root, manifest)
+    assert set(Bundle.load(root).edgetpu) == {"vision", "language"}
+
+    images = [scenes.generate(3_000_000_000 + i, scenes.SceneConfig(size=80))[0] for i in range(8)]
+    with Captioner.open(default_bundle) as cpu, Captioner.open(root, device="edgetpu") as tpu:
+        assert [tpu.caption(x).text for x in images] == [cpu.caption(x).text for x in images]
+        assert tpu.vision.info["compiled"] and tpu.language.info["compiled"] and tpu.info["device"] == "edgetpu"
+    with Captioner.open(root, device="cpu") as cpu_only:  # no delegate: the plain graphs, never the compiled ones
+        assert not cpu_only.vision.info["compiled"] and not cpu_only.language.info["compiled"]
+        assert cpu_only.vision.interpreter.get_signature_list() != {}
