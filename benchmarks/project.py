@@ -153,6 +153,18 @@ def project_from_peaks(projected: dict, vision_macs: float, peak_here: float) ->
     return out
 
 
+def _targets(projection: dict):
+    return [(name, projection[name]) for name in ("pi4", "pi5", "edgetpu")]
+
+
+def _table(columns: list[str], rows: dict[str, list[str]]) -> None:
+    """A Markdown table with one row per target."""
+    print("| target | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for name, cells in rows.items():
+        print(f"| {CITED[name]['what']} | " + " | ".join(cells) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle", nargs="?", help="bundle directory (default: the shipped one)")
@@ -172,22 +184,16 @@ def main(argv: list[str] | None = None) -> int:
           f"preprocess {h['preprocess']:.2f} ms, Python glue {h['python_glue']:.2f} ms")
     print("\nPROJECTED (not measured) per caption, int8 bundle, greedy, ms.  First estimate: the vision graph at "
           "published int8 CNN rates:\n")
-    print("| target | vision graph | decoder steps | resize | Python | caption | captions/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in ("pi4", "pi5", "edgetpu"):
-        r = p[name]
-        print(f"| {CITED[name]['what']} | {r['vision']:.2f} | {r['decode']:.2f} | {r['preprocess']:.2f} | "
-              f"{r['python_glue']:.2f} | {r['caption_ms']:.1f} | {r['captions_per_s']:.0f} |")
+    _table(["vision graph", "decoder steps", "resize", "Python", "caption", "captions/s"],
+           {name: [f"{r['vision']:.2f}", f"{r['decode']:.2f}", f"{r['preprocess']:.2f}", f"{r['python_glue']:.2f}",
+                   f"{r['caption_ms']:.1f}", f"{r['captions_per_s']:.0f}"] for name, r in _targets(p)})
     e = q["here"]
     print(f"\nSecond estimate: peak x efficiency.  Peak int8 rate of one core here "
           f"{e['peak_mac_per_s'] / 1e9:.1f} G MAC/s ({'given' if args.peak else 'measured, benchmarks/peak_int8.c'}); "
           f"the vision graph reaches {e['efficiency']:.0%} of it.  Vision graph on one thread:\n")
-    print("| target | peak G MAC/s | efficiency | vision graph | caption | captions/s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name in ("pi4", "pi5", "edgetpu"):
-        r = q[name]
-        print(f"| {CITED[name]['what']} | {PEAK[name]['mac_per_s'] / 1e9:.0f} | {r['efficiency']:.0%} | "
-              f"{r['vision']:.2f} | {r['caption_ms']:.1f} | {r['captions_per_s']:.0f} |")
+    _table(["peak G MAC/s", "efficiency", "vision graph", "caption", "captions/s"],
+           {name: [f"{PEAK[name]['mac_per_s'] / 1e9:.0f}", f"{r['efficiency']:.0%}", f"{r['vision']:.2f}",
+                   f"{r['caption_ms']:.1f}", f"{r['captions_per_s']:.0f}"] for name, r in _targets(q)})
     print("\nsources:")
     for name in ("pi4", "pi5", "edgetpu"):
         print(f"  {name}: {CITED[name]['source']}")
