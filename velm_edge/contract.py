@@ -106,7 +106,7 @@ def check_manifest(m: dict, where: str) -> None:
             raise BundleError(f"{_where(where, 'edgetpu')} must map graph names {sorted(IO_NAMES)} to compiler results")
         for graph, entry in tpu.items():
             file = entry.get("file") if isinstance(entry, dict) else "?"
-            if file is not None and file not in m.get("files", {}):
+            if file is not None and (not isinstance(file, str) or file not in m.get("files", {})):
                 raise BundleError(f"{where}: edgetpu.{graph}.file {file!r} is not one of the bundle's files")
     graphs = _dict(m, "graphs", where)
     for graph, (inputs, outputs) in IO_NAMES.items():

@@ -16,8 +16,15 @@ from velm_edge.errors import BundleError
 from velm_edge.quant import QParams
 
 
-def _by_position(named: dict, plain: list[dict], compiled: list[dict]) -> dict:
+def _by_position(named: dict, plain: list[dict], compiled: list[dict], label: str) -> dict:
     """Signature details of the plain graph, moved to the compiled graph's tensors at the same positions."""
+    def kinds(details):
+        return [(tuple(int(n) for n in d["shape"]), np.dtype(d["dtype"]).name, tuple(d["quantization"]))
+                for d in details]
+
+    if kinds(plain) != kinds(compiled):
+        raise BundleError(f"{label}: the compiled graph's inputs or outputs differ from the plain graph's: "
+                          f"{kinds(compiled)} against {kinds(plain)}")
     position = {d["index"]: i for i, d in enumerate(plain)}
     return {name: {**d, "index": compiled[position[d["index"]]]["index"]} for name, d in named.items()}
 
@@ -36,18 +43,24 @@ class Graph:
         except (ValueError, RuntimeError) as e:  # the flatbuffer verifier or allocation refused it
             raise BundleError(f"{label}: not a valid TFLite model ({str(e).strip().splitlines()[0]})") from None
         self.inputs, self.outputs = self._io(self.interpreter)
-        if self.info.get("compiled") and self.inputs is None:  # the compiler dropped the signature:
-            plain, _ = backend.make_interpreter(model, 1, backend_name, "cpu")  # names from the plain graph,
-            names_in, names_out = self._io(plain)  # tensors by position (the compiler keeps the order)
-            self.inputs = _by_position(names_in, plain.get_input_details(), self.interpreter.get_input_details())
-            self.outputs = _by_position(names_out, plain.get_output_details(),
-                                        self.interpreter.get_output_details())
+        if self.inputs is None and self.info.get("compiled"):
+            self.inputs, self.outputs = self._io_by_position(model, backend_name)
         if self.inputs is None:
             raise BundleError(f"{label}: expected one serving signature, found "
                               f"{sorted(self.interpreter.get_signature_list())}")
         self._in = {name: d["index"] for name, d in self.inputs.items()}
         self._out = {name: d["index"] for name, d in self.outputs.items()}
         self.invoke_seconds, self.invokes = 0.0, 0
+
+    def _io_by_position(self, model: bytes, backend_name: str) -> tuple[dict | None, dict | None]:
+        """The compiler dropped the signature: names from the plain graph, tensors by position (the compiler
+        keeps the order; their shapes, types and quantization must match)."""
+        plain, _ = backend.make_interpreter(model, 1, backend_name, "cpu")
+        names_in, names_out = self._io(plain)
+        if names_in is None:
+            return None, None
+        return (_by_position(names_in, plain.get_input_details(), self.interpreter.get_input_details(), self.label),
+                _by_position(names_out, plain.get_output_details(), self.interpreter.get_output_details(), self.label))
 
     @staticmethod
     def _io(interpreter) -> tuple[dict | None, dict | None]:

@@ -89,3 +89,19 @@ def test_captioner_runs_the_bundles_compiled_graphs_on_the_tpu_and_the_plain_one
     with Captioner.open(root, device="cpu") as cpu_only:  # no delegate: the plain graphs, never the compiled ones
         assert not cpu_only.vision.info["compiled"] and not cpu_only.language.info["compiled"]
         assert cpu_only.vision.interpreter.get_signature_list() != {}
+
+
+def test_a_compiled_graph_that_does_not_match_its_plain_graph_is_refused(default_bundle, tpu_present):
+    vision = (default_bundle / "vision.tflite").read_bytes()
+    language = (default_bundle / "language.tflite").read_bytes()
+    with pytest.raises(BundleError, match="the compiled graph's inputs or outputs differ"):
+        Graph(language, "language.tflite", device="edgetpu", edgetpu_model=without_signatures(vision))
+
+
+@pytest.mark.parametrize("entry", [{"file": ["vision.tflite"]}, {"file": "missing_edgetpu.tflite"}, "text"])
+def test_malformed_edgetpu_entries_in_the_manifest_are_refused(bundle_copy, entry):
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["edgetpu"] = {"vision": entry}
+    write_manifest(bundle_copy, manifest)
+    with pytest.raises(BundleError, match="edgetpu"):
+        Bundle.load(bundle_copy)
