@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--parity_images", type=int, default=500,
                     help="held-out images for the parity report; 0 skips it (default: %(default)s)")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    ex.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                    help="progress bars for calibration and the parity check")
     ex.add_argument("--edgetpu", action="store_true",
                     help="also compile both graphs with edgetpu_compiler (on PATH; x86-64 Linux) and store the "
                          "compiled graphs and the compiler's op mapping in the bundle; --device edgetpu then runs "
@@ -267,7 +269,7 @@ def cmd_export(args) -> int:
     if args.edgetpu and args.precision != "int8":
         raise ValueError("--edgetpu needs --precision int8: the Edge TPU runs full-integer graphs only")
     out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite,
-                 edgetpu=args.edgetpu)
+                 progress=args.progress, edgetpu=args.edgetpu)
     manifest = json.loads((out / "manifest.json").read_text())
     for name, r in manifest["op_check"].items():
         ops = ", ".join(f"{op} x{k}" for op, k in r["ops"].items())
@@ -287,7 +289,7 @@ def cmd_export(args) -> int:
     size = sum(e["bytes"] for e in manifest["files"].values())
     print(f"wrote {out} ({size / 1e6:.2f} MB)")
     if held_out is not None:
-        result = parity.evaluate(out, held_out, velm)
+        result = parity.evaluate(out, held_out, velm, progress=args.progress)
         _print_parity(result)
         print(f"wrote {parity.write_report(out, result)}")
     return 0

@@ -60,7 +60,8 @@ def run(name: str, out: str | Path, overwrite: bool = False, progress: bool = Tr
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to rebuild into it")
     out.mkdir(parents=True, exist_ok=True)
     steps = RECIPES[name].commands(out, name)
-    steps[0].append("--progress" if progress else "--no-progress")
+    for argv in steps:  # train and export
+        argv.append("--progress" if progress else "--no-progress")
     if overwrite:
         steps[1].append("--overwrite")
     timings = []
