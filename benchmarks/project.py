@@ -43,6 +43,7 @@ from pathlib import Path
 
 from velm_edge import tflite_model
 
+TARGETS = ("pi4", "pi5", "edgetpu")
 # Published figures (see README "Performance"): (MACs of the model, milliseconds, threads, source).
 CITED = {
     "pi4": {
@@ -128,7 +129,7 @@ def project(bench: dict, macs: dict) -> dict:
              "decode": pi4_parts["decode"], "preprocess": pi4_parts["preprocess"],
              "python_glue": pi4_parts["python_glue"]}
     out["edgetpu"] = {"int8_mac_per_s": tpu["macs"] / (tpu["ms"] * 1e-3), **parts}
-    for name in ("pi4", "pi5", "edgetpu"):
+    for name in TARGETS:
         _total(out[name])
     return out
 
@@ -145,7 +146,7 @@ def project_from_peaks(projected: dict, vision_macs: float, peak_here: float) ->
     tpu = CITED["edgetpu"]
     tpu_efficiency = tpu["macs"] / (tpu["ms"] * 1e-3) / PEAK["edgetpu"]["mac_per_s"]
     out = {"here": {"peak_mac_per_s": peak_here, "efficiency": efficiency}}
-    for name in ("pi4", "pi5", "edgetpu"):
+    for name in TARGETS:
         eff = tpu_efficiency if name == "edgetpu" else efficiency
         vision = vision_macs / (PEAK[name]["mac_per_s"] * eff) * 1e3 + (tpu["call_ms"] if name == "edgetpu" else 0)
         out[name] = {**projected[name], "vision": vision, "efficiency": eff}
@@ -153,16 +154,12 @@ def project_from_peaks(projected: dict, vision_macs: float, peak_here: float) ->
     return out
 
 
-def _targets(projection: dict):
-    return [(name, projection[name]) for name in ("pi4", "pi5", "edgetpu")]
-
-
-def _table(columns: list[str], rows: dict[str, list[str]]) -> None:
-    """A Markdown table with one row per target."""
+def _table(columns: list[str], cells) -> None:
+    """A Markdown table with one row per target; ``cells(name)`` gives a row's cells after the target."""
     print("| target | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
-    for name, cells in rows.items():
-        print(f"| {CITED[name]['what']} | " + " | ".join(cells) + " |")
+    for name in TARGETS:
+        print(f"| {CITED[name]['what']} | " + " | ".join(cells(name)) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,17 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     print("\nPROJECTED (not measured) per caption, int8 bundle, greedy, ms.  First estimate: the vision graph at "
           "published int8 CNN rates:\n")
     _table(["vision graph", "decoder steps", "resize", "Python", "caption", "captions/s"],
-           {name: [f"{r['vision']:.2f}", f"{r['decode']:.2f}", f"{r['preprocess']:.2f}", f"{r['python_glue']:.2f}",
-                   f"{r['caption_ms']:.1f}", f"{r['captions_per_s']:.0f}"] for name, r in _targets(p)})
+           lambda name: [f"{p[name][k]:.2f}" for k in ("vision", "decode", "preprocess", "python_glue")]
+           + [f"{p[name]['caption_ms']:.1f}", f"{p[name]['captions_per_s']:.0f}"])
     e = q["here"]
     print(f"\nSecond estimate: peak x efficiency.  Peak int8 rate of one core here "
           f"{e['peak_mac_per_s'] / 1e9:.1f} G MAC/s ({'given' if args.peak else 'measured, benchmarks/peak_int8.c'}); "
           f"the vision graph reaches {e['efficiency']:.0%} of it.  Vision graph on one thread:\n")
     _table(["peak G MAC/s", "efficiency", "vision graph", "caption", "captions/s"],
-           {name: [f"{PEAK[name]['mac_per_s'] / 1e9:.0f}", f"{r['efficiency']:.0%}", f"{r['vision']:.2f}",
-                   f"{r['caption_ms']:.1f}", f"{r['captions_per_s']:.0f}"] for name, r in _targets(q)})
+           lambda name: [f"{PEAK[name]['mac_per_s'] / 1e9:.0f}", f"{q[name]['efficiency']:.0%}",
+                         f"{q[name]['vision']:.2f}", f"{q[name]['caption_ms']:.1f}",
+                         f"{q[name]['captions_per_s']:.0f}"])
     print("\nsources:")
-    for name in ("pi4", "pi5", "edgetpu"):
+    for name in TARGETS:
         print(f"  {name}: {CITED[name]['source']}")
         print(f"  {name} peak: {PEAK[name]['source']}")
     print(f"  one Pi 4 core is taken as {p['pi4']['core_slower_than_here']:.1f}x slower than one core here, a Pi 5 "

@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import pytest
 
-from velm_edge import backend, scenes
+from velm_edge import backend, scenes, tflite_model
 from velm_edge.bundle import Bundle, write_manifest
 from velm_edge.captioner import Captioner
 from velm_edge.errors import BundleError
@@ -23,13 +23,11 @@ SIGNATURE_DEFS = 7  # field number of Model.signature_defs in TFLite's schema.fb
 
 def without_signatures(model: bytes) -> bytes:
     """The same .tflite with Model.signature_defs absent: its vtable slot set to 0 (flatbuffers' "not present")."""
+    reader = tflite_model._Reader(model)
+    root = reader.table(reader.u32(0))
+    assert root.vector(SIGNATURE_DEFS) is not None, "no signature_defs field"
     data = bytearray(model)
-    table = struct.unpack_from("<I", data, 0)[0]
-    vtable = table - struct.unpack_from("<i", data, table)[0]
-    vtable_size = struct.unpack_from("<H", data, vtable)[0]
-    slot = vtable + 4 + 2 * SIGNATURE_DEFS
-    assert slot + 2 <= vtable + vtable_size and struct.unpack_from("<H", data, slot)[0], "no signature_defs field"
-    struct.pack_into("<H", data, slot, 0)
+    struct.pack_into("<H", data, root.vtable + 4 + 2 * SIGNATURE_DEFS, 0)
     return bytes(data)
 
 
