@@ -8,10 +8,9 @@ No picture at hand?  ``velm-edge synth --out scenes --count 3`` writes a few syn
 import argparse
 import sys
 
-import cv2
-
 from velm_edge import Captioner
 from velm_edge.bundle import DEFAULT_BUNDLE
+from velm_edge.image_file import read_image
 
 
 def main() -> int:
@@ -24,9 +23,10 @@ def main() -> int:
     failed = 0
     with Captioner.open(args.bundle) as captioner:
         for path in args.images:
-            frame = cv2.imread(path, cv2.IMREAD_UNCHANGED)  # grey, BGR or BGRA: the captioner takes them all
-            if frame is None:
-                print(f"{path}: cannot read this image", file=sys.stderr)
+            try:
+                frame = read_image(path)  # upright (EXIF applied), grey or BGR, 8 or 16 bits: all accepted
+            except ValueError as e:
+                print(f"{path}: {e}", file=sys.stderr)
                 failed += 1
                 continue
             caption = captioner.caption(frame, beam_size=args.beam)

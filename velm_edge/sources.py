@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from velm_edge import scenes
+from velm_edge.image_file import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -131,10 +132,11 @@ class ImagesSource(Source):
             path = self.files[self._i % len(self.files)]
             index = self._i
             self._i += 1
-            image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-            if image is not None:
-                return Frame(image, index, time.monotonic(), name=path)
-            # undecodable files are skipped (the pipeline counts frames by index gaps)
+            try:
+                image = read_image(path)  # the one reader: EXIF orientation applied, as in training
+            except ValueError:
+                continue  # undecodable files are skipped (the pipeline counts frames by index gaps)
+            return Frame(image, index, time.monotonic(), name=path)
 
 
 class OpenCVSource(Source):
