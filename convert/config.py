@@ -11,7 +11,8 @@ from pathlib import Path
 
 from velm_edge import scenes
 
-BACKBONES = ("seed", "mobilenet_v3_small")
+BACKBONES = ("seed", "mobilenet_v3_small", "efficientnet_lite0")
+PRETRAINED = ("efficientnet_lite0",)  # backbones with shipped ImageNet weights: frozen, features cached
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class ModelConfig:
     vocab_size: int  # number of tokens, specials included
     max_length: int = 16  # tokens per caption including <start> and <end>
     image_size: int = 80  # square input side in pixels
-    backbone: str = "seed"  # "seed" (small conv/pool CNN) or "mobilenet_v3_small" (minimalistic)
+    backbone: str = "seed"  # "seed" (small conv/pool CNN), "mobilenet_v3_small" or "efficientnet_lite0" (ImageNet)
     backbone_weights: str | None = None  # local .weights.h5/.h5 file for the backbone, or None
     seed_filters: tuple[int, ...] = (16, 32, 64, 64)  # conv widths of the seed CNN, one per block
     batch_norm: bool = False  # batch normalization after each seed conv (folded on export; slower on CPU)
@@ -56,16 +57,18 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     out: str = "runs/default"  # output directory (created); see the module docstring
-    dataset: str = "synth"  # synth | coco | flickr | csv | jsonl
-    annotations: str | None = None  # caption file for coco/flickr/csv/jsonl
-    images: str | None = None  # image folder (default: the caption file's folder)
+    dataset: str = "synth"  # synth | coco | flickr | csv | jsonl | flickr8k (a folder: captions.csv, images/, splits/)
+    annotations: str | None = None  # caption file for coco/flickr/csv/jsonl; the directory for flickr8k
+    images: str | None = None  # image folder (default: the caption file's folder; flickr8k: DIR/images)
+    splits: str | None = None  # folder of split files train.txt / dev.txt (flickr8k: DIR/splits); else a random split
+    feature_cache: str | None = None  # folder for frozen-backbone features (default ~/.cache/velm-convert/features)
     max_images: int | None = None  # use at most this many images of a caption file
     val_fraction: float = 0.05  # share of a caption file's images held out for validation
     train_scenes: int = 60_000  # synthetic training scenes (seeds 0..N-1)
     val_scenes: int = 1_000  # synthetic validation scenes (a disjoint seed range)
     image_size: int = ModelConfig.image_size  # model input side in pixels
     resize_mode: str = "stretch"  # how dataset images are fitted: stretch | crop | letterbox
-    backbone: str = ModelConfig.backbone  # seed | mobilenet_v3_small
+    backbone: str = ModelConfig.backbone  # seed | mobilenet_v3_small | efficientnet_lite0 (frozen, features cached)
     backbone_weights: str | None = None  # optional local weights file for the backbone
     feature_dim: int = ModelConfig.feature_dim  # image feature size F
     embed_dim: int = ModelConfig.embed_dim  # word embedding size E
@@ -73,6 +76,7 @@ class TrainConfig:
     dropout: float = ModelConfig.dropout  # dropout on feature and embeddings (try 0.2-0.5 on small real data)
     batch_norm: bool = ModelConfig.batch_norm  # batch normalization in the seed CNN (slower per step on CPU)
     max_length: int = ModelConfig.max_length  # caption tokens incl. <start>/<end>; longer captions are cut
+    label_smoothing: float = 0.0  # share of each target's probability spread over the vocabulary (0 = off)
     min_count: int = 1  # drop words seen fewer times than this (they become <unk>)
     max_vocab: int = 10_000  # vocabulary cap, specials included
     batch_size: int = 32  # sequences per step (split across GPUs when several are visible)

@@ -1,4 +1,5 @@
-"""Caption datasets: synthetic scenes, COCO captions, Flickr8k token files, CSV and JSONL.
+"""Caption datasets: synthetic scenes, COCO captions, Flickr8k token files, CSV, JSONL, and a Flickr8k
+directory with its standard splits (``flickr8k``: captions.csv, images/, splits/{train,dev,test}.txt).
 
 Every loader returns a ``CaptionSet``: images resized once to the model's input (RGB uint8, via
 ``velm_edge.preprocess.prepare``, the same function the device uses) and the reference captions of
@@ -18,14 +19,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from velm_edge import preprocess, scenes
+from velm_edge.image_file import read_image
 from velm_edge.tokenizer import normalize
 
 log = logging.getLogger(__name__)
-FORMATS = ("synth", "coco", "flickr", "csv", "jsonl")
+FORMATS = ("synth", "coco", "flickr", "csv", "jsonl", "flickr8k")
 # Seeds of the synthetic splits never overlap: training counts up from 0, validation and the
 # held-out evaluation scenes start far above anything a training run can reach.
 VAL_SEED = 1_000_000_000
@@ -219,23 +220,14 @@ def guess_format(path: str | Path) -> str:
     raise DatasetError(f"cannot tell the format of {p}; name it with --format ({', '.join(FORMATS[1:])})")
 
 
-def load_captions(annotations: str | Path, images: str | Path | None = None, fmt: str | None = None,
-                  image_size: int = 96, resize_mode: str = "stretch", max_images: int | None = None,
-                  progress: bool = False) -> CaptionSet:
-    """Load a caption file (COCO JSON / Flickr token file / CSV / JSONL) and its images.
-
-    Image paths in the file are resolved against ``images`` (default: the file's own folder).
-    """
+def caption_records(annotations: str | Path, fmt: str | None = None) -> tuple[dict[str, list[str]], Counter, str]:
+    """Read a caption file: (image name -> its captions, in file order; skipped records by reason; format)."""
     path = Path(annotations)
     if not path.is_file():
         raise DatasetError(f"caption file not found: {path}")
     fmt = fmt or guess_format(path)
     if fmt not in READERS:
         raise DatasetError(f"unknown dataset format {fmt!r}; expected one of {tuple(READERS)}")
-    root = Path(images) if images is not None else path.parent
-    if not root.is_dir():
-        raise DatasetError(f"image folder not found: {root}")
-
     skipped: Counter = Counter()
     by_image: dict[str, list[str]] = {}
     for name, caption in READERS[fmt](path):
@@ -245,29 +237,148 @@ def load_captions(annotations: str | Path, images: str | Path | None = None, fmt
             skipped["empty caption"] += 1
         else:
             by_image.setdefault(name, []).append(caption)
-    names = list(by_image)
+    return by_image, skipped, fmt
+
+
+def read_split(path: str | Path) -> list[str]:
+    """A split file: one image name per line (blank lines and # comments ignored), in file order."""
+    names = [line.strip() for line in _read_lines(Path(path))]
+    names = [n for n in names if n and not n.startswith("#")]
+    if not names:
+        raise DatasetError(f"{path}: the split file names no image")
+    return names
+
+
+def split_file(splits: str | Path, split: str) -> Path:
+    """SPLITS/NAME.txt, or a clear error listing the splits that folder has."""
+    root = Path(splits)
+    path = root / f"{split}.txt"
+    if not path.is_file():
+        have = sorted(p.stem for p in root.glob("*.txt")) if root.is_dir() else []
+        raise DatasetError(f"no split file {path} (splits there: {', '.join(have) or 'none'})")
+    return path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a caption dataset's pieces are: the caption file, its format, the image folder, the splits."""
+    annotations: Path
+    fmt: str | None
+    images: Path
+    splits: Path | None
+
+
+def flickr8k_layout(root: str | Path) -> Layout:
+    """A directory laid out like the shared Flickr8k copy: captions.csv, images/, splits/{train,dev,test}.txt."""
+    root = Path(root)
+    if not (root / "captions.csv").is_file() or not (root / "images").is_dir():
+        raise DatasetError(f"{root} is not a Flickr8k directory: it needs captions.csv (image,caption), images/ and "
+                           f"splits/train.txt, dev.txt, test.txt")
+    return Layout(root / "captions.csv", "csv", root / "images", root / "splits")
+
+
+def layout(dataset: str, annotations: str | Path | None, images: str | Path | None = None,
+           splits: str | Path | None = None) -> Layout:
+    """Resolve a dataset's pieces from the command-line options (``flickr8k``: ANNOTATIONS is the directory)."""
+    if not annotations:
+        raise DatasetError(f"--annotations is required for the {dataset} dataset"
+                           + (" (the Flickr8k directory)" if dataset == "flickr8k" else ""))
+    if dataset == "flickr8k":
+        lay = flickr8k_layout(annotations)
+        return Layout(lay.annotations, lay.fmt, Path(images) if images else lay.images,
+                      Path(splits) if splits else lay.splits)
+    path = Path(annotations)
+    return Layout(path, None if dataset in (None, "auto") else dataset, Path(images) if images else path.parent,
+                  Path(splits) if splits else None)
+
+
+@dataclass
+class FileSet:
+    """A dataset's images as files (not yet decoded) with their reference captions."""
+    files: list[Path]
+    captions: list[list[str]]
+    source: str
+    skipped: Counter = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def file_set(lay: Layout, split: str | None = None, max_images: int | None = None) -> FileSet:
+    """The images of a caption file (all, or those of SPLITS/SPLIT.txt in that file's order) that exist."""
+    by_image, skipped, fmt = caption_records(lay.annotations, lay.fmt)
+    if not lay.images.is_dir():
+        raise DatasetError(f"image folder not found: {lay.images}")
+    if split is not None:
+        if lay.splits is None:
+            raise DatasetError(f"split {split!r} asked for, but no --splits folder was given")
+        names = read_split(split_file(lay.splits, split))
+        unknown = [n for n in names if n not in by_image]
+        if unknown:
+            skipped["split image without captions"] += len(unknown)
+        names = [n for n in names if n in by_image]
+    else:
+        names = list(by_image)
     if max_images is not None:
         names = names[:max_images]
-
-    images_out, captions_out = [], []
-    bar = progress_bar(len(names), f"loading {path.name}", progress)
+    files, captions = [], []
     for name in names:
-        bar.update(1)
-        file = root / name
-        if not file.is_file():
+        file = lay.images / name
+        if file.is_file():
+            files.append(file)
+            captions.append(by_image[name])
+        else:
             skipped["missing image"] += len(by_image[name])
-            continue
-        frame = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if frame is None:
-            skipped["unreadable image"] += len(by_image[name])
-            continue
-        images_out.append(preprocess.prepare(frame, image_size, resize_mode))
-        captions_out.append(by_image[name])
-    bar.close()
+    source = f"{fmt}:{lay.annotations}" + (f"#{split}" if split else "")
     if skipped:
         detail = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
-        warnings.warn(f"{path}: skipped {sum(skipped.values())} caption records ({detail})", stacklevel=2)
-    if not images_out:
-        raise DatasetError(f"{path}: no usable record (image folder {root}); "
+        warnings.warn(f"{source}: skipped {sum(skipped.values())} caption records ({detail})", stacklevel=2)
+    if not files:
+        raise DatasetError(f"{source}: no usable record (image folder {lay.images}); "
                            f"skipped: {dict(skipped) or 'nothing - the file has no records'}")
-    return CaptionSet(np.stack(images_out), captions_out, f"{fmt}:{path}", skipped)
+    return FileSet(files, captions, source, skipped)
+
+
+def read_images(files: list[Path], image_size: int, resize_mode: str = "stretch", progress: bool = False,
+                desc: str = "reading images") -> tuple[np.ndarray, list[int]]:
+    """Decode and fit images (RGB uint8, the device's own reader and preprocessing); returns the images and
+    the indices of the files that could be decoded."""
+    out, ok = [], []
+    bar = progress_bar(len(files), desc, progress)
+    for i, file in enumerate(files):
+        bar.update(1)
+        try:
+            frame = read_image(file)
+        except ValueError:
+            continue
+        out.append(preprocess.prepare(frame, image_size, resize_mode))
+        ok.append(i)
+    bar.close()
+    images = np.stack(out) if out else np.empty((0, image_size, image_size, 3), np.uint8)
+    return images, ok
+
+
+def load_images(fs: FileSet, image_size: int, resize_mode: str = "stretch", progress: bool = False) -> CaptionSet:
+    """A FileSet decoded into a CaptionSet (unreadable images are skipped and counted)."""
+    images, ok = read_images(fs.files, image_size, resize_mode, progress, f"loading {len(fs)} images")
+    skipped = Counter(fs.skipped)
+    bad = len(fs) - len(ok)
+    if bad:
+        skipped["unreadable image"] += bad
+        warnings.warn(f"{fs.source}: skipped {bad} unreadable images", stacklevel=2)
+    if not ok:
+        raise DatasetError(f"{fs.source}: no usable record: none of its {len(fs)} images could be decoded")
+    return CaptionSet(images, [fs.captions[i] for i in ok], fs.source, skipped)
+
+
+def load_captions(annotations: str | Path, images: str | Path | None = None, fmt: str | None = None,
+                  image_size: int = 96, resize_mode: str = "stretch", max_images: int | None = None,
+                  progress: bool = False, splits: str | Path | None = None, split: str | None = None) -> CaptionSet:
+    """Load a caption file (COCO JSON / Flickr token file / CSV / JSONL) and its images.
+
+    Image paths in the file are resolved against ``images`` (default: the file's own folder).  With
+    ``splits`` and ``split``, only the images listed in SPLITS/SPLIT.txt, in that order.  ``fmt``
+    ``flickr8k`` reads a directory laid out like the shared Flickr8k copy.
+    """
+    lay = layout(fmt or "auto", annotations, images, splits)
+    return load_images(file_set(lay, split, max_images), image_size, resize_mode, progress)

@@ -51,15 +51,24 @@ def _mobilenet_backbone(x, cfg: ModelConfig):
     return net(keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(x))  # MobileNet expects [-1, 1]
 
 
-def build(cfg: ModelConfig) -> keras.Model:
-    """The training model: {"image": (H,W,3) float [0,1], "tokens": (T,) int} -> logits (T, V)."""
-    image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
-    tokens = keras.Input((cfg.steps,), dtype="int32", name="tokens")
+HEAD_LAYERS = ("feature", "init_state", "embedding", "gru", "logits")  # the trained part on a frozen backbone
+
+
+def _backbone(image, cfg: ModelConfig):
     if cfg.backbone == "seed":
-        x = _seed_backbone(image, cfg.seed_filters, cfg.batch_norm)
-    else:
-        x = _mobilenet_backbone(image, cfg)
-    feature = keras.layers.Dense(cfg.feature_dim, activation="relu", name="feature")(x)
+        return _seed_backbone(image, cfg.seed_filters, cfg.batch_norm)
+    if cfg.backbone == "efficientnet_lite0":
+        from convert import efficientnet_lite
+
+        net = efficientnet_lite.backbone(cfg.image_size, weights=cfg.backbone_weights)
+        net.trainable = False  # frozen: ImageNet features (and BatchNorm statistics) as shipped
+        return net(image)
+    return _mobilenet_backbone(image, cfg)
+
+
+def _head(cfg: ModelConfig, pooled, tokens):
+    """Backbone output -> feature, initial state and the teacher-forced GRU's logits."""
+    feature = keras.layers.Dense(cfg.feature_dim, activation="relu", name="feature")(pooled)
     state0 = keras.layers.Dense(cfg.units, activation="tanh", name="init_state")(feature)
     emb = keras.layers.Embedding(cfg.vocab_size, cfg.embed_dim, name="embedding")(tokens)
     emb = keras.layers.Dropout(cfg.dropout, name="embedding_dropout")(emb)
@@ -67,13 +76,33 @@ def build(cfg: ModelConfig) -> keras.Model:
     feat_seq = keras.layers.RepeatVector(cfg.steps, name="feature_per_step")(feat)
     seq = keras.layers.Concatenate(name="par_inject")([emb, feat_seq])
     h = keras.layers.GRU(cfg.units, return_sequences=True, name="gru")(seq, initial_state=state0)
-    logits = keras.layers.Dense(cfg.vocab_size, name="logits")(h)
-    return keras.Model({"image": image, "tokens": tokens}, logits, name="velm")
+    return keras.layers.Dense(cfg.vocab_size, name="logits")(h)
+
+
+def build(cfg: ModelConfig) -> keras.Model:
+    """The training model: {"image": (H,W,3) float [0,1], "tokens": (T,) int} -> logits (T, V)."""
+    image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    tokens = keras.Input((cfg.steps,), dtype="int32", name="tokens")
+    return keras.Model({"image": image, "tokens": tokens}, _head(cfg, _backbone(image, cfg), tokens), name="velm")
+
+
+def build_on_features(cfg: ModelConfig, pooled_dim: int) -> keras.Model:
+    """The same head on cached backbone outputs: {"pooled": (D,), "tokens": (T,)} -> logits (T, V).
+    Its layers have the full model's names, so ``transfer_head`` moves the trained weights across."""
+    pooled = keras.Input((pooled_dim,), name="pooled")
+    tokens = keras.Input((cfg.steps,), dtype="int32", name="tokens")
+    return keras.Model({"pooled": pooled, "tokens": tokens}, _head(cfg, pooled, tokens), name="velm_head")
+
+
+def transfer_head(source: keras.Model, target: keras.Model) -> None:
+    for name in HEAD_LAYERS:
+        target.get_layer(name).set_weights(source.get_layer(name).get_weights())
 
 
 def vision_model(model: keras.Model) -> keras.Model:
-    """image -> {"feature": (F,), "state": (S,)}, sharing the training model's layers."""
-    image = model.get_layer("image").output
+    """image -> {"feature": (F,), "state": (S,)}, sharing the training model's layers (for a head built on
+    cached features: pooled -> feature, state)."""
+    image = model.input["image"] if "image" in model.input else model.input["pooled"]
     return keras.Model(image, {"feature": model.get_layer("feature").output,
                                "state": model.get_layer("init_state").output}, name="velm_vision")
 
@@ -230,8 +259,10 @@ class Velm:
 
         return step
 
-    def caption_arrays(self, images: np.ndarray, beam_size: int = 1, batch_size: int = 256) -> list[decode.Decoded]:
-        """Decode float images (N,H,W,3) in [0,1]: greedy (batched) or beam search (per image)."""
+    def caption_arrays(self, images: np.ndarray, beam_size: int = 1, batch_size: int = 256,
+                       length_penalty: float = 0.0) -> list[decode.Decoded]:
+        """Decode float images (N,H,W,3) in [0,1] (or a head's pooled features): greedy (batched) or beam
+        search (per image)."""
         results: list[decode.Decoded] = []
         v, steps = self.vocab, self.config.steps
         for i in range(0, len(images), batch_size):
@@ -241,8 +272,9 @@ class Velm:
             else:
                 for f, s in zip(feats, states):
                     results.append(decode.beam_search(self.step_fn(f[None]), s[None], v.start_id,
-                                                      v.end_id, steps, beam_size))
+                                                      v.end_id, steps, beam_size, length_penalty))
         return results
 
-    def caption(self, images: np.ndarray, beam_size: int = 1) -> list[str]:
-        return [self.vocab.decode(d.tokens) for d in self.caption_arrays(images, beam_size)]
+    def caption(self, images: np.ndarray, beam_size: int = 1, length_penalty: float = 0.0) -> list[str]:
+        return [self.vocab.decode(d.tokens) for d in self.caption_arrays(images, beam_size,
+                                                                         length_penalty=length_penalty)]

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from convert import datasets, metrics
-from convert.config import TrainConfig
+from convert.config import PRETRAINED, TrainConfig
 from convert.malloc_tuning import KeepFreedMemory
 from convert.model import Velm, build, count_macs
 from velm_edge import preprocess
@@ -132,6 +132,10 @@ class CosineOnBudget(keras.callbacks.Callback):
 
 
 def train(cfg: TrainConfig) -> Velm:
+    if cfg.backbone in PRETRAINED:  # frozen ImageNet backbone: train the head on cached features
+        from convert.train_cached import train_cached
+
+        return train_cached(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
@@ -200,6 +204,12 @@ def plot_curve(history: dict, path: Path) -> None:
     ax.set_ylabel("cross-entropy per token")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
+    if history.get("dev_bleu4"):
+        right = ax.twinx()
+        right.plot(epochs, np.asarray(history["dev_bleu4"]) * 100, color="tab:green", marker="s",
+                   label="dev BLEU-4 (greedy)")
+        right.set_ylabel("dev BLEU-4")
+        right.legend(loc="upper center")
     ax.legend()
     ax.set_title("VELM training")
     fig.tight_layout()

@@ -133,3 +133,16 @@ def test_split_keeps_all_captions_of_an_image_together():
             assert caps == [f"c{img[0, 0, 0]}", f"d{img[0, 0, 0]}"]
     with pytest.raises(datasets.DatasetError, match="too few"):
         datasets.CaptionSet(np.zeros((1, 8, 8, 3), np.uint8), [["a"]]).split(0.5)
+
+
+def test_training_reads_photos_upright_like_the_device(sideways):
+    """Training, export and the device share one reader: an EXIF-rotated phone photo is seen upright."""
+    from velm_edge import preprocess
+    from velm_edge.image_file import read_image
+
+    fs = datasets.FileSet([sideways], [["a red and black picture"]], "test")
+    data = datasets.load_images(fs, 48)
+    upright = read_image(sideways)
+    assert upright.shape[:2] == (96, 64)
+    np.testing.assert_array_equal(data.images[0], preprocess.prepare(upright, 48))
+    assert data.images[0][:16, :, 0].mean() > 200  # red (RGB) on top, as displayed

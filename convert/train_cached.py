@@ -1,0 +1,162 @@
+"""Training the decoder on a frozen pretrained backbone, from features cached on disk.
+
+``velm-convert train --backbone efficientnet_lite0 ...`` runs this instead of ``convert.train``'s
+image pipeline: the backbone's pooled features of every image are computed once (``feature_cache``),
+then only the head (feature projection, initial state, embedding, GRU, logits) trains, on those
+vectors, in minutes on 2 cores.  After every epoch the dev split is captioned (greedy) and scored;
+the epoch with the best dev BLEU-4 is the model kept.  At the end the trained head is put on top of
+the real backbone, so ``model.keras`` takes images like every other VELM and exports the same way.
+
+Writes the same files as ``convert.train`` (model.keras, history.csv, curve.png, train.json).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from convert import datasets, metrics
+from convert.config import TrainConfig
+from convert.feature_cache import DEFAULT_DIR, FeatureCache, file_sha256
+from convert.model import Velm, build, build_on_features, count_macs, transfer_head
+from convert.train import CosineOnBudget, encode_captions, plot_curve
+from velm_edge.tokenizer import Vocab
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    features: np.ndarray  # (N, D) pooled backbone outputs
+    captions: list[list[str]]
+    source: str
+    files: list[Path]
+
+
+def backbone_encoder(cfg: TrainConfig):
+    """(pretrained Keras backbone, the cache for its features) for this configuration."""
+    from convert import efficientnet_lite
+
+    net = efficientnet_lite.backbone(cfg.image_size, weights=cfg.backbone_weights)
+    weights = Path(cfg.backbone_weights) if cfg.backbone_weights else efficientnet_lite.weights_path()
+    cache = FeatureCache(cfg.feature_cache or DEFAULT_DIR, cfg.backbone, cfg.image_size, cfg.resize_mode,
+                         file_sha256(weights))
+    return net, cache
+
+
+def feature_sets(cfg: TrainConfig) -> tuple[FeatureSet, FeatureSet]:
+    """Training and validation (dev) features: the split files when there are any, else a random split."""
+    lay = datasets.layout(cfg.dataset, cfg.annotations, cfg.images, cfg.splits)
+    if lay.splits is not None:
+        parts = [datasets.file_set(lay, "train", cfg.max_images), datasets.file_set(lay, "dev")]
+    else:
+        whole = datasets.file_set(lay, None, cfg.max_images)
+        n_val = max(1, int(round(len(whole) * cfg.val_fraction)))
+        if n_val >= len(whole):
+            raise datasets.DatasetError(f"{whole.source}: {len(whole)} images are too few to hold out "
+                                        f"{cfg.val_fraction:.0%}")
+        order = np.random.default_rng(cfg.seed).permutation(len(whole))
+        parts = [datasets.FileSet([whole.files[i] for i in idx], [whole.captions[i] for i in idx],
+                                  f"{whole.source}#{name}") for name, idx in (("train", order[n_val:]),
+                                                                             ("val", order[:n_val]))]
+    net, cache = backbone_encoder(cfg)
+    out = []
+    for fs in parts:
+        feats, ok = cache.features(fs.files, lambda x: net.predict(x, batch_size=32, verbose=0),
+                                   progress=cfg.progress)
+        if not ok:
+            raise datasets.DatasetError(f"{fs.source}: none of its {len(fs)} images could be decoded")
+        if len(ok) < len(fs):
+            log.warning("%s: %d unreadable images skipped", fs.source, len(fs) - len(ok))
+        out.append(FeatureSet(feats, [fs.captions[i] for i in ok], fs.source, [fs.files[i] for i in ok]))
+    return out[0], out[1]
+
+
+def smoothed_loss(label_smoothing: float):
+    """Cross-entropy from logits with integer targets, ``label_smoothing`` of the mass spread uniformly."""
+    ops = keras.ops
+
+    def loss(y_true, logits):
+        logp = ops.log_softmax(logits, axis=-1)
+        nll = -ops.take_along_axis(logp, ops.expand_dims(ops.cast(y_true, "int32"), -1), axis=-1)[..., 0]
+        return (1.0 - label_smoothing) * nll - label_smoothing * ops.mean(logp, axis=-1)
+
+    return loss
+
+
+class DevScore(keras.callbacks.Callback):
+    """After each epoch: greedy captions of the dev features, BLEU-4 and CIDEr-D into the logs; keeps the
+    weights of the best BLEU-4 and stops after ``patience`` epochs without a better one."""
+
+    def __init__(self, dev: FeatureSet, vocab: Vocab, cfg, patience: int):
+        super().__init__()
+        self.dev, self.vocab, self.cfg, self.patience = dev, vocab, cfg, patience
+        self.best, self.best_epoch, self.best_weights, self.scores = -1.0, -1, None, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        velm = Velm(self.model, self.vocab, self.cfg)
+        s = metrics.score(velm.caption(self.dev.features), self.dev.captions)
+        if logs is not None:
+            logs["dev_bleu4"], logs["dev_cider"] = s["bleu4"], s["cider"]
+        log.info("epoch %d: dev BLEU-4 %.4f, CIDEr-D %.4f", epoch + 1, s["bleu4"], s["cider"])
+        if s["bleu4"] > self.best:
+            self.best, self.best_epoch, self.scores = s["bleu4"], epoch, s
+            self.best_weights = self.model.get_weights()
+        elif epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+
+def train_cached(cfg: TrainConfig) -> Velm:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    t0 = time.monotonic()
+    train_set, dev_set = feature_sets(cfg)
+    t_data = time.monotonic() - t0
+    vocab = Vocab.build((c for caps in train_set.captions for c in caps), cfg.min_count, cfg.max_vocab)
+    mcfg = cfg.model_config(len(vocab))
+    pairs = {}
+    for name, fs in (("train", train_set), ("dev", dev_set)):
+        idx, seq = encode_captions(fs, vocab, cfg.max_length)
+        pairs[name] = ({"pooled": fs.features[idx], "tokens": seq[:, :-1]}, seq[:, 1:],
+                       (seq[:, 1:] != 0).astype(np.float32))
+    head = build_on_features(mcfg, train_set.features.shape[1])
+    head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=5.0),
+                 loss=smoothed_loss(cfg.label_smoothing), weighted_metrics=["sparse_categorical_accuracy"])
+    steps = -(-len(pairs["train"][1]) // cfg.batch_size)
+    budget = CosineOnBudget(cfg.learning_rate, cfg.epochs * steps, cfg.max_minutes)
+    dev_score = DevScore(dev_set, vocab, mcfg, cfg.patience)
+    callbacks = [budget, dev_score, keras.callbacks.CSVLogger(str(out / "history.csv"))]
+    log.info("head on %s features: %d training pairs, vocabulary %d", cfg.backbone, len(pairs["train"][1]),
+             len(vocab))
+    t1 = time.monotonic()
+    x, y, w = pairs["train"]
+    history = head.fit(x, y, sample_weight=w, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
+                       validation_data=pairs["dev"], callbacks=callbacks, verbose=1 if cfg.progress else 2)
+    t_train = time.monotonic() - t1
+    if dev_score.best_weights is not None:
+        head.set_weights(dev_score.best_weights)
+    model = build(mcfg)  # the real backbone under the trained head: takes images like every VELM
+    transfer_head(head, model)
+    velm = Velm(model, vocab, mcfg)
+    from convert import efficientnet_lite
+
+    velm.info = {
+        "dataset": cfg.dataset, "train_source": train_set.source, "val_source": dev_set.source,
+        "train_images": len(train_set.captions), "train_pairs": int(len(pairs["train"][1])),
+        "val_images": len(dev_set.captions), "data_seconds": round(t_data, 1), "train_seconds": round(t_train, 1),
+        "epochs_run": len(history.history.get("loss", [])), "best_epoch": dev_score.best_epoch + 1,
+        "selected_by": "dev BLEU-4 (greedy)", "stopped_by_time_limit": budget.hit,
+        "parameters": int(model.count_params()), "macs": count_macs(model, mcfg), "val_metrics": dev_score.scores,
+        "backbone_weights": efficientnet_lite.ATTRIBUTION, "train_config": dataclasses.asdict(cfg),
+    }
+    velm.save(out / "model.keras")
+    (out / "train.json").write_text(json.dumps(velm.info, indent=2))
+    plot_curve(history.history, out / "curve.png")
+    return velm

