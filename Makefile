@@ -4,8 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # A second environment with Raspberry Pi OS's pairing: tflite-runtime 2.14 and numpy 1.x (no TensorFlow).
 TFLITE := .venv-tflite
+# A Flickr8k directory (captions.csv, images/, splits/) for the photo model's recipe. Research use only: never committed.
+FLICKR8K ?= ../shared/data/flickr8k
 
-.PHONY: setup demo test test-tflite lint bench default-model wheel pi-check clean
+.PHONY: setup demo test test-tflite lint bench photo-model shapes-model wheel pi-check clean
 
 $(BIN)/velm-convert: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +23,7 @@ $(TFLITE)/bin/pytest: pyproject.toml
 	$(TFLITE)/bin/pip install --quiet -e ".[tflite,mqtt]" "pytest>=8" "hypothesis>=6.100"
 	@touch $@
 
-demo: setup  ## live captions: a camera if there is one, else 10 s of the synthetic camera (shipped int8 bundle)
+demo: setup  ## live captions: a camera if there is one (photo bundle), else 10 s of the synthetic camera (shapes bundle)
 	@if ls /dev/video* >/dev/null 2>&1; then $(BIN)/velm-edge run --duration 10; \
 	else echo "no camera: captioning the synthetic camera"; $(BIN)/velm-edge run synth: --duration 10; fi
 
@@ -39,13 +41,16 @@ lint: setup
 bench: setup  ## train the default model for 20 minutes and score it on 500 held-out scenes
 	$(BIN)/python benchmarks/train_default.py --out runs/bench
 
-default-model: setup  ## rebuild the shipped bundle from scratch with its fixed-seed recipe (about 40 minutes on 2 cores)
-	$(BIN)/velm-convert recipe default --out runs/recipe-default
+photo-model: setup  ## rebuild the shipped photo bundle from $(FLICKR8K) with its fixed-seed recipe
+	$(BIN)/velm-convert recipe photo --data $(FLICKR8K) --out runs/recipe-photo
+
+shapes-model: setup  ## rebuild the shipped shapes bundle from scratch with its fixed-seed recipe (about 40 minutes on 2 cores)
+	$(BIN)/velm-convert recipe shapes --out runs/recipe-shapes
 
 pi-check: setup $(TFLITE)/bin/pytest  ## the runtime on aarch64 under qemu, both interpreter packages, against x86's captions (~2 min, ~620 MB)
 	tools/pi_check.sh
 
-wheel: setup  ## build dist/velm_edge-VERSION-py3-none-any.whl (the default bundle inside)
+wheel: setup  ## build dist/velm_edge-VERSION-py3-none-any.whl (both shipped bundles inside)
 	$(BIN)/pip wheel --no-deps --quiet -w dist .
 	@ls dist/*.whl
 

@@ -19,7 +19,6 @@ import time
 import numpy as np
 
 from velm_edge import pipeline
-from velm_edge.bundle import DEFAULT_BUNDLE
 from velm_edge.captioner import Captioner
 from velm_edge.reader import LatestFrameReader
 from velm_edge.sources import SynthSource
@@ -31,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to run (default: %(default)s)")
     ap.add_argument("--fps", type=float, default=30.0, help="synthetic camera frame rate (default: %(default)s)")
     ap.add_argument("--size", type=int, default=640, help="synthetic frame side in pixels (default: %(default)s)")
-    ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="bundle (default: the shipped one)")
+    ap.add_argument("--bundle", default="shapes", help="bundle path or shipped name (default: shapes, the synthetic "
+                                                       "camera's model; photo times the real-world model)")
     ap.add_argument("--gate", type=float, default=0.0, help="scene-change gate threshold, 0 = off (default)")
     ap.add_argument("--kiosk", action="store_true", help="also serve the kiosk page on a free port")
     ap.add_argument("--stalled_clients", type=int, default=0,

@@ -50,7 +50,7 @@ def child(args) -> int:
     source = FaultySource(SynthSource(fps=30, size=320, seed=11), faults)
     reader = LatestFrameReader(source, frozen_s=args.frozen_s)
     sinks = [open_sink(f"kiosk:127.0.0.1:{args.port}"), open_sink(f"jsonl:{args.jsonl}")]
-    with Captioner.open() as cap:
+    with Captioner.open("shapes") as cap:  # the synthetic camera's own model
         source.open()  # the fault clock starts here
         Path(args.schedule).write_text(json.dumps({
             "t0_wall": time.time() - (time.monotonic() - source.t0),

@@ -20,7 +20,9 @@ EPILOG = """examples:
   velm-convert train --dataset csv --annotations my/captions.csv --images my/photos --out runs/mine
   velm-convert evaluate runs/default/model.keras           # 500 held-out synthetic scenes
   velm-convert caption runs/default/model.keras photo.jpg
-  velm-convert recipe default --out runs/recipe-default    # rebuild the shipped bundle (about 40 min)
+  velm-convert train --dataset flickr8k --annotations ../shared/data/flickr8k --backbone efficientnet_lite0 --out runs/p
+  velm-convert recipe photo --data ../shared/data/flickr8k --out runs/recipe-photo   # rebuild the photo bundle
+  velm-convert recipe shapes --out runs/recipe-shapes      # rebuild the shapes bundle (about 40 min)
 """
 
 
@@ -79,14 +81,24 @@ def _data_options(p: argparse.ArgumentParser, purpose: str = "evaluate on", scen
     p.add_argument("--seed", type=int, default=datasets.EVAL_SEED,
                    help="first seed of the held-out synthetic scenes; the default range is never used for "
                         "training (default: %(default)s)")
-    p.add_argument("--annotations", help="caption file for coco/flickr/csv/jsonl (use your held-out split)")
-    p.add_argument("--images", help="image folder (default: the caption file's folder)")
+    p.add_argument("--annotations", help="caption file for coco/flickr/csv/jsonl (use your held-out split); the "
+                                         "directory for flickr8k")
+    p.add_argument("--images", help="image folder (default: the caption file's folder; flickr8k: DIR/images)")
+    p.add_argument("--splits", help="folder of split files NAME.txt, one image name per line (flickr8k: DIR/splits)")
+    p.add_argument("--split", help="use only the images of this split (default: test when there are split files)")
     p.add_argument("--max_images", type=int, help="use at most this many images of a caption file")
 
 
 def _eval_options(p: argparse.ArgumentParser) -> None:
     _data_options(p)
-    p.add_argument("--beam_size", type=int, default=1, help="1 = greedy, >1 = beam search (default: %(default)s)")
+    _decoding_options(p)
+
+
+def _decoding_options(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--beam_size", type=int, default=1,
+                   help=f"1 = greedy, >1 = beam search{what} (default: %(default)s)")
+    p.add_argument("--length_penalty", type=float, default=0.0,
+                   help="beam search ranks captions by log-probability / (words + 1) ** this (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--parity_images", type=int, default=500,
                     help="held-out images for the parity report; 0 skips it (default: %(default)s)")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    _decoding_options(ex, ": the decoding stored in the manifest as the device's default, and used for the parity "
+                          "check")
+    ex.add_argument("--terms", help="the training data's terms, for the manifest (default: known for synth and "
+                                    "Flickr8k, otherwise 'not recorded')")
     ex.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                     help="progress bars for calibration and the parity check")
     ex.add_argument("--edgetpu", action="store_true",
@@ -163,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     + "; ".join(f"{k}: {r.summary}" for k, r in recipe.RECIPES.items()) + ".")
     rc.add_argument("name", choices=tuple(recipe.RECIPES), help="which recipe")
     rc.add_argument("--out", required=True, help="output directory, e.g. runs/recipe-default")
+    rc.add_argument("--data", help="the data directory a recipe trains on (photo: a Flickr8k directory with "
+                                   "captions.csv, images/ and splits/, e.g. ../shared/data/flickr8k)")
     rc.add_argument("--overwrite", action="store_true", help="rebuild into an OUT that is not empty")
     rc.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
     return parser
@@ -185,15 +203,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _eval_data(args, image_size: int, count: int | None = None) -> datasets.CaptionSet:
+def _eval_data(args, image_size: int, count: int | None = None, resize: str = "stretch",
+               split: str | None = None) -> datasets.CaptionSet:
     if args.dataset == "synth":
         from velm_edge.scenes import SceneConfig
 
         return datasets.synthetic(args.scenes if count is None else count, args.seed, SceneConfig(size=image_size))
-    if not args.annotations:
-        raise datasets.DatasetError(f"--annotations is required for the {args.dataset} dataset")
-    return datasets.load_captions(args.annotations, args.images, args.dataset, image_size,
-                                  max_images=args.max_images)
+    lay = datasets.layout(args.dataset, args.annotations, args.images, args.splits)
+    split = split or args.split or ("test" if lay.splits is not None else None)
+    limit = count if count is not None else args.max_images
+    return datasets.load_images(datasets.file_set(lay, split, limit), image_size, resize,
+                                getattr(args, "progress", True))
 
 
 def cmd_evaluate(args) -> int:
@@ -206,8 +226,9 @@ def cmd_evaluate(args) -> int:
     if not args.model:
         raise SystemExit("velm-convert evaluate: give a MODEL.keras, or --bundle NAME.velm")
     velm = Velm.load(args.model)
-    data = _eval_data(args, velm.config.image_size)
-    hyps = velm.caption(to_float(data.images), beam_size=args.beam_size)
+    data = _eval_data(args, velm.config.image_size, resize=velm.info.get("train_config", {}).get("resize_mode",
+                                                                                                  "stretch"))
+    hyps = velm.caption(to_float(data.images), beam_size=args.beam_size, length_penalty=args.length_penalty)
     scores = metrics.score(hyps, data.captions)
     print(metrics.table({f"{Path(args.model).name} ({len(data)} images)": scores}))
     for h, refs in list(zip(hyps, data.captions))[: args.show]:
@@ -215,6 +236,7 @@ def cmd_evaluate(args) -> int:
         print(f"  {mark} {h!r:70}  truth: {refs[0]!r}")
     out = Path(args.json_out or Path(args.model).with_suffix(".eval.json"))
     out.write_text(json.dumps({"model": str(args.model), "data": data.source, "beam_size": args.beam_size,
+                               "length_penalty": args.length_penalty,
                                "metrics": scores}, indent=2))
     print(f"wrote {out}")
     return 0
@@ -228,8 +250,8 @@ def _evaluate_bundle(args) -> int:
     b = Bundle.load(args.bundle)
     ref_path = args.reference or args.model
     reference = Velm.load(ref_path) if ref_path else None
-    data = _eval_data(args, int(b.manifest["preprocess"]["size"]))
-    result = parity.evaluate(args.bundle, data, reference, args.beam_size)
+    data = _eval_data(args, int(b.manifest["preprocess"]["size"]), resize=b.manifest["preprocess"]["resize"])
+    result = parity.evaluate(args.bundle, data, reference, args.beam_size, length_penalty=args.length_penalty)
     _print_parity(result)
     if reference is not None:
         print(f"wrote {parity.write_report(args.bundle, result)} and the manifest's metrics")
@@ -256,20 +278,26 @@ def cmd_export(args) -> int:
 
     velm = Velm.load(args.model)
     size = velm.config.image_size
+    resize = velm.info.get("train_config", {}).get("resize_mode", "stretch")
     if args.dataset == "synth":
         from velm_edge.scenes import SceneConfig
 
         calib = datasets.synthetic(args.calib_images, datasets.CALIB_SEED, SceneConfig(size=size))
         held_out = _eval_data(args, size, args.parity_images) if args.parity_images else None
+    elif datasets.layout(args.dataset, args.annotations, args.images, args.splits).splits is not None:
+        # split files: calibrate on training images, check parity on the held-out split (default: test)
+        calib = _eval_data(args, size, args.calib_images, resize, split="train")
+        held_out = _eval_data(args, size, args.parity_images, resize) if args.parity_images else None
     else:  # one caption file: the first --calib_images images calibrate, the next --parity_images check parity
-        data = _eval_data(args, size)
+        data = _eval_data(args, size, resize=resize)
         calib = data.subset(range(min(args.calib_images, len(data))))
         rest = range(len(calib), min(len(calib) + args.parity_images, len(data)))
         held_out = data.subset(rest) if len(rest) else None
     if args.edgetpu and args.precision != "int8":
         raise ValueError("--edgetpu needs --precision int8: the Edge TPU runs full-integer graphs only")
+    decoding = {"beam_size": args.beam_size, "length_penalty": args.length_penalty}
     out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite,
-                 progress=args.progress, edgetpu=args.edgetpu)
+                 progress=args.progress, edgetpu=args.edgetpu, decoding=decoding, terms=args.terms)
     manifest = json.loads((out / "manifest.json").read_text())
     for name, r in manifest["op_check"].items():
         ops = ", ".join(f"{op} x{k}" for op, k in r["ops"].items())
@@ -289,30 +317,32 @@ def cmd_export(args) -> int:
     size = sum(e["bytes"] for e in manifest["files"].values())
     print(f"wrote {out} ({size / 1e6:.2f} MB)")
     if held_out is not None:
-        result = parity.evaluate(out, held_out, velm, progress=args.progress)
+        result = parity.evaluate(out, held_out, velm, args.beam_size, args.progress, args.length_penalty)
         _print_parity(result)
         print(f"wrote {parity.write_report(out, result)}")
     return 0
 
 
 def cmd_caption(args) -> int:
-    import cv2
     import numpy as np
 
     from convert.model import Velm
     from velm_edge import preprocess, scenes
+    from velm_edge.image_file import read_image
 
     if not args.images and args.synth <= 0:
         raise SystemExit("velm-convert caption: give image files or --synth N")
     velm = Velm.load(args.model)
     size = velm.config.image_size
     frames, names, truths = [], [], []
+    resize = velm.info.get("train_config", {}).get("resize_mode", "stretch")
     for path in args.images:
-        frame = cv2.imread(path, cv2.IMREAD_COLOR)
-        if frame is None:
-            print(f"{path}: cannot read this image, skipped", file=sys.stderr)
+        try:
+            frame = read_image(path)
+        except ValueError as e:
+            print(f"{path}: {e}, skipped", file=sys.stderr)
             continue
-        frames.append(preprocess.prepare(frame, size))
+        frames.append(preprocess.prepare(frame, size, resize))
         names.append(path)
         truths.append(None)
     cfg = scenes.SceneConfig(size=size)
@@ -331,7 +361,7 @@ def cmd_caption(args) -> int:
 
 
 def cmd_recipe(args) -> int:
-    recipe.run(args.name, args.out, args.overwrite, args.progress)
+    recipe.run(args.name, args.out, args.overwrite, args.progress, args.data)
     return 0
 
 

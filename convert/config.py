@@ -27,7 +27,7 @@ class ModelConfig:
     feature_dim: int = 256  # F: image feature size
     embed_dim: int = 64  # E: word embedding size
     units: int = 256  # S: GRU state size
-    dropout: float = 0.1  # dropout on the feature and embeddings while training
+    dropout: float = 0.1  # dropout on the feature, the embeddings and the GRU output while training
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -73,7 +73,7 @@ class TrainConfig:
     feature_dim: int = ModelConfig.feature_dim  # image feature size F
     embed_dim: int = ModelConfig.embed_dim  # word embedding size E
     units: int = ModelConfig.units  # GRU state size S
-    dropout: float = ModelConfig.dropout  # dropout on feature and embeddings (try 0.2-0.5 on small real data)
+    dropout: float = ModelConfig.dropout  # dropout on feature, embeddings, GRU output (0.5 on small real data)
     batch_norm: bool = ModelConfig.batch_norm  # batch normalization in the seed CNN (slower per step on CPU)
     max_length: int = ModelConfig.max_length  # caption tokens incl. <start>/<end>; longer captions are cut
     label_smoothing: float = 0.0  # share of each target's probability spread over the vocabulary (0 = off)

@@ -31,7 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert import calibrate, opcheck
+from convert import calibrate, opcheck, provenance
 from convert.datasets import CaptionSet, progress_bar
 from convert.model import Velm, count_macs, step_model, vision_model
 from velm_edge import __version__, bundle, preprocess
@@ -145,7 +145,8 @@ def compile_edgetpu(root: Path) -> dict | None:
     return result
 
 
-def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, Graph], reports: dict, calib: dict | None):
+def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, Graph], reports: dict, calib: dict | None,
+              terms: str | None = None):
     cfg, vocab = velm.config, velm.vocab
     vision, language = graphs["vision"], graphs["language"]
     return {
@@ -163,6 +164,7 @@ def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, Graph], r
         "model": {"backbone": cfg.backbone, "config": cfg.to_json(), "parameters": int(velm.model.count_params()),
                   "macs": count_macs(velm.model, cfg), "dataset": velm.info.get("dataset"),
                   "train_images": velm.info.get("train_images")},
+        "training": provenance.training(velm.info, cfg.backbone, terms),
         "calibration": calib,
         "op_check": {k: {"ops": r.ops, "not_edgetpu": r.not_edgetpu, "float_tensors": len(r.float_tensors)}
                      for k, r in reports.items()},
@@ -172,9 +174,12 @@ def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, Graph], r
 
 
 def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet, calib_images: int = 200,
-           calib_samples: int = 2000, overwrite: bool = False, progress: bool = True, edgetpu: bool = False) -> Path:
+           calib_samples: int = 2000, overwrite: bool = False, progress: bool = True, edgetpu: bool = False,
+           decoding: dict | None = None, terms: str | None = None) -> Path:
     """Write the bundle OUT (a directory, conventionally NAME.velm) and return its path.  ``edgetpu``: also
-    compile both graphs with edgetpu_compiler and store the compiled graphs (int8 only)."""
+    compile both graphs with edgetpu_compiler and store the compiled graphs (int8 only).  ``decoding``: the
+    decoding the device uses by default ({"beam_size", "length_penalty"}; None: greedy).  ``terms``: the
+    training data's terms, when ``convert.provenance`` cannot tell them from the dataset."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     out = Path(out)
@@ -212,7 +217,10 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
         (tmp / "vocab.txt").write_text(velm.vocab.to_text())
         (tmp / "op_check.json").write_text(json.dumps({k: r.to_json() for k, r in reports.items()}, indent=2))
         calib = {"source": calibration.source, "images": n, **traj.summary()} if traj else None
-        manifest = _manifest(velm, out.name.removesuffix(".velm"), precision, loaded, reports, calib)
+        manifest = _manifest(velm, out.name.removesuffix(".velm"), precision, loaded, reports, calib, terms)
+        if decoding:
+            manifest["decoding"] = {"beam_size": int(decoding.get("beam_size", 1)),
+                                    "length_penalty": float(decoding.get("length_penalty", 0.0))}
         manifest["edgetpu"] = compile_edgetpu(tmp) if edgetpu and precision == "int8" else None
         bundle.write_manifest(tmp, manifest)
         umask = os.umask(0)

@@ -76,6 +76,7 @@ def _head(cfg: ModelConfig, pooled, tokens):
     feat_seq = keras.layers.RepeatVector(cfg.steps, name="feature_per_step")(feat)
     seq = keras.layers.Concatenate(name="par_inject")([emb, feat_seq])
     h = keras.layers.GRU(cfg.units, return_sequences=True, name="gru")(seq, initial_state=state0)
+    h = keras.layers.Dropout(cfg.dropout, name="gru_output_dropout")(h)  # training only; the step graph has none
     return keras.layers.Dense(cfg.vocab_size, name="logits")(h)
 
 
@@ -240,7 +241,11 @@ class Velm:
         return np.asarray(self.model.get_layer("embedding").embeddings, np.float32)
 
     def encode_images(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """Float images (N,H,W,3) in [0,1] -> (features (N,F), initial states (N,S))."""
+        """Float images (N,H,W,3) in [0,1] (or a head's pooled features (N,D)) -> (features (N,F), initial
+        states (N,S)).  Images go through the backbone 32 at a time: an EfficientNet-Lite0 batch of 256 at
+        224x224 holds gigabytes of activations."""
+        if images.ndim == 4:
+            batch_size = min(batch_size, 32)
         feats, states = [], []
         for i in range(0, len(images), batch_size):
             out = self.vision(images[i:i + batch_size], training=False)

@@ -61,22 +61,24 @@ def state_errors(cap: Captioner, velm: Velm, images: np.ndarray, steps: int = 4)
 
 
 def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None = None, beam_size: int = 1,
-             progress: bool = True) -> dict:
-    """Caption ``data`` with the bundle (and the float reference, if given) and compare."""
+             progress: bool = True, length_penalty: float = 0.0) -> dict:
+    """Caption ``data`` with the bundle (and the float reference, if given) and compare; both decode with
+    ``beam_size`` (1 = greedy) and ``length_penalty``."""
     cap = Captioner.open(bundle_path)
     bar = progress_bar(len(data), f"captioning {len(data)} images with {Path(bundle_path).name}", progress)
     ours = []
     for img in data.images:
-        ours.append(cap.caption_rgb(img, DecodeOptions.for_beam(beam_size)))
+        ours.append(cap.caption_rgb(img, DecodeOptions.for_beam(beam_size, length_penalty=length_penalty)))
         bar.update(1)
     bar.close()
     texts = [c.text for c in ours]
-    result = {"images": len(data), "data": data.source, "beam_size": beam_size, "precision": cap.bundle.precision,
+    result = {"images": len(data), "data": data.source, "beam_size": beam_size, "length_penalty": length_penalty,
+              "precision": cap.bundle.precision,
               "bundle": metrics.score(texts, data.captions),
               "decode_ms_mean": round(float(np.mean([c.timings_ms["decode"] for c in ours])), 3),
               "vision_ms_mean": round(float(np.mean([c.timings_ms["vision"] for c in ours])), 3)}
     if reference is not None:
-        ref = reference.caption_arrays(preprocess.to_float(data.images), beam_size)
+        ref = reference.caption_arrays(preprocess.to_float(data.images), beam_size, length_penalty=length_penalty)
         result["float"] = metrics.score([reference.vocab.decode(d.tokens) for d in ref], data.captions)
         result["agreement"] = {
             "exact_caption": round(float(np.mean([a.tokens == b.tokens for a, b in zip(ours, ref)])), 4),
@@ -102,7 +104,8 @@ def write_report(bundle_path: str | Path, result: dict) -> Path:
 
 
 def report_text(manifest: dict, r: dict) -> str:
-    decoding = "greedy" if r["beam_size"] <= 1 else f"beam {r['beam_size']}"
+    decoding = "greedy" if r["beam_size"] <= 1 else \
+        f"beam {r['beam_size']}, length penalty {r.get('length_penalty', 0.0):g}"
     lines = [f"# {manifest['name']}: {manifest['precision']} bundle report", "",
              f"Evaluated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} on {r['images']} images "
              f"({r['data']}), {decoding} decoding.", "",

@@ -34,7 +34,8 @@ def main() -> int:
     camera = cv2.VideoCapture(args.camera) if args.camera is not None else None
     synth = SynthSource(fps=30, size=320)       # stands in for your program's own frames
     end = time.monotonic() + args.seconds
-    with PushCaptioner(on_caption) as captioner:
+    # the photo bundle for a real camera; the synthetic frames are what the shapes bundle knows
+    with PushCaptioner(on_caption, bundle="photo" if camera is not None else "shapes") as captioner:
         while time.monotonic() < end:
             if camera is not None:
                 ok, frame = camera.read()

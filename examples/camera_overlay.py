@@ -15,6 +15,7 @@ import sys
 import cv2
 
 from velm_edge import Captioner
+from velm_edge.bundle import resolve
 from velm_edge.overlay import draw_caption, require_gui
 from velm_edge.sinks import VideoSink
 from velm_edge.sources import default_camera, open_source
@@ -37,7 +38,8 @@ def main() -> int:
         print(f"{e}; or pass --save out.mp4", file=sys.stderr)
         return 2
     shown = 0
-    with Captioner.open() as captioner, open_source(name) as source:
+    # the shipped photo bundle for cameras and files; the shapes bundle for the synthetic camera
+    with Captioner.open(resolve(None, name)) as captioner, open_source(name) as source:
         while args.frames is None or shown < args.frames:
             frame = source.read()                   # a Frame (image, index, capture time), None at the end
             if frame is None:

@@ -10,6 +10,7 @@ from convert import datasets
 from convert.config import TrainConfig
 from velm_edge import cli as edge_cli
 from velm_edge import scenes
+from velm_edge.bundle import SHAPES_BUNDLE
 
 
 def test_velm_edge_synth_writes_a_caption_set_that_training_reads(tmp_path, capsys):
@@ -129,7 +130,7 @@ def test_recipe_prints_and_runs_its_commands_then_compares_with_the_shipped_bund
     for argv in steps:  # each step is shown as the command line a person could type
         assert f"velm-convert {argv[0]} " in printed and " ".join(argv[1:3]) in printed
     result = json.loads((out / "recipe.json").read_text())
-    shipped = json.loads((edge_cli.DEFAULT_BUNDLE / "manifest.json").read_text())["metrics"]["bundle"]
+    shipped = json.loads((SHAPES_BUNDLE / "manifest.json").read_text())["metrics"]["bundle"]
     built = json.loads((out / "smoke.velm" / "manifest.json").read_text())
     assert result["exact_match"]["shipped"] == shipped["exact_match"]
     assert result["exact_match"]["built"] == built["metrics"]["bundle"]["exact_match"]
@@ -143,3 +144,16 @@ def test_recipe_prints_and_runs_its_commands_then_compares_with_the_shipped_bund
     with pytest.raises(SystemExit) as stop:  # an unknown recipe is refused by the parser, naming the choices
         convert_cli.main(["recipe", "nope", "--out", str(tmp_path / "other")])
     assert stop.value.code == 2 and "smoke" in capsys.readouterr().err
+
+
+def test_the_photo_recipe_needs_a_data_folder_and_its_commands_parse(tmp_path, capsys):
+    from convert import recipe
+
+    assert convert_cli.main(["recipe", "photo", "--out", str(tmp_path / "p")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    steps = recipe.RECIPES["photo"].commands(tmp_path, "photo", "/data/flickr8k")
+    train = convert_cli.build_parser().parse_args(steps[0])
+    assert (train.dataset, train.annotations, train.backbone, train.seed) == ("flickr8k", "/data/flickr8k",
+                                                                              "efficientnet_lite0", 0)
+    export = convert_cli.build_parser().parse_args(steps[1])
+    assert export.annotations == "/data/flickr8k" and export.beam_size == 3 and export.precision == "int8"

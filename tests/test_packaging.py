@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from velm_edge import scenes
-from velm_edge.bundle import DEFAULT_BUNDLE
+from velm_edge.bundle import SHIPPED
 from velm_edge.captioner import Captioner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +32,15 @@ def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
     (wheel,) = dist.glob("velm_edge-*.whl")
     assert wheel.name.startswith(f"velm_edge-{_version()}-py3-none-any")
 
-    shipped = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in DEFAULT_BUNDLE.iterdir() if p.is_file()}
     with zipfile.ZipFile(wheel) as z:
-        inside = {Path(n).name: hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()
-                  if n.startswith("velm_edge/models/default.velm/")}
-        assert not [n for n in z.namelist() if n.startswith("tests/")]
-    assert inside == shipped and {"manifest.json", "vision.tflite", "language.tflite"} <= set(inside)
+        names = z.namelist()
+        assert not [n for n in names if n.startswith("tests/")]
+        assert not [n for n in names if n.lower().endswith((".jpg", ".jpeg", ".csv"))]  # no Flickr8k photo or caption
+        for name, root in SHIPPED.items():  # both shipped bundles, byte for byte
+            shipped = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.iterdir() if p.is_file()}
+            inside = {Path(n).name: hashlib.sha256(z.read(n)).hexdigest() for n in names
+                      if n.startswith(f"velm_edge/models/{name}.velm/")}
+            assert inside == shipped and {"manifest.json", "vision.tflite", "language.tflite"} <= set(inside), name
 
     env = tmp_path / "env"
     venv.create(env, with_pip=True, clear=True)  # empty: no system site packages, nothing from this tree
@@ -48,7 +51,7 @@ def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
     image, _ = scenes.generate(2_000_000_321, scenes.SceneConfig(size=80))
     png = tmp_path / "scene.png"
     cv2.imwrite(str(png), cv2.resize(image, (320, 240)))
-    with Captioner.open() as cap:
+    with Captioner.open() as cap:  # the photo bundle, the default for image files
         expected = cap.caption(cv2.imread(str(png))).text
 
     def run(*args):
@@ -61,4 +64,4 @@ def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
     assert run("caption", str(png)).strip() == f"{png}: {expected}"
     where = subprocess.run([str(env / "bin" / "python"), "-c", "import velm_edge; print(velm_edge.DEFAULT_BUNDLE)"],
                            capture_output=True, text=True, cwd=tmp_path, timeout=60).stdout.strip()
-    assert where.startswith(str(env)) and where.endswith("default.velm")
+    assert where.startswith(str(env)) and where.endswith("photo.velm")

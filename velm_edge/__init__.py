@@ -3,7 +3,7 @@
 This package is the device half: numpy + OpenCV (+ a TFLite interpreter), never TensorFlow.
 
     from velm_edge import Captioner
-    with Captioner.open() as cap:                 # the shipped default bundle
+    with Captioner.open() as cap:                 # the shipped photo bundle (real-world; "shapes" for synth:)
         print(cap.caption(frame).text)            # frame: BGR uint8 from OpenCV, any size
 """
 

@@ -22,14 +22,34 @@ from velm_edge.errors import BundleError
 from velm_edge.quant import QParams
 from velm_edge.tokenizer import Vocab
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Bundle", "BundleError", "read_manifest", "write_manifest"]
+__all__ = ["DEFAULT_BUNDLE", "FORMAT", "FORMAT_VERSION", "SHAPES_BUNDLE", "SHIPPED", "Bundle", "BundleError",
+           "read_manifest", "resolve", "write_manifest"]
 
 FORMAT = "velm-bundle"
 FORMAT_VERSION = 1
 REQUIRED_FILES = ("vision.tflite", "language.tflite", "embeddings.npy", "vocab.txt")
-DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default.velm"  # shipped with the package
+MODELS = Path(__file__).parent / "models"
+# The bundles shipped in the package, by name: "photo" captions the real world (EfficientNet-Lite0 + GRU trained on
+# Flickr8k; research-use data, see its manifest) and is the default; "shapes" knows the synthetic scenes only and is
+# what synth: sources use unless told otherwise.
+SHIPPED = {"photo": MODELS / "photo.velm", "shapes": MODELS / "shapes.velm"}
+DEFAULT_BUNDLE = SHIPPED["photo"]
+SHAPES_BUNDLE = SHIPPED["shapes"]
 MAX_FILE_BYTES = 256 * 1024 * 1024  # no bundle file is read past this size
 MAX_MANIFEST_BYTES = 1024 * 1024
+
+
+def resolve(bundle: str | Path | None, source: object = None) -> Path:
+    """A bundle path, or the name of a shipped bundle ("photo", "shapes"); None picks the default for the
+    source: the shapes bundle for the synthetic camera (a ``synth:`` URI or source), the photo bundle otherwise."""
+    if bundle is None:
+        synthetic = str(source).startswith("synth:") if isinstance(source, str) else \
+            type(source).__name__ == "SynthSource"
+        return SHAPES_BUNDLE if synthetic else DEFAULT_BUNDLE
+    path = Path(bundle)
+    if not path.exists() and str(bundle) in SHIPPED:
+        return SHIPPED[str(bundle)]
+    return path
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -121,7 +141,7 @@ class Bundle:
     def load(cls, path: str | Path, manifest_sha256: str | None = None) -> Bundle:
         """Load and check a bundle; ``manifest_sha256`` pins it to the manifest an isolated probe saw (every
         other file is pinned by the manifest's own checksums)."""
-        root = Path(path)
+        root = resolve(path)
         manifest = read_manifest(root, manifest_sha256)
         extra = {name: read_file(root, manifest, name)  # reports and compiled graphs: checked, not parsed
                  for name in sorted(set(manifest["files"]) - set(REQUIRED_FILES))}

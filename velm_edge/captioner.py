@@ -1,6 +1,6 @@
 """Bundle -> captions: preprocess, vision graph, decode loop over the language graph, detokenize.
 
-    with Captioner.open() as cap:               # the shipped default bundle, or open("path/NAME.velm")
+    with Captioner.open() as cap:               # the shipped photo bundle, or open("shapes"), open("NAME.velm")
         print(cap.caption(frame).text)          # frame: BGR uint8 from OpenCV (or see preprocess)
 
 Works on int8, float32 and dynamic-range bundles alike.  Everything stays in the graphs' own
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from velm_edge import decode, preprocess
-from velm_edge.bundle import DEFAULT_BUNDLE, Bundle
+from velm_edge.bundle import DEFAULT_BUNDLE, Bundle, resolve
 from velm_edge.contract import check_graphs
 from velm_edge.decode import DecodeOptions
 from velm_edge.graph import Graph
@@ -61,8 +61,9 @@ class _Graphs:
 
 class Captioner:
     def __init__(self, bundle: Bundle, num_threads: int | None = None, backend: str = "auto", device: str = "cpu",
-                 options: DecodeOptions = DecodeOptions(), rgb: bool = False, resize: str | None = None):
-        self.bundle, self.vocab, self.options, self.rgb = bundle, bundle.vocab, options, rgb
+                 options: DecodeOptions | None = None, rgb: bool = False, resize: str | None = None):
+        self.bundle, self.vocab, self.rgb = bundle, bundle.vocab, rgb
+        self.options = options if options is not None else DecodeOptions.recommended(bundle.manifest)
         self._args = (num_threads, backend, device)
         pre = bundle.manifest["preprocess"]
         self.size, self.input_scale = int(pre["size"]), float(pre["scale"])
@@ -78,16 +79,18 @@ class Captioner:
 
     @classmethod
     def open(cls, path: str | Path = DEFAULT_BUNDLE, num_threads: int | None = None, backend: str = "auto",
-             device: str = "cpu", options: DecodeOptions = DecodeOptions(), rgb: bool = False,
+             device: str = "cpu", options: DecodeOptions | None = None, rgb: bool = False,
              resize: str | None = None, isolate: bool = False) -> Captioner:
-        """Load and check a bundle directory (default: the one shipped in the package).
+        """Load and check a bundle directory, or a shipped one by name (default: "photo", the real-world
+        model; "shapes" knows the synthetic scenes).
 
         ``num_threads``: interpreter threads; ``backend``: auto | ai_edge_litert | tflite_runtime | tensorflow;
-        ``device``: cpu, auto, edgetpu, usb[:N], pci[:N]; ``options``: decoding (greedy, beam, limits);
+        ``device``: cpu, auto, edgetpu, usb[:N], pci[:N]; ``options``: decoding (greedy, beam, limits;
+        default: what the bundle's manifest recommends);
         ``rgb``: frames are RGB(A) rather than BGR(A); ``resize``: override the bundle's resize mode;
         ``isolate``: for an untrusted bundle, first load and run it once in a child process with memory and
         time limits (``velm_edge.isolate``), so a bundle that crashes the interpreter is refused instead."""
-        digest = None
+        path, digest = resolve(path), None
         if isolate:
             from velm_edge.isolate import probe
 

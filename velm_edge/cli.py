@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from velm_edge import __version__, scenes
-from velm_edge.bundle import DEFAULT_BUNDLE
+from velm_edge.bundle import DEFAULT_BUNDLE, resolve
 from velm_edge.decode import DecodeOptions
 from velm_edge.errors import BundleError
 
@@ -48,35 +49,30 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def decode_options(args) -> DecodeOptions:
-    return DecodeOptions.for_beam(args.beam_size, length_penalty=args.length_penalty,
-                                  no_repeat_ngram=args.no_repeat_ngram, min_length=args.min_length,
-                                  max_length=args.max_length, time_budget_ms=args.time_budget_ms)
+DECODE_FLAGS = ("beam_size", "length_penalty", "no_repeat_ngram", "min_length", "max_length", "time_budget_ms")
+
+
+def decode_options(args, base: DecodeOptions = DecodeOptions()) -> DecodeOptions:
+    """``base`` (the bundle's recommended decoding) with every decoding flag the user gave on top."""
+    given = {k: getattr(args, k) for k in DECODE_FLAGS if getattr(args, k, None) is not None}
+    beam = given.pop("beam_size", None)
+    options = dataclasses.replace(base, **given)
+    return options if beam is None else options.with_beam(beam)
 
 
 def open_captioner(args):
     from velm_edge.captioner import Captioner
 
-    return Captioner.open(args.bundle, num_threads=args.threads, backend=args.backend, device=args.device,
-                          options=decode_options(args), resize=args.resize, isolate=args.isolate)
-
-
-def read_image(path: str):
-    """An image file as stored (8- or 16-bit, grey, colour or with alpha); ValueError if it is not one."""
-    import cv2
-    import numpy as np
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ValueError(f"cannot read: {e.strerror or e}") from None
-    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    if frame is None:
-        raise ValueError("not an image file OpenCV can decode")
-    return frame
+    bundle = resolve(args.bundle, getattr(args, "source", None))
+    cap = Captioner.open(bundle, num_threads=args.threads, backend=args.backend, device=args.device,
+                         resize=args.resize, isolate=args.isolate)
+    cap.options = decode_options(args, cap.options)  # the bundle's recommended decoding, with the flags on top
+    return cap
 
 
 def cmd_caption(args) -> int:
+    from velm_edge.image_file import read_image
+
     failed = 0
     with open_captioner(args) as cap:
         for path in args.images:
@@ -96,18 +92,20 @@ def cmd_caption(args) -> int:
 def cmd_info(args) -> int:
     from velm_edge import info
 
-    report = info.bundle_info(args.bundle, args.backend, args.isolate)
+    report = info.bundle_info(resolve(args.bundle), args.backend, args.isolate)
     print(json.dumps(report, indent=2) if args.json else info.format_info(report))
     return 0
 
 
 def cmd_bench(args) -> int:
     from velm_edge import bench
+    from velm_edge.bundle import read_manifest
 
-    options = decode_options(args)
+    path = resolve(args.bundle)
+    options = decode_options(args, DecodeOptions.recommended(read_manifest(path)))
     kw = dict(images=args.images, cold_runs=args.cold_runs, backend=args.backend, threads=args.threads,
               device=args.device, options=options, frame=args.frame)
-    result = bench.run(args.bundle, **kw)
+    result = bench.run(path, **kw)
     other = bench.run(args.against, **kw) if args.against else None
     if args.json:
         print(json.dumps({"result": result, "against": other}, indent=2))
@@ -176,11 +174,12 @@ def _frame_size(text: str) -> tuple[int, int]:
 
 
 def _bundle_options(p: argparse.ArgumentParser, positional: bool = False, isolate: bool = True) -> None:
-    default = str(DEFAULT_BUNDLE)
+    what = ("a bundle directory (NAME.velm) or a shipped bundle: photo (real-world photos), shapes (the synthetic "
+            "scenes)")
     if positional:
-        p.add_argument("bundle", nargs="?", default=default, help="bundle directory (NAME.velm)")
+        p.add_argument("bundle", nargs="?", default=str(DEFAULT_BUNDLE), help=what)
     else:
-        p.add_argument("--bundle", default=default, help="bundle directory (NAME.velm)")
+        p.add_argument("--bundle", default=None, help=f"{what} (default: shapes for synth:, photo for the rest)")
     p.add_argument("--backend", default="auto", choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"),
                    help="TFLite interpreter package (auto: ai_edge_litert, then tflite_runtime, then tensorflow)")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the package's choice)")
@@ -198,12 +197,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _decode_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("decoding")
-    g.add_argument("--beam_size", type=int, default=1, help="1 = greedy; more = beam search of that width")
-    g.add_argument("--length_penalty", type=float, default=0.0,
+    g = p.add_argument_group("decoding (default: what the bundle's manifest recommends, else greedy)")
+    g.add_argument("--beam_size", type=int, default=None, help="1 = greedy; more = beam search of that width")
+    g.add_argument("--length_penalty", type=float, default=None,
                    help="beam: rank captions by log-probability / (words + 1) ** this (0 = raw)")
-    g.add_argument("--no_repeat_ngram", type=int, default=0, help="forbid repeating any n-gram of this size (0 = off)")
-    g.add_argument("--min_length", type=int, default=0, help="words before the caption may end")
+    g.add_argument("--no_repeat_ngram", type=int, default=None,
+                   help="forbid repeating any n-gram of this size (0 = off)")
+    g.add_argument("--min_length", type=int, default=None, help="words before the caption may end")
     g.add_argument("--max_length", type=int, default=None, help="words at most (default: the model's limit)")
     g.add_argument("--time_budget_ms", type=float, default=None,
                    help="stop decoding after this long and keep the best caption so far")
@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("doctor", formatter_class=fmt, help="check this machine for the runtime",
                         description="Report interpreter packages and versions, the numpy ABI, the Edge TPU runtime "
                                     "and devices, OpenCV's build and video backends, picamera2, cameras, and "
-                                    "whether the default bundle captions a synthetic scene.  Needs no hardware.")
+                                    "whether both shipped bundles load and caption (the shapes bundle a synthetic "
+                                    "scene, word for word).  Needs no hardware.")
     sp.add_argument("--json", action="store_true", help="the findings as JSON")
 
     sp = sub.add_parser("synth", formatter_class=fmt, help="write synthetic scenes and their captions",

@@ -29,7 +29,7 @@ TENSOR_DTYPES = ("int8", "uint8", "int16", "float32")
 SPECIAL_TOKENS = {"pad": 0, "start": 1, "end": 2, "unk": 3}  # velm_edge.tokenizer.Vocab's fixed ids
 IO_NAMES = {"vision": ({"image"}, {"feature", "state"}),
             "language": ({"embedding", "feature", "state"}, {"logits", "state"})}
-MAX_SIDE, MAX_WIDTH, MAX_STEPS = 2048, 1 << 16, 1024
+MAX_SIDE, MAX_WIDTH, MAX_STEPS, MAX_BEAM = 2048, 1 << 16, 1024, 16
 
 
 def _where(manifest_path: str, key: str) -> str:
@@ -100,6 +100,15 @@ def check_manifest(m: dict, where: str) -> None:
     for key in ("feature_size", "state_size", "embedding_size"):
         _int(m, key, 1, MAX_WIDTH, where)
     _qparams(_dict(m, "embedding_quantization", where), f"{_where(where, 'embedding_quantization')}")
+    decoding = m.get("decoding")  # optional: the decoding the bundle was measured with and recommends
+    if decoding is not None:
+        at = f"{where}: decoding"
+        if not isinstance(decoding, dict):
+            raise BundleError(f"{at} must be an object, found {type(decoding).__name__}")
+        _int(decoding, "beam_size", 1, MAX_BEAM, at)
+        penalty = decoding.get("length_penalty")
+        if not isinstance(penalty, float) or not 0 <= penalty <= 5:
+            raise BundleError(f"{at} 'length_penalty' must be a number in [0.0, 5.0], found {penalty!r}")
     tpu = m.get("edgetpu")
     if tpu is not None:
         if not isinstance(tpu, dict) or not set(tpu) <= set(IO_NAMES):

@@ -64,6 +64,12 @@ class DecodeOptions:
         """New options: greedy for beam_size 1, beam search of that width above."""
         return cls(**kw).with_beam(beam_size)
 
+    @classmethod
+    def recommended(cls, manifest: dict) -> DecodeOptions:
+        """The decoding a bundle's manifest recommends (its optional "decoding" entry), else greedy."""
+        d = manifest.get("decoding") or {}
+        return cls.for_beam(int(d.get("beam_size", 1)), length_penalty=float(d.get("length_penalty", 0.0)))
+
     def steps(self, model_steps: int) -> int:
         """Decoder steps (words + the <end> step): the model's limit, or fewer when max_length asks."""
         return model_steps if self.max_length is None else min(model_steps, self.max_length + 1)

@@ -34,6 +34,7 @@ def bundle_info(path: str | Path, backend: str = "auto", isolate: bool = False) 
         "graphs": graphs,
         "model": {k: model.get(k) for k in ("backbone", "parameters", "macs", "dataset", "train_images")},
         "metrics": m.get("metrics") or {},
+        "training": m.get("training"), "decoding": m.get("decoding"),
         "edgetpu": m.get("edgetpu"),
     }
 
@@ -69,11 +70,25 @@ def format_info(info: dict) -> str:
         lines.append(f"model      {model.get('backbone')} backbone, {model['parameters']:,} parameters, "
                      f"{macs.get('caption', 0) / 1e6:.1f} M MACs per caption of {info['max_length'] - 1} steps, "
                      f"trained on {model.get('dataset')}")
+    training = info.get("training") or {}
+    if training:
+        lines.append(f"trained on {training.get('data')}")
+        lines.append(f"terms      {training.get('terms')}")
+        if training.get("pretrained_weights"):
+            w = training["pretrained_weights"]
+            lines.append(f"weights    {w.get('what')}")
+    d = info.get("decoding")
+    if d:
+        lines.append("decoding   " + ("greedy" if d["beam_size"] == 1 else
+                                      f"beam search {d['beam_size']}, length penalty {d['length_penalty']:g}")
+                     + " (the bundle's recommendation; --beam_size overrides it)")
     metrics = info["metrics"]
     if metrics.get("bundle"):
         b = metrics["bundle"]
-        line = (f"quality    on {metrics.get('images')} images ({metrics.get('data')}): exact match "
-                f"{b.get('exact_match')}, BLEU-4 {b.get('bleu4')}, CIDEr-D {b.get('cider')}")
+        beam = metrics.get("beam_size", 1)
+        line = (f"quality    on {metrics.get('images')} images ({metrics.get('data')}, "
+                f"{'greedy' if beam == 1 else f'beam {beam}'}): exact match {b.get('exact_match')}, "
+                f"BLEU-4 {b.get('bleu4')}, CIDEr-D {b.get('cider')}")
         lines.append(line)
     if metrics.get("agreement"):
         a = metrics["agreement"]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from velm_edge.bundle import DEFAULT_BUNDLE
+from velm_edge.bundle import DEFAULT_BUNDLE, resolve
 from velm_edge.captioner import Captioner
 from velm_edge.reader import LatestFrameReader
 from velm_edge.sinks import Sink
@@ -93,10 +93,11 @@ def captions(source: Source, captioner: Captioner, max_frames: int | None = None
         reader.stop()
 
 
-def live_captions(source: str | Source = "synth:", bundle: str | Path = DEFAULT_BUNDLE, **kw) -> Iterator[dict]:
-    """``captions`` with a source named by a string and a bundle path (default: the shipped one)."""
+def live_captions(source: str | Source = "synth:", bundle: str | Path | None = None, **kw) -> Iterator[dict]:
+    """``captions`` with a source named by a string and a bundle path or shipped name (default: the shapes
+    bundle for synth:, the photo bundle for everything else)."""
     src = open_source(source) if isinstance(source, str) else source
-    with Captioner.open(bundle) as cap:
+    with Captioner.open(resolve(bundle, source)) as cap:
         yield from captions(src, cap, **kw)
 
 

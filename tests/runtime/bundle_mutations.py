@@ -24,7 +24,8 @@ DATA_FILES = ("vision.tflite", "language.tflite", "embeddings.npy", "vocab.txt")
 BAD_VALUES = (None, "x", -1, 0, 1e308, 2**63, [], {}, True, float("nan"))
 # manifest fields the runtime reads: any wrong value of these must be refused
 READ_BY_RUNTIME = ("precision", "preprocess", "tokens", "vocab_size", "max_length", "feature_size", "state_size",
-                   "embedding_size", "embedding_quantization", "graphs", "files", "format", "format_version")
+                   "embedding_size", "embedding_quantization", "graphs", "files", "format", "format_version",
+                   "decoding")
 
 
 @dataclass(frozen=True)

@@ -6,26 +6,27 @@ import shutil
 import pytest
 
 from velm_edge import scenes
-from velm_edge.bundle import DEFAULT_BUNDLE
+from velm_edge.bundle import SHAPES_BUNDLE
 
 
 @pytest.fixture(scope="session")
-def default_bundle():
-    assert (DEFAULT_BUNDLE / "manifest.json").is_file(), f"the shipped bundle is missing at {DEFAULT_BUNDLE}"
-    return DEFAULT_BUNDLE
+def shapes_bundle():
+    """The shipped shapes bundle: it knows the synthetic scenes, so captions can be checked word for word."""
+    assert (SHAPES_BUNDLE / "manifest.json").is_file(), f"the shipped bundle is missing at {SHAPES_BUNDLE}"
+    return SHAPES_BUNDLE
 
 
 @pytest.fixture
-def bundle_copy(default_bundle, tmp_path):
-    """A private copy of the shipped bundle to damage."""
-    return shutil.copytree(default_bundle, tmp_path / "b.velm")
+def bundle_copy(shapes_bundle, tmp_path):
+    """A private copy of the shipped shapes bundle to damage."""
+    return shutil.copytree(shapes_bundle, tmp_path / "b.velm")
 
 
 @pytest.fixture(scope="session")
-def captioner(default_bundle):
+def captioner(shapes_bundle):
     from velm_edge.captioner import Captioner
 
-    with Captioner.open(default_bundle) as cap:
+    with Captioner.open(shapes_bundle) as cap:
         yield cap
 
 

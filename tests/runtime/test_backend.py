@@ -19,18 +19,18 @@ def test_device_strings():
             Device.parse(bad)
 
 
-def model_bytes(default_bundle):
-    return (default_bundle / "language.tflite").read_bytes()
+def model_bytes(shapes_bundle):
+    return (shapes_bundle / "language.tflite").read_bytes()
 
 
-def test_an_edge_tpu_asked_for_explicitly_fails_clearly_without_one(default_bundle):
+def test_an_edge_tpu_asked_for_explicitly_fails_clearly_without_one(shapes_bundle):
     with pytest.raises(EdgeTPUError, match=r"Edge TPU runtime libedgetpu\.so\.1 not found.*libedgetpu1-std"):
-        backend.make_interpreter(model_bytes(default_bundle), device="usb:0")
+        backend.make_interpreter(model_bytes(shapes_bundle), device="usb:0")
 
 
-def test_auto_falls_back_to_the_cpu_with_a_warning(default_bundle):
+def test_auto_falls_back_to_the_cpu_with_a_warning(shapes_bundle):
     with pytest.warns(RuntimeWarning, match="no Edge TPU, running on the CPU"):
-        interpreter, info = backend.make_interpreter(model_bytes(default_bundle), device="auto")
+        interpreter, info = backend.make_interpreter(model_bytes(shapes_bundle), device="auto")
     assert info["device"] == "cpu"
     assert interpreter.get_signature_list()
 

@@ -5,6 +5,7 @@ Mutations recompute the checksums (write_manifest) so the deeper checks are reac
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +22,8 @@ def rewrite(root, m):
     write_manifest(root, m)
 
 
-def test_the_shipped_bundle_loads_and_passes_every_check(default_bundle):
-    with Captioner.open(default_bundle) as cap:
+def test_the_shipped_bundle_loads_and_passes_every_check(shapes_bundle):
+    with Captioner.open(shapes_bundle) as cap:
         assert cap.bundle.precision == "int8"
         assert cap.vision.dtype("image") == "int8" and cap.language.dtype("logits", True) == "int8"
 
@@ -166,3 +167,42 @@ def test_a_file_that_is_not_a_flatbuffer_is_refused(bundle_copy):
     rewrite(bundle_copy, manifest(bundle_copy))
     with pytest.raises(BundleError, match=r"vision.tflite: not a valid TFLite model"):
         Captioner.open(bundle_copy)
+
+
+def test_shipped_bundles_by_name_and_the_default_for_each_source(tmp_path):
+    from velm_edge.bundle import DEFAULT_BUNDLE, SHAPES_BUNDLE, SHIPPED, resolve
+    from velm_edge.sources import SynthSource
+
+    assert set(SHIPPED) == {"photo", "shapes"} and DEFAULT_BUNDLE == SHIPPED["photo"]
+    assert resolve("shapes") == SHAPES_BUNDLE and resolve("photo") == DEFAULT_BUNDLE
+    assert resolve(None, "synth:?fps=5") == SHAPES_BUNDLE and resolve(None, SynthSource(fps=5)) == SHAPES_BUNDLE
+    for source in (None, "0", "/dev/video0", "clip.mp4", "rtsp://host/stream", "picamera2:"):
+        assert resolve(None, source) == DEFAULT_BUNDLE
+    (tmp_path / "shapes").mkdir()  # a directory of that name wins over the shipped name
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert resolve("shapes") == Path("shapes")
+    finally:
+        os.chdir(cwd)
+
+
+def test_a_bundle_recommends_its_decoding(bundle_copy):
+    from velm_edge.bundle import DEFAULT_BUNDLE
+    from velm_edge.decode import DecodeOptions
+
+    photo = Captioner.open()
+    assert photo.bundle.root == DEFAULT_BUNDLE
+    rec = photo.bundle.manifest["decoding"]
+    assert (photo.options.strategy, photo.options.beam_size) == ("beam", rec["beam_size"]) and rec["beam_size"] > 1
+    assert Captioner.open(options=DecodeOptions()).options.strategy == "greedy"  # an explicit choice wins
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["decoding"] = {"beam_size": 4, "length_penalty": 0.5}
+    write_manifest(bundle_copy, manifest)
+    assert Captioner.open(bundle_copy).options == DecodeOptions.for_beam(4, length_penalty=0.5)
+    for bad in ({"beam_size": 0, "length_penalty": 0.0}, {"beam_size": 3, "length_penalty": 9.0},
+                {"beam_size": 3}, "beam"):
+        manifest["decoding"] = bad
+        write_manifest(bundle_copy, manifest)
+        with pytest.raises(BundleError, match="decoding"):
+            Captioner.open(bundle_copy)

@@ -92,18 +92,18 @@ def test_threads_get_their_own_interpreters_and_the_same_captions(captioner, hel
     assert len({id(g) for g in graphs.values()} | {id(captioner.language)}) == 4
 
 
-def test_closed_captioner_refuses_work(default_bundle, held_out):
-    cap = Captioner.open(default_bundle)
+def test_closed_captioner_refuses_work(shapes_bundle, held_out):
+    cap = Captioner.open(shapes_bundle)
     with cap:
         cap.caption(held_out[0][0])
     with pytest.raises(RuntimeError, match="closed"):
         cap.caption(held_out[0][0])
 
 
-def test_the_runtime_never_imports_tensorflow(default_bundle):
+def test_the_runtime_never_imports_tensorflow(shapes_bundle):
     code = ("import sys, numpy as np\n"
             "from velm_edge.captioner import Captioner\n"
-            f"cap = Captioner.open({str(default_bundle)!r})\n"
+            f"cap = Captioner.open({str(shapes_bundle)!r})\n"
             "cap.caption(np.zeros((240, 320, 3), np.uint8)); cap.caption(np.ones((10, 10), np.uint8), beam_size=2)\n"
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -31,7 +31,7 @@ def run(*args):
 
 
 def test_caption_prints_the_right_captions_for_generated_png_and_jpeg(scene_files, captioner, capsys):
-    assert cli.main(["caption", *(p for p, _ in scene_files)]) == 0
+    assert cli.main(["caption", "--bundle", "shapes", *(p for p, _ in scene_files)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(scene_files)
     right = 0
@@ -48,7 +48,8 @@ def test_caption_json_lines_and_a_16_bit_image(scene_files, tmp_path, capsys):
     path16 = tmp_path / "deep.png"
     cv2.imwrite(str(path16), img)
     assert cv2.imread(str(path16), cv2.IMREAD_UNCHANGED).dtype == np.uint16
-    assert cli.main(["caption", "--json", "--beam_size", "3", scene_files[0][0], str(path16)]) == 0
+    args = ["--bundle", "shapes", "--json", "--beam_size", "3", scene_files[0][0], str(path16)]
+    assert cli.main(["caption", *args]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["image"] for r in rows] == [scene_files[0][0], str(path16)]
     assert rows[0]["text"] == rows[1]["text"] and rows[0]["complete"] is True
@@ -58,7 +59,7 @@ def test_caption_json_lines_and_a_16_bit_image(scene_files, tmp_path, capsys):
 def test_unreadable_files_are_reported_and_the_rest_still_captioned(scene_files, tmp_path, capsys):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not a png")
-    code = cli.main(["caption", str(tmp_path / "missing.jpg"), str(junk), scene_files[0][0]])
+    code = cli.main(["caption", "--bundle", "shapes", str(tmp_path / "missing.jpg"), str(junk), scene_files[0][0]])
     out, err = capsys.readouterr()
     assert code == 1
     assert "missing.jpg: cannot read: No such file or directory" in err
@@ -72,12 +73,17 @@ def test_a_bad_bundle_is_a_clear_error(tmp_path, capsys):
 
 
 def test_info_reports_graphs_sizes_and_figures():
-    out = run("info")
+    out = run("info", "shapes")  # a shipped bundle by name
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     assert "int8" in text and "80x80 RGB" in text and "CONV_2D" in text and "FULLY_CONNECTED" in text
     assert "exact match" in text and "not compiled for the Edge TPU" in text
-    report = json.loads(run("info", "--json").stdout)
+    photo = run("info")  # the default: the photo bundle, with what it was trained on and its terms
+    assert photo.returncode == 0, photo.stderr[-2000:]
+    assert "224x224 RGB" in photo.stdout and "DEPTHWISE_CONV_2D" in photo.stdout and "MEAN" in photo.stdout
+    assert "trained on Flickr8k" in photo.stdout and "research only" in photo.stdout
+    assert "EfficientNet-Lite0" in photo.stdout and "decoding   beam search 3" in photo.stdout
+    report = json.loads(run("info", "shapes", "--json").stdout)
     assert report["graphs"]["language"]["outputs"]["logits"]["shape"] == [1, report["vocab_size"]]
     assert report["total_bytes"] == sum(report["files"].values())
 
@@ -87,7 +93,7 @@ def test_doctor_runs_without_camera_or_edge_tpu_and_says_so():
     assert out.returncode == 0, out.stderr[-2000:]
     findings = {f["topic"]: f for f in json.loads(out.stdout)}
     assert findings["interpreter"]["status"] == "ok"
-    assert findings["default bundle"]["status"] == "ok"
+    assert findings["photo bundle (default)"]["status"] == "ok" and findings["shapes bundle"]["status"] == "ok"
     assert "no Coral" in findings["edgetpu devices"]["detail"] or findings["edgetpu devices"]["status"] == "ok"
     assert "cameras" in findings and "opencv" in findings
 

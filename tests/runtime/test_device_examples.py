@@ -32,15 +32,15 @@ def test_caption_image_prints_the_captioners_caption_for_each_file(tmp_path, cap
                            "--seed", "2000000100", "--size", "160"], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     images = sorted(str(p) for p in tmp_path.glob("scene_*.png"))
-    run = example("caption_image.py", *images)
+    run = example("caption_image.py", *images, "--bundle", "shapes")
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
     assert len(lines) == 3
     for path, line in zip(images, lines):
         expected = captioner.caption(cv2.imread(path, cv2.IMREAD_UNCHANGED)).text
         assert re.fullmatch(rf"{re.escape(path)}: {re.escape(expected)}  \(\d+\.\d ms\)", line), line
-    missing = example("caption_image.py", str(tmp_path / "nope.jpg"), images[0])
-    assert missing.returncode == 1 and "nope.jpg: cannot read this image" in missing.stderr
+    missing = example("caption_image.py", str(tmp_path / "nope.jpg"), images[0], "--bundle", "shapes")
+    assert missing.returncode == 1 and "nope.jpg: cannot read: No such file or directory" in missing.stderr
     assert images[0] in missing.stdout  # the good file after the bad one is still captioned
 
 

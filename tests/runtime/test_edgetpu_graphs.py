@@ -45,16 +45,16 @@ def tpu_present(monkeypatch):
     monkeypatch.setattr(backend, "make_interpreter", make_interpreter)
 
 
-def test_the_stripped_graph_really_has_no_signature(default_bundle):
-    plain = (default_bundle / "vision.tflite").read_bytes()
+def test_the_stripped_graph_really_has_no_signature(shapes_bundle):
+    plain = (shapes_bundle / "vision.tflite").read_bytes()
     interpreter, _ = backend.make_interpreter(without_signatures(plain))
     assert interpreter.get_signature_list() == {}
     with pytest.raises(BundleError, match="expected one serving signature"):
         Graph(without_signatures(plain), "stripped.tflite")  # without a plain graph to name the tensors: refused
 
 
-def test_a_compiled_graph_without_signature_is_wired_by_position(default_bundle, tpu_present):
-    plain = (default_bundle / "language.tflite").read_bytes()
+def test_a_compiled_graph_without_signature_is_wired_by_position(shapes_bundle, tpu_present):
+    plain = (shapes_bundle / "language.tflite").read_bytes()
     reference = Graph(plain, "language.tflite")
     compiled = Graph(plain, "language.tflite", device="edgetpu", edgetpu_model=without_signatures(plain))
     assert compiled.info["compiled"] and compiled.interpreter.get_signature_list() == {}
@@ -70,8 +70,8 @@ def test_a_compiled_graph_without_signature_is_wired_by_position(default_bundle,
 
 
 def test_captioner_runs_the_bundles_compiled_graphs_on_the_tpu_and_the_plain_ones_on_the_cpu(
-        default_bundle, tmp_path, tpu_present):
-    root = shutil.copytree(default_bundle, tmp_path / "tpu.velm")
+        shapes_bundle, tmp_path, tpu_present):
+    root = shutil.copytree(shapes_bundle, tmp_path / "tpu.velm")
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["edgetpu"] = {}
     for name in ("vision", "language"):
@@ -81,7 +81,7 @@ def test_captioner_runs_the_bundles_compiled_graphs_on_the_tpu_and_the_plain_one
     assert set(Bundle.load(root).edgetpu) == {"vision", "language"}
 
     images = [scenes.generate(3_000_000_000 + i, scenes.SceneConfig(size=80))[0] for i in range(8)]
-    with Captioner.open(default_bundle) as cpu, Captioner.open(root, device="edgetpu") as tpu:
+    with Captioner.open(shapes_bundle) as cpu, Captioner.open(root, device="edgetpu") as tpu:
         assert [tpu.caption(x).text for x in images] == [cpu.caption(x).text for x in images]
         assert tpu.vision.info["compiled"] and tpu.language.info["compiled"] and tpu.info["device"] == "edgetpu"
     with Captioner.open(root, device="cpu") as cpu_only:  # no delegate: the plain graphs, never the compiled ones
@@ -89,9 +89,9 @@ def test_captioner_runs_the_bundles_compiled_graphs_on_the_tpu_and_the_plain_one
         assert cpu_only.vision.interpreter.get_signature_list() != {}
 
 
-def test_a_compiled_graph_that_does_not_match_its_plain_graph_is_refused(default_bundle, tpu_present):
-    vision = (default_bundle / "vision.tflite").read_bytes()
-    language = (default_bundle / "language.tflite").read_bytes()
+def test_a_compiled_graph_that_does_not_match_its_plain_graph_is_refused(shapes_bundle, tpu_present):
+    vision = (shapes_bundle / "vision.tflite").read_bytes()
+    language = (shapes_bundle / "language.tflite").read_bytes()
     with pytest.raises(BundleError, match="the compiled graph's inputs or outputs differ"):
         Graph(language, "language.tflite", device="edgetpu", edgetpu_model=without_signatures(vision))
 

@@ -32,14 +32,14 @@ def judge(root, mutation) -> str:
 
 
 @pytest.mark.slow
-def test_a_thousand_malformed_bundles_are_refused_or_contained(default_bundle, tmp_path):
-    todo = mutations(default_bundle)
+def test_a_thousand_malformed_bundles_are_refused_or_contained(shapes_bundle, tmp_path):
+    todo = mutations(shapes_bundle)
     assert len(todo) >= 1000
     tally, wrongly_accepted, unexpected = Counter(), [], []
     probed = sum(m.touches_graph for m in todo)
     for i, m in enumerate(todo):
         root = tmp_path / f"m{i}.velm"
-        shutil.copytree(default_bundle, root)
+        shutil.copytree(shapes_bundle, root)
         m.apply(root)
         try:
             outcome = judge(root, m)

@@ -17,11 +17,11 @@ from velm_edge.captioner import Captioner
 from velm_edge.errors import BundleError
 
 
-def test_probe_runs_the_bundle_in_a_child_and_pins_its_manifest(default_bundle, captioner):
-    answer = isolate.probe(default_bundle)
-    assert answer["manifest_sha256"] == hashlib.sha256((default_bundle / "manifest.json").read_bytes()).hexdigest()
+def test_probe_runs_the_bundle_in_a_child_and_pins_its_manifest(shapes_bundle, captioner):
+    answer = isolate.probe(shapes_bundle)
+    assert answer["manifest_sha256"] == hashlib.sha256((shapes_bundle / "manifest.json").read_bytes()).hexdigest()
     assert len(answer["captions"]) == 2 and all(isinstance(c, str) and c for c in answer["captions"])
-    with Captioner.open(default_bundle, isolate=True) as cap:
+    with Captioner.open(shapes_bundle, isolate=True) as cap:
         assert cap.bundle.manifest == captioner.bundle.manifest
 
 
@@ -44,21 +44,21 @@ def _request(path, timeout_s=5.0):
     return {"path": str(path), "timeout_s": timeout_s, "memory_mb": 2048, "backend": "auto"}
 
 
-def test_a_child_killed_by_a_signal_is_reported_as_a_crash(default_bundle, monkeypatch):
+def test_a_child_killed_by_a_signal_is_reported_as_a_crash(shapes_bundle, monkeypatch):
     monkeypatch.setattr(isolate, "_try_bundle", lambda path, backend: os.kill(os.getpid(), signal.SIGSEGV))
-    assert isolate._run_child(_request(default_bundle)) == {"status": "crashed", "signal": "SIGSEGV"}
+    assert isolate._run_child(_request(shapes_bundle)) == {"status": "crashed", "signal": "SIGSEGV"}
 
 
-def test_a_child_that_hangs_is_killed_at_the_time_limit(default_bundle, monkeypatch):
+def test_a_child_that_hangs_is_killed_at_the_time_limit(shapes_bundle, monkeypatch):
     monkeypatch.setattr(isolate, "_try_bundle", lambda path, backend: time.sleep(60))
     t0 = time.monotonic()
-    assert isolate._run_child(_request(default_bundle, timeout_s=1.0)) == {"status": "timeout"}
+    assert isolate._run_child(_request(shapes_bundle, timeout_s=1.0)) == {"status": "timeout"}
     assert time.monotonic() - t0 < 5
 
 
-def test_a_child_over_its_memory_limit_is_refused(default_bundle):
+def test_a_child_over_its_memory_limit_is_refused(shapes_bundle):
     with pytest.raises(BundleError, match="more memory than the probe's limit|crashed"):
-        isolate.probe(default_bundle, memory_mb=200)
+        isolate.probe(shapes_bundle, memory_mb=200)
 
 
 def test_cli_isolate_flag_refuses_a_damaged_bundle_with_exit_code_2(bundle_copy):

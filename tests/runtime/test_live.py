@@ -281,7 +281,7 @@ def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path, free_port, run_
     assert len(events) == 20 and np.mean(right) >= 0.8  # RTP/JPEG over loopback still gives the scenes' captions
 
 
-def test_push_frames_and_receive_captions_through_a_callback(default_bundle, held_out):
+def test_push_frames_and_receive_captions_through_a_callback(shapes_bundle, held_out):
     import threading
 
     from velm_edge.pipeline import PushCaptioner
@@ -293,7 +293,7 @@ def test_push_frames_and_receive_captions_through_a_callback(default_bundle, hel
         if len(got) >= 5:
             done.set()
 
-    with PushCaptioner(on_caption, default_bundle) as cap:
+    with PushCaptioner(on_caption, shapes_bundle) as cap:
         for i, (img, _) in enumerate(held_out[:40]):
             if i % 4 == 0:
                 cap.push(np.zeros((0, 3), np.uint8))  # malformed frames are skipped and counted

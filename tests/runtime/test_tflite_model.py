@@ -23,11 +23,11 @@ def hand_count(cfg: dict) -> dict:
     return {"vision_macs": macs, "vision_weight_bytes": weights, "step_macs": step}
 
 
-def test_info_reports_macs_and_weights_that_match_a_hand_count(default_bundle):
-    manifest = json.loads((default_bundle / "manifest.json").read_text())
+def test_info_reports_macs_and_weights_that_match_a_hand_count(shapes_bundle):
+    manifest = json.loads((shapes_bundle / "manifest.json").read_text())
     expected = hand_count(manifest["model"]["config"])
     assert expected["vision_macs"] == 21_671_936 and expected["step_macs"] == 453_120  # the numbers, written out
-    info = bundle_info(default_bundle)
+    info = bundle_info(shapes_bundle)
     vision, language = info["graphs"]["vision"]["cost"], info["graphs"]["language"]["cost"]
     assert vision["macs"] == expected["vision_macs"]
     assert vision["weight_bytes"] == expected["vision_weight_bytes"]
@@ -38,8 +38,8 @@ def test_info_reports_macs_and_weights_that_match_a_hand_count(default_bundle):
     assert language["peak_activation_bytes"] < 4096
 
 
-def test_the_reader_refuses_what_is_not_a_tflite_file(default_bundle):
-    data = (default_bundle / "vision.tflite").read_bytes()
+def test_the_reader_refuses_what_is_not_a_tflite_file(shapes_bundle):
+    data = (shapes_bundle / "vision.tflite").read_bytes()
     for bad in (b"", b"\x00" * 64, data[:100], b"\x10\x00\x00\x00TFL3" + b"\xff" * 50):
         with pytest.raises(ValueError):
             tflite_model.read(bad)

@@ -1,0 +1,97 @@
+"""The shipped real-world bundle on real photographs: the default for `velm-edge caption`, and its Flickr8k
+figures re-measured on the test split through the device code."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from velm_edge.bundle import DEFAULT_BUNDLE, SHAPES_BUNDLE, read_manifest
+
+FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
+OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian's opencv-doc (installed by .ci/run)
+
+# what a caption must say to name the subject of each photo
+PEOPLE = {"man", "men", "woman", "women", "person", "people", "boy", "girl", "player", "lady", "guy", "child"}
+SUBJECTS = {
+    "astronaut": PEOPLE, "grace_hopper": PEOPLE, "camera": PEOPLE, "messi5": PEOPLE, "basketball1": PEOPLE,
+    "chelsea": {"cat", "cats", "kitten"},
+    "chicky_512": {"bird", "birds", "chicken", "chick", "duck"},
+    "motorcycle": {"motorcycle", "motorbike", "bike", "dirt", "motorcyclist", "motocross"},
+}
+
+
+def package_photos(folder: Path) -> dict[str, Path]:
+    """Photographs that installed packages ship, written as PNG files: scikit-image's and matplotlib's sample photos
+    and, where Debian's opencv-doc is installed, OpenCV's (none of them from Flickr8k)."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image (a dev dependency) ships the sample photos")
+    import matplotlib.cbook
+
+    photos = {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "motorcycle": data.stereo_motorcycle()[0],
+              "camera": data.camera()}
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        photos["grace_hopper"] = cv2.cvtColor(cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR),
+                                              cv2.COLOR_BGR2RGB)
+    paths = {}
+    for name, rgb in photos.items():
+        paths[name] = folder / f"{name}.png"
+        cv2.imwrite(str(paths[name]), rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    for name in ("messi5.jpg", "basketball1.png", "chicky_512.png"):
+        if (OPENCV_SAMPLES / name).is_file():
+            paths[name.rsplit(".", 1)[0]] = OPENCV_SAMPLES / name
+    return paths
+
+
+def test_caption_names_the_subject_of_ordinary_photos_with_no_bundle_given(tmp_path):
+    photos = package_photos(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "velm_edge.cli", "caption", "--json", *map(str, photos.values())],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    captions = {Path(r["image"]).stem: r["text"] for r in map(json.loads, out.stdout.splitlines())}
+    named = {name: bool(set(captions[name].split()) & SUBJECTS[name]) for name in photos}
+    report = "\n".join(f"{'ok ' if named[n] else 'MISS'} {n}: {captions[n]}" for n in photos)
+    print(report)
+    assert sum(named.values()) > len(photos) / 2, report  # most of them
+    people = [n for n in photos if SUBJECTS[n] is PEOPLE]
+    assert all(named[n] for n in people), report  # Flickr8k is mostly people (and dogs): every person is named
+
+
+def test_both_manifests_say_what_they_were_trained_on():
+    photo, shapes = read_manifest(DEFAULT_BUNDLE), read_manifest(SHAPES_BUNDLE)
+    assert "Flickr8k" in photo["training"]["data"] and "research only" in photo["training"]["terms"]
+    assert "Apache-2.0" in photo["training"]["pretrained_weights"]["licence"]
+    assert "EfficientNet-Lite0" in photo["training"]["pretrained_weights"]["what"]
+    assert "synthetic scenes" in shapes["training"]["data"]
+    files = set(photo["files"])
+    assert not any(f.endswith((".jpg", ".csv")) for f in files)  # no Flickr8k photo or caption inside
+
+
+@pytest.mark.skipif(not FLICKR8K.is_dir(), reason=f"the Flickr8k copy is not at {FLICKR8K} (research use only; "
+                                                  "it is never part of the repository)")
+def test_the_shipped_figures_are_what_the_device_code_measures_on_the_test_split():
+    """Re-measure the shipped int8 bundle on the 1,000 Flickr8k test photos with the device's decode code and its
+    recommended decoding: the figures in the manifest are reproduced, and BLEU-4 is at least NeuralTalk's 16.0."""
+    pytest.importorskip("convert.datasets")
+    from convert import datasets, metrics
+    from velm_edge.captioner import Captioner
+
+    manifest = read_manifest(DEFAULT_BUNDLE)
+    shipped = manifest["metrics"]
+    fs = datasets.file_set(datasets.flickr8k_layout(FLICKR8K), "test")
+    assert len(fs) == 1000 and all(len(c) == 5 for c in fs.captions)
+    pre = manifest["preprocess"]
+    data = datasets.load_images(fs, pre["size"], pre["resize"])
+    with Captioner.open() as cap:
+        assert cap.options.beam_size == manifest["decoding"]["beam_size"] == shipped["beam_size"]
+        texts = [cap.caption_rgb(image).text for image in data.images]
+    scores = metrics.score(texts, data.captions)
+    assert scores["bleu4"] >= 0.160, scores
+    assert scores["bleu4"] == pytest.approx(shipped["bundle"]["bleu4"], abs=0.002)
+    assert scores["cider"] == pytest.approx(shipped["bundle"]["cider"], abs=0.01)
+    assert shipped["float"]["bleu4"] >= 0.160
+    assert shipped["bundle"]["bleu4"] >= shipped["float"]["bleu4"] - 0.005  # int8 within 0.5 BLEU-4 points
+    assert shipped["bundle"]["cider"] >= 0.97 * shipped["float"]["cider"]  # and within 3% CIDEr-D
