@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
                                                        "camera's model; photo times the real-world model)")
     ap.add_argument("--gate", type=float, default=0.0, help="scene-change gate threshold, 0 = off (default)")
     ap.add_argument("--kiosk", action="store_true", help="also serve the kiosk page on a free port")
+    ap.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=False,
+                    help="the next frame's vision graph on a second thread while the current caption decodes")
+    ap.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the package's choice)")
     ap.add_argument("--stalled_clients", type=int, default=0,
                     help="with --kiosk: clients that open the MJPEG stream and never read a byte")
     args = ap.parse_args(argv)
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         sinks.append(KioskSink(port=0))
     ages, lat, correct = [], [], []
     gate = SceneGate(args.gate) if args.gate else None
-    with Captioner.open(args.bundle) as cap:
+    with Captioner.open(args.bundle, num_threads=args.threads) as cap:
         c0, t0 = os.times(), time.monotonic()
         stalled = []
         if sinks:
@@ -60,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                 conn = socket.create_connection(("127.0.0.1", sinks[0].port))
                 conn.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 stalled.append(conn)
-        for e in pipeline.captions(source, cap, duration_s=args.seconds, reader=reader, gate=gate):
+        for e in pipeline.captions(source, cap, duration_s=args.seconds, reader=reader, gate=gate,
+                                   overlap=args.overlap):
             ages.append(e["frame_age_ms"])
             lat.append(e["latency_ms"])
             correct.append(e["correct"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,14 @@ class Caption:
     def to_json(self) -> dict:
         return {"text": self.text, "tokens": list(self.tokens), "score": round(self.score, 4),
                 "complete": self.complete, "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A frame after preprocessing and the vision graph: what the decode loop starts from."""
+    feature: np.ndarray  # (1, F) in the language graph's feature-input domain
+    state: np.ndarray  # (1, S) initial state, in its state-input domain
+    timings_ms: dict[str, float]  # preprocess, vision
 
 
 class _Graphs:
@@ -170,6 +178,24 @@ class Captioner:
         return decode.decode(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps,
                              options or self.options, to_real=lambda x: dequantize(x, g.q_logits))
 
+    def encode_frame(self, frame: np.ndarray) -> Encoded:
+        """The first half of ``caption``: preprocess and the vision graph (``decode_encoded`` is the rest).
+        Two threads can run the halves of consecutive frames at once: each thread has its own graphs."""
+        t0 = time.perf_counter()
+        image = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb, self.color_order)
+        t1 = time.perf_counter()
+        feature, state = self.encode(image)
+        t2 = time.perf_counter()
+        return Encoded(feature, state, {"preprocess": (t1 - t0) * 1e3, "vision": (t2 - t1) * 1e3})
+
+    def decode_encoded(self, encoded: Encoded, options: DecodeOptions | None = None) -> Caption:
+        """The second half of ``caption``: the decode loop over an ``encode_frame`` result."""
+        t0 = time.perf_counter()
+        d = self.decode_features(encoded.feature, encoded.state, options)
+        timings = {**encoded.timings_ms, "decode": (time.perf_counter() - t0) * 1e3}
+        timings["total"] = sum(timings.values())
+        return Caption(self.vocab.decode(d.tokens), d.tokens, d.score, timings, d.complete)
+
     def caption_rgb(self, rgb: np.ndarray, options: DecodeOptions | None = None) -> Caption:
         """A uint8 image already at the model's size and in its colour order (RGB unless the bundle's
         preprocess.color_order says BGR) -> Caption (timings: vision, decode)."""
@@ -188,10 +214,4 @@ class Captioner:
         (1 = greedy, more = beam search of that width)."""
         if beam_size is not None:
             options = (options or self.options).with_beam(beam_size)
-        t0 = time.perf_counter()
-        image = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb, self.color_order)
-        t1 = time.perf_counter()
-        c = self.caption_rgb(image, options)
-        timings = {"preprocess": (t1 - t0) * 1e3, **c.timings_ms}
-        timings["total"] = sum(timings.values())
-        return replace(c, timings_ms=timings)
+        return self.decode_encoded(self.encode_frame(frame), options)

@@ -145,6 +145,7 @@ def cmd_run(args) -> int:
                                   stop=lambda: bool(stopping),
                                   gate=SceneGate(args.gate, args.gate_interval) if args.gate else None,
                                   stabilizer=Stabilizer(args.stable) if args.stable else None,
+                                  overlap=args.device == "cpu" if args.overlap is None else args.overlap,
                                   on_progress=notifier.progress if notifier.watchdog_s else None)
     finally:
         notifier.stopping()
@@ -252,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--stable", type=int, default=0,
                     help="announce a caption only after N identical results in a row (hysteresis against "
                          "flicker); 0 = announce every caption")
+    sp.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
+                    help="run the next frame's vision graph on a second thread while the current caption decodes: "
+                         "more captions/s when the camera is faster than the captioner, on 2+ cores (default: on "
+                         "with --device cpu, off with an Edge TPU)")
 
     sp = sub.add_parser("info", formatter_class=fmt, help="what a bundle holds",
                         description="Load a bundle (every check included) and report its manifest, graphs (inputs, "

@@ -31,6 +31,7 @@ from velm_edge.sinks import Sink
 from velm_edge.sources import PushSource, Source, open_source
 from velm_edge.stabilize import SceneGate, Stabilizer
 from velm_edge.tokenizer import normalize
+from velm_edge.vision_ahead import END, VisionAhead
 
 
 def _event(frame, caption, wall_offset: float, **counters: int) -> dict:
@@ -48,48 +49,87 @@ def _event(frame, caption, wall_offset: float, **counters: int) -> dict:
     return event
 
 
+def _sequential(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,
+                on_progress: Callable[[], None] | None, counts: dict) -> Iterator[tuple | None]:
+    """(frame, caption) for the newest frames, one after the other; None while there is nothing new."""
+    while True:
+        frame = reader.get(timeout=0.2)
+        if frame is None:
+            if reader.ended:
+                return
+            yield None
+            continue
+        if on_progress is not None:
+            on_progress()
+        try:
+            if gate is not None and not gate.changed(frame.image, frame.captured):
+                yield None
+                continue
+            caption = captioner.caption(frame.image)
+        except ValueError:  # an undecodable or malformed frame: counted, never fatal
+            counts["bad"] += 1
+            yield None
+            continue
+        yield frame, caption
+
+
+def _overlapped(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,
+                on_progress: Callable[[], None] | None, counts: dict) -> Iterator[tuple | None]:
+    """The same pairs, with the next frame's vision graph running on its own thread meanwhile."""
+    ahead = VisionAhead(reader, captioner, gate, on_progress).start()
+    try:
+        while True:
+            item = ahead.get(timeout=0.2)
+            counts["bad"] = ahead.bad
+            if item is END:
+                return
+            if item is None:
+                yield None
+                continue
+            frame, encoded = item
+            yield frame, captioner.decode_encoded(encoded)
+    finally:
+        ahead.stop()
+
+
 def captions(source: Source, captioner: Captioner, max_frames: int | None = None,
              duration_s: float | None = None, stop: Callable[[], bool] | None = None,
              gate: SceneGate | None = None, stabilizer: Stabilizer | None = None,
              reader: LatestFrameReader | None = None,
-             on_progress: Callable[[], None] | None = None) -> Iterator[dict]:
+             on_progress: Callable[[], None] | None = None, overlap: bool = False) -> Iterator[dict]:
     """Caption the newest frame of ``source`` again and again until it ends or a limit is reached.
 
     ``gate``: skip frames that did not change (``skipped`` counts them).  ``stabilizer``: yield only
     when the announced caption changes (``max_frames`` still counts every caption made).  ``reader``:
     a configured LatestFrameReader for ``source`` (stall limit, backoff), started here.  ``on_progress``:
     called for every frame taken and processed (captioned, skipped as unchanged or refused as malformed),
-    e.g. ``systemd.Notifier.progress`` to feed a watchdog with real progress."""
+    e.g. ``systemd.Notifier.progress`` to feed a watchdog with real progress.  ``overlap``: run the next
+    frame's preprocessing and vision graph on a second thread while this one decodes (``vision_ahead``):
+    more captions per second on two or more cores, each caption's frame older by up to one decode."""
     reader = (reader or LatestFrameReader(source)).start()
     wall_offset = time.time() - time.monotonic()
-    start, done, bad = time.monotonic(), 0, 0
+    start, done, counts = time.monotonic(), 0, {"bad": 0}
+    pairs = (_overlapped if overlap else _sequential)(reader, captioner, gate, on_progress, counts)
     try:
         while (max_frames is None or done < max_frames) and not (stop and stop()):
             if duration_s is not None and time.monotonic() - start >= duration_s:
                 break
-            frame = reader.get(timeout=0.2)
-            if frame is None:
-                if reader.ended:
-                    if reader.error is not None:
-                        raise reader.error
-                    break
+            pair = next(pairs, END)
+            if pair is END:
+                if reader.error is not None:
+                    raise reader.error
+                break
+            if pair is None:
                 continue
-            if on_progress is not None:
-                on_progress()
-            try:
-                if gate is not None and not gate.changed(frame.image, frame.captured):
-                    continue
-                caption = captioner.caption(frame.image)
-            except ValueError:  # an undecodable or malformed frame: counted, never fatal
-                bad += 1
-                continue
+            frame, caption = pair
             done += 1
             if stabilizer is not None and not stabilizer.update(caption.text):
                 continue
             skipped = {} if gate is None else {"skipped": gate.skipped}
             yield _event(frame, caption, wall_offset, dropped=reader.dropped, reconnects=reader.reconnects,
-                         bad_frames=bad + reader.bad_frames, **skipped)
+                         bad_frames=counts["bad"] + reader.bad_frames, **skipped)
     finally:
+        pairs.close()
         reader.stop()
 
 

@@ -1,5 +1,6 @@
 """Live captions: sources, the latest-frame reader, the pipeline, JSONL and `velm-edge run`."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -64,6 +65,46 @@ def test_an_image_folder_is_captioned_in_name_order(captioner, tmp_path):
     events = list(pipeline.captions(open_source(str(tmp_path)), captioner))
     assert [os.path.basename(e["image"]) for e in events] == ["img0.png", "img1.png", "img2.png"]
     assert isinstance(open_source(str(tmp_path / "*.png")), ImagesSource)
+
+
+def test_overlapping_vision_and_decoding_gives_the_same_captions(captioner, tmp_path):
+    """With the next frame's vision graph on a second thread: the same captions of the same frames, in order;
+    malformed frames still counted; the worker's error reaches the caller."""
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / f"img{i:02d}.png"), scenes.generate(2_000_000_500 + i,
+                                                                       scenes.SceneConfig(size=80))[0])
+    runs = {o: list(pipeline.captions(open_source(str(tmp_path)), captioner, overlap=o)) for o in (False, True)}
+    assert [(e["image"], e["text"], e["tokens"]) for e in runs[True]] == \
+        [(e["image"], e["text"], e["tokens"]) for e in runs[False]]
+    assert len(runs[True]) == 12 and all(e["text"] for e in runs[True])
+
+    class Frames(SynthSource):  # not live: every frame is handed over; frame 3 is refused by preprocessing
+        live = False
+
+        def read(self):
+            frame = super().read()
+            if frame is not None and frame.index == 3:
+                return dataclasses.replace(frame, image=np.full((80, 80, 3), 2.0, np.float32))  # floats above 1
+            return frame
+
+    events = list(pipeline.captions(Frames(size=80, frames=8, realtime=False), captioner, overlap=True))
+    assert [e["frame"] for e in events] == [0, 1, 2, 4, 5, 6, 7] and events[-1]["bad_frames"] == 1
+
+    class Failing:  # a captioner whose vision half breaks on the third frame: the caller gets the error
+        def __init__(self):
+            self.calls = 0
+
+        def encode_frame(self, image):
+            self.calls += 1
+            if self.calls == 3:
+                raise RuntimeError("the vision graph failed")
+            return captioner.encode_frame(image)
+
+        def decode_encoded(self, encoded):
+            return captioner.decode_encoded(encoded)
+
+    with pytest.raises(RuntimeError, match="vision graph failed"):
+        list(pipeline.captions(Frames(size=80, frames=8, realtime=False), Failing(), overlap=True))
 
 
 def test_source_and_sink_names_are_checked():

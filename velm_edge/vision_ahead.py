@@ -1,0 +1,82 @@
+"""The next frame's vision graph, run on its own thread while the current caption decodes.
+
+A caption is two halves: preprocess + the vision graph (``Captioner.encode_frame``), then the decode
+loop over the language graph (``Captioner.decode_encoded``).  With a large backbone both halves take
+milliseconds, and on a 2-core device they can run at once: this thread takes the newest frame from the
+reader and encodes it, then waits (one slot) until the caller takes the result and starts encoding the
+next frame while the caller decodes.  Each thread has its own interpreters (``Captioner`` keeps them per
+thread), so no interpreter is used by two threads.  The cost: a caption's frame is older by up to one
+decode time.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+from velm_edge.captioner import Captioner, Encoded
+from velm_edge.reader import LatestFrameReader
+from velm_edge.sources import Frame
+from velm_edge.stabilize import SceneGate
+
+END = object()  # the source ended
+
+
+class VisionAhead:
+    def __init__(self, reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None = None,
+                 on_progress: Callable[[], None] | None = None):
+        self.reader, self.captioner, self.gate, self.on_progress = reader, captioner, gate, on_progress
+        self.bad = 0  # malformed frames refused by preprocessing
+        self._slot: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vision ahead", daemon=True)
+
+    def start(self) -> VisionAhead:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self.reader.get(timeout=0.2)
+                if frame is None:
+                    if self.reader.ended:
+                        self._put(END)
+                        return
+                    continue
+                if self.on_progress is not None:
+                    self.on_progress()
+                if self.gate is not None and not self.gate.changed(frame.image, frame.captured):
+                    continue
+                try:
+                    encoded = self.captioner.encode_frame(frame.image)
+                except ValueError:  # an undecodable or malformed frame: counted, never fatal
+                    self.bad += 1
+                    continue
+                self._put((frame, encoded))
+        except BaseException as e:  # handed to the caller, who re-raises it
+            self._put(e)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._slot.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, timeout: float) -> tuple[Frame, Encoded] | object | None:
+        """(frame, encoded), ``END`` when the source ended, or None when nothing came within ``timeout``.
+        An error of the worker is raised here."""
+        try:
+            item = self._slot.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
