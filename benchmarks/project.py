@@ -103,9 +103,11 @@ def measure_peak(runs: int = 3) -> float:
                    for _ in range(runs))
 
 
-def measure(bundle: str | None, images: int) -> dict:
+def measure(bundle: str | None, images: int, beam_size: int | None = None) -> dict:
     cmd = [sys.executable, "-m", "velm_edge.cli", "bench", "--images", str(images), "--cold_runs", "1", "--json",
            "--threads", "1"]  # one interpreter thread: the per-core rate both estimates start from
+    if beam_size is not None:  # else the bundle's recommended decoding
+        cmd += ["--beam_size", str(beam_size)]
     out = subprocess.run(cmd + ([bundle] if bundle else []), capture_output=True, text=True, check=True).stdout
     return json.loads(out)["result"]
 
@@ -167,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("bundle", nargs="?", help="bundle directory (default: the shipped one)")
     ap.add_argument("--bench", help="use this `velm-edge bench --json` output instead of measuring now")
     ap.add_argument("--images", type=int, default=200, help="frames for the measurement (default: %(default)s)")
+    ap.add_argument("--beam_size", type=int, help="decoding to measure (default: the bundle's recommendation)")
     ap.add_argument("--peak", type=float, metavar="G_MAC_PER_S",
                     help="this core's peak int8 rate in G MAC/s, instead of measuring it with benchmarks/peak_int8.c")
     args = ap.parse_args(argv)
-    bench = json.load(open(args.bench))["result"] if args.bench else measure(args.bundle, args.images)
+    bench = json.load(open(args.bench))["result"] if args.bench else measure(args.bundle, args.images,
+                                                                               args.beam_size)
     macs = {name: tflite_model.cost(tflite_model.read(Path(bench["bundle"], f"{name}.tflite").read_bytes()))["macs"]
             for name in ("vision", "language")}  # counted from the graphs themselves, as velm-edge info does
     p = project(bench, macs)
@@ -179,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"measured here ({bench['frame']} frames, {bench['runtime']['backend']}): vision {h['vision']:.2f} ms "
           f"= {h['vision_mac_per_s'] / 1e9:.1f} G MAC/s, decoder step {h['decode_step']:.3f} ms x {h['steps']:.1f}, "
           f"preprocess {h['preprocess']:.2f} ms, Python glue {h['python_glue']:.2f} ms")
-    print("\nPROJECTED (not measured) per caption, int8 bundle, greedy, ms.  First estimate: the vision graph at "
+    decoding = f"{bench['steps_per_caption']:.1f} decoder steps per caption"
+    print(f"\nPROJECTED (not measured) per caption, int8 bundle, {decoding}, ms.  First estimate: the vision graph at "
           "published int8 CNN rates:\n")
     _table(["vision graph", "decoder steps", "resize", "Python", "caption", "captions/s"],
            lambda name: [f"{p[name][k]:.2f}" for k in ("vision", "decode", "preprocess", "python_glue")]

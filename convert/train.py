@@ -131,19 +131,25 @@ class CosineOnBudget(keras.callbacks.Callback):
             logs["learning_rate"] = float(self.rate())
 
 
+def start_run(cfg: TrainConfig, load) -> tuple:
+    """What every training run starts with: the output folder, the seed, the data (``load(cfg)`` -> training
+    and validation sets, timed), the vocabulary of the training captions and the model configuration."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    t0 = time.monotonic()
+    train_set, val_set = load(cfg)
+    t_data = time.monotonic() - t0
+    vocab = Vocab.build((c for caps in train_set.captions for c in caps), cfg.min_count, cfg.max_vocab)
+    return out, train_set, val_set, t_data, vocab, cfg.model_config(len(vocab))
+
+
 def train(cfg: TrainConfig) -> Velm:
     if cfg.backbone in PRETRAINED:  # frozen ImageNet backbone: train the head on cached features
         from convert.train_cached import train_cached
 
         return train_cached(cfg)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
-    t0 = time.monotonic()
-    train_set, val_set = load_data(cfg)
-    t_data = time.monotonic() - t0
-    vocab = Vocab.build((c for caps in train_set.captions for c in caps), cfg.min_count, cfg.max_vocab)
-    mcfg = cfg.model_config(len(vocab))
+    out, train_set, val_set, t_data, vocab, mcfg = start_run(cfg, load_data)
     tr_idx, tr_seq = encode_captions(train_set, vocab, cfg.max_length)
     va_idx, va_seq = encode_captions(val_set, vocab, cfg.max_length)
     train_batches = CaptionBatches(train_set.images, tr_idx, tr_seq, cfg.batch_size, True, cfg.seed)

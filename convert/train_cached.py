@@ -25,7 +25,7 @@ from convert import datasets, metrics
 from convert.config import TrainConfig
 from convert.feature_cache import DEFAULT_DIR, FeatureCache, file_sha256
 from convert.model import Velm, build, build_on_features, count_macs, transfer_head
-from convert.train import CosineOnBudget, encode_captions, plot_curve
+from convert.train import CosineOnBudget, encode_captions, plot_curve, start_run
 from velm_edge.tokenizer import Vocab
 
 log = logging.getLogger(__name__)
@@ -113,14 +113,7 @@ class DevScore(keras.callbacks.Callback):
 
 
 def train_cached(cfg: TrainConfig) -> Velm:
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
-    t0 = time.monotonic()
-    train_set, dev_set = feature_sets(cfg)
-    t_data = time.monotonic() - t0
-    vocab = Vocab.build((c for caps in train_set.captions for c in caps), cfg.min_count, cfg.max_vocab)
-    mcfg = cfg.model_config(len(vocab))
+    out, train_set, dev_set, t_data, vocab, mcfg = start_run(cfg, feature_sets)
     pairs = {}
     for name, fs in (("train", train_set), ("dev", dev_set)):
         idx, seq = encode_captions(fs, vocab, cfg.max_length)
