@@ -49,7 +49,8 @@ def main() -> int:
     rows = {}
     for label, options in decodings.items():
         t0 = time.monotonic()
-        hyps = velm.caption(preprocess.to_float(data.images), options.beam_size, options.length_penalty)
+        beam = 1 if options.strategy == "greedy" else options.beam_size  # greedy options still carry a beam width
+        hyps = velm.caption(preprocess.to_float(data.images), beam, options.length_penalty)
         rows[f"float Keras model, {label}"] = (metrics.score(hyps, data.captions), time.monotonic() - t0)
         for kind, path in (("float32 bundle", args.float32), ("int8 bundle", args.int8)):
             if path:

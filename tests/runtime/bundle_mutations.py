@@ -26,6 +26,7 @@ BAD_VALUES = (None, "x", -1, 0, 1e308, 2**63, [], {}, True, float("nan"))
 READ_BY_RUNTIME = ("precision", "preprocess", "tokens", "vocab_size", "max_length", "feature_size", "state_size",
                    "embedding_size", "embedding_quantization", "graphs", "files", "format", "format_version",
                    "decoding")
+OPTIONAL_READ = ("decoding",)  # read when present; absent (or null) means the default (greedy)
 
 
 @dataclass(frozen=True)
@@ -168,16 +169,17 @@ def mutations(good: Path, seed: int = 0, per_file: int = 40) -> list[Mutation]:
         if path[0] == "files" and len(path) < 3:
             continue  # the files table itself is exercised below; resealing rewrites its entries
         read = path[0] in READ_BY_RUNTIME
+        optional = len(path) == 1 and path[0] in OPTIONAL_READ  # removing it, or null, is a valid manifest
         label = ".".join(map(str, path))
         if not isinstance(path[-1], int):
-            out.append(Mutation("field removed", label, path[0] != "files", False, read,
+            out.append(Mutation("field removed", label, path[0] != "files", False, read and not optional,
                                 _edit_manifest(path, None, remove=True)))
         original = _get(manifest, path)
         for value in BAD_VALUES:
             if type(value) is type(original) and value == original:
                 continue  # not a change
-            out.append(Mutation("field value", f"{label} = {value!r}", path[0] != "files", False, read,
-                                _edit_manifest(path, value)))
+            out.append(Mutation("field value", f"{label} = {value!r}", path[0] != "files", False,
+                                read and not (optional and value is None), _edit_manifest(path, value)))
     # 4. vocabulary and embedding table that disagree with each other or with the graphs (resealed)
     words = (good / "vocab.txt").read_text().splitlines()
     table = np.load(good / "embeddings.npy")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from velm_edge.bundle import SHAPES_BUNDLE
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -46,8 +48,9 @@ def test_measured_peak_is_a_plausible_core_rate():
     assert 5e9 < peak < 1e12  # 16-32 MACs per cycle at 1-5 GHz; a loop the compiler removed reads as 1e17
 
 
-def test_the_script_projects_the_default_model_above_ten_captions_per_second_on_a_pi_4():
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "project.py"), "--images", "30", "--peak", "60"],
+def test_the_script_projects_the_shapes_model_above_ten_captions_per_second_on_a_pi_4():
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "project.py"), str(SHAPES_BUNDLE), "--images", "30",
+                          "--peak", "60"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     pi4 = [line for line in run.stdout.splitlines() if line.startswith("| Raspberry Pi 4")]
