@@ -93,8 +93,8 @@ rm -rf "$DATA"; mkdir -p "$DATA"
 "$PY" -m velm_edge.cli synth --out "$DATA/scenes" --count "$SCENES" --seed 2000020000 --size 240 >/dev/null
 # the reference: this machine's captions with the same interpreter package (each package is exact across
 # architectures; the two packages' int8 kernels round differently and disagree on a caption now and then)
-"$PY" -m velm_edge.cli caption --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/x86-litert.jsonl"
-"$PY_TFLITE" -m velm_edge.cli caption --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/x86-tflite.jsonl"
+"$PY" -m velm_edge.cli caption --bundle shapes --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/x86-litert.jsonl"
+"$PY_TFLITE" -m velm_edge.cli caption --bundle shapes --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/x86-tflite.jsonl"
 # The emulated CPU is a Pi's: qemu's default ("max", with SVE and I8MM) makes XNNPACK pick kernels that
 # qemu 7.2 gets wrong (garbage captions); cortex-a72 is a Raspberry Pi 4, cortex-a76 a Raspberry Pi 5.
 arm() {  # arm CPU SITE ARGS...: velm-edge under emulation
@@ -110,7 +110,7 @@ for pair in litert tflite; do
     for cpu in cortex-a72 cortex-a76; do
         step "[$pair] captions of $SCENES scenes under qemu-aarch64 ($cpu)"
         T0=$SECONDS
-        arm $cpu "$SITE" caption --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/arm-$pair-$cpu.jsonl"
+        arm $cpu "$SITE" caption --bundle shapes --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/arm-$pair-$cpu.jsonl"
         step "[$pair] ... took $((SECONDS - T0)) s"
         if "$PY" - "$DATA/x86-$pair.jsonl" "$DATA/arm-$pair-$cpu.jsonl" <<'CMP'
 import json, sys

@@ -130,7 +130,7 @@ def shipped_bundles() -> list[Finding]:
 
     out = []
     for name, path in bundle.SHIPPED.items():
-        topic = f"{name} bundle" + (" (default)" if path == bundle.DEFAULT_BUNDLE else "")
+        topic = f"{name} bundle"
         if not (path / "manifest.json").is_file():
             out.append(Finding(MISSING, topic, f"not shipped at {path}; pass --bundle"))
             continue
@@ -138,7 +138,8 @@ def shipped_bundles() -> list[Finding]:
             with Captioner.open(path) as cap:
                 image, truth = scenes.generate(12345, scenes.SceneConfig(size=cap.size))
                 got = cap.caption(image)
-            detail = f"{path.name} loads and captions a frame in {got.timings_ms['total']:.1f} ms"
+            detail = (f"{path.name}{' (the default)' if path == bundle.DEFAULT_BUNDLE else ''} loads and captions a "
+                      f"frame in {got.timings_ms['total']:.1f} ms")
             status = OK
             if name == "shapes":
                 status = OK if normalize(got.text) == normalize(truth) else PROBLEM

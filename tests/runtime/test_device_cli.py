@@ -93,7 +93,8 @@ def test_doctor_runs_without_camera_or_edge_tpu_and_says_so():
     assert out.returncode == 0, out.stderr[-2000:]
     findings = {f["topic"]: f for f in json.loads(out.stdout)}
     assert findings["interpreter"]["status"] == "ok"
-    assert findings["photo bundle (default)"]["status"] == "ok" and findings["shapes bundle"]["status"] == "ok"
+    assert findings["photo bundle"]["status"] == "ok" and findings["shapes bundle"]["status"] == "ok"
+    assert "(the default)" in findings["photo bundle"]["detail"]
     assert "no Coral" in findings["edgetpu devices"]["detail"] or findings["edgetpu devices"]["status"] == "ok"
     assert "cameras" in findings and "opencv" in findings
 
