@@ -43,9 +43,8 @@ def resolve(bundle: str | Path | None, source: object = None) -> Path:
     """A bundle path, or the name of a shipped bundle ("photo", "shapes"); None picks the default for the
     source: the shapes bundle for the synthetic camera (a ``synth:`` URI or source), the photo bundle otherwise."""
     if bundle is None:
-        synthetic = str(source).startswith("synth:") if isinstance(source, str) else \
-            type(source).__name__ == "SynthSource"
-        return SHAPES_BUNDLE if synthetic else DEFAULT_BUNDLE
+        uri = source if isinstance(source, str) else getattr(source, "uri", "")  # a Source carries its URI
+        return SHAPES_BUNDLE if str(uri).startswith("synth:") else DEFAULT_BUNDLE
     path = Path(bundle)
     if not path.exists() and str(bundle) in SHIPPED:
         return SHIPPED[str(bundle)]
