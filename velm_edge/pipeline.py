@@ -9,7 +9,8 @@ number), ``captured`` (wall-clock time of capture, seconds since the epoch), ``f
 (capture to caption), ``latency_ms`` (preprocess + graphs + decoding), ``dropped`` (frames the
 reader replaced before they were captioned, so far), ``bad_frames`` (malformed frames skipped),
 ``reconnects``, and for synthetic frames ``truth`` and ``correct``.  The captioner runs in the
-caller's thread; only the reader has its own thread.
+caller's thread and the reader in its own; with ``overlap=True`` (``velm-edge run``'s default on the CPU)
+the next frame's vision graph runs on a third (``vision_ahead``).
 
 Frames from your own loop, captions through a callback::
 
