@@ -55,8 +55,11 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple[str
 def train_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="velm-convert train")
     parser.description = ("Train the VELM (CNN encoder + GRU decoder) with teacher forcing. Without --dataset it "
-                          "renders synthetic scenes; with a caption file it trains on your images. Writes "
-                          "OUT/model.keras, OUT/checkpoint.keras, OUT/history.csv, OUT/curve.png, OUT/train.json.")
+                          "renders synthetic scenes; with a caption file it trains on your images. With "
+                          "--backbone efficientnet_lite0 the ImageNet backbone stays frozen, its features are "
+                          "computed once and cached, and the epoch with the best dev BLEU-4 is kept. Writes "
+                          "OUT/model.keras, OUT/history.csv, OUT/curve.png, OUT/train.json (and OUT/checkpoint.keras "
+                          "when the whole model trains).")
     _add_dataclass_options(parser, TrainConfig, skip=("scene_config",))
     for action in parser._actions:
         if action.dest == "dataset":
@@ -178,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Keras model), OUT/NAME.velm and OUT/recipe.json. Recipes: "
                                     + "; ".join(f"{k}: {r.summary}" for k, r in recipe.RECIPES.items()) + ".")
     rc.add_argument("name", choices=tuple(recipe.RECIPES), help="which recipe")
-    rc.add_argument("--out", required=True, help="output directory, e.g. runs/recipe-default")
+    rc.add_argument("--out", required=True, help="output directory, e.g. runs/recipe-photo")
     rc.add_argument("--data", help="the data directory a recipe trains on (photo: a Flickr8k directory with "
                                    "captions.csv, images/ and splits/, e.g. ../shared/data/flickr8k)")
     rc.add_argument("--overwrite", action="store_true", help="rebuild into an OUT that is not empty")
