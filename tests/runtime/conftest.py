@@ -68,15 +68,16 @@ def wait_for_http():
 
 @pytest.fixture
 def run_to_jsonl(tmp_path):
-    """run_to_jsonl(source, frames): `velm-edge run SOURCE --max_frames N` in a fresh process, to JSONL; the events."""
+    """run_to_jsonl(source, frames, *args): `velm-edge run SOURCE --max_frames N ARGS` in a fresh process, to JSONL;
+    the events."""
     import json
     import subprocess
     import sys
 
-    def run(source: str, frames: int) -> list[dict]:
+    def run(source: str, frames: int, *args: str) -> list[dict]:
         out = tmp_path / "run.jsonl"
         done = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", source, "--max_frames", str(frames),
-                               "--sink", f"jsonl:{out}"], capture_output=True, text=True, timeout=120)
+                               "--sink", f"jsonl:{out}", *args], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         return [json.loads(line) for line in out.read_text().splitlines()]
 

@@ -277,7 +277,7 @@ def test_an_http_mjpeg_stream_is_a_source(free_port, wait_for_http, run_to_jsonl
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_http(f"http://127.0.0.1:{free_port}/health")
-        events = run_to_jsonl(f"http://127.0.0.1:{free_port}/stream.mjpg", 10)
+        events = run_to_jsonl(f"http://127.0.0.1:{free_port}/stream.mjpg", 10, "--bundle", "shapes")
     finally:
         server.terminate()
         server.wait(10)
@@ -312,7 +312,7 @@ def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path, free_port, run_
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert server.stdout.readline().strip() == "ready"
-        events = run_to_jsonl(f"rtsp://127.0.0.1:{free_port}/live", 20)
+        events = run_to_jsonl(f"rtsp://127.0.0.1:{free_port}/live", 20, "--bundle", "shapes")  # synthetic scenes
     finally:
         server.terminate()
         server.wait(10)
