@@ -1,6 +1,8 @@
 """velm-edge: live, offline image captions on Raspberry Pi and Coral Edge TPU.
 
-This package is the device half: numpy + OpenCV (+ a TFLite interpreter), never TensorFlow.
+This package is the device half: numpy + OpenCV (+ a TFLite interpreter), never TensorFlow.  Its rooms,
+in the order a frame passes through them: ``live/`` (sources -> reader -> captions), ``runtime/``
+(bundle -> caption), ``sinks/`` (where captions go); ``tools/`` holds the command line and its reports.
 
     from velm_edge import Captioner
     with Captioner.open() as cap:                 # the shipped photo bundle (real-world; "shapes" for synth:)
@@ -14,9 +16,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+source"
 
-_LAZY = {"Captioner": "velm_edge.captioner", "Caption": "velm_edge.captioner", "DecodeOptions": "velm_edge.decode",
-         "BundleError": "velm_edge.errors", "DEFAULT_BUNDLE": "velm_edge.bundle",
-         "live_captions": "velm_edge.pipeline", "PushCaptioner": "velm_edge.pipeline"}
+_LAZY = {"Captioner": "velm_edge.runtime.captioner", "Caption": "velm_edge.runtime.captioner",
+         "DecodeOptions": "velm_edge.runtime.decode", "RuntimeOptions": "velm_edge.runtime.options",
+         "DEFAULT_BUNDLE": "velm_edge.runtime.bundle",
+         "live_captions": "velm_edge.live.pipeline", "LiveOptions": "velm_edge.live.options",
+         "CaptionEvent": "velm_edge.live.events", "PushCaptioner": "velm_edge.live.push",
+         "VelmError": "velm_edge.errors", "BundleError": "velm_edge.errors", "SourceError": "velm_edge.errors",
+         "OptionError": "velm_edge.errors", "FrameError": "velm_edge.errors"}
 
 __all__ = ["__version__", *_LAZY]
 

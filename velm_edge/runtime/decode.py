@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from velm_edge.errors import OptionError
+
 Step = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 ToReal = Callable[[np.ndarray], np.ndarray]
 STRATEGIES = ("greedy", "beam")
@@ -44,16 +46,16 @@ class DecodeOptions:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+            raise OptionError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+            raise OptionError(f"beam_size must be >= 1, got {self.beam_size}")
         if self.no_repeat_ngram < 0 or self.min_length < 0:
-            raise ValueError(f"no_repeat_ngram and min_length must be >= 0, got {self.no_repeat_ngram}, "
+            raise OptionError(f"no_repeat_ngram and min_length must be >= 0, got {self.no_repeat_ngram}, "
                              f"{self.min_length}")
         if self.max_length is not None and self.max_length < 1:
-            raise ValueError(f"max_length must be >= 1 (or None), got {self.max_length}")
+            raise OptionError(f"max_length must be >= 1 (or None), got {self.max_length}")
         if self.time_budget_ms is not None and self.time_budget_ms <= 0:
-            raise ValueError(f"time_budget_ms must be > 0 (or None), got {self.time_budget_ms}")
+            raise OptionError(f"time_budget_ms must be > 0 (or None), got {self.time_budget_ms}")
 
     def with_beam(self, beam_size: int) -> DecodeOptions:
         """These options with greedy decoding for beam_size 1, beam search of that width above."""
@@ -103,7 +105,7 @@ def _masked(row: np.ndarray, ban: set[int]) -> np.ndarray:
 
 def _check(max_steps: int, beam_size: int = 1) -> None:
     if beam_size < 1 or max_steps < 1:
-        raise ValueError(f"beam_size and max_steps must be >= 1, got {beam_size}, {max_steps}")
+        raise OptionError(f"beam_size and max_steps must be >= 1, got {beam_size}, {max_steps}")
 
 
 def greedy(step: Step, states: np.ndarray, start_id: int, end_id: int, max_steps: int, *,

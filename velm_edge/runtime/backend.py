@@ -15,11 +15,12 @@ from __future__ import annotations
 import ctypes
 import importlib
 import platform
-import re
 import warnings
-from dataclasses import dataclass
 
-BACKENDS = ("auto", "ai_edge_litert", "tflite_runtime", "tensorflow")
+from velm_edge.errors import BackendError, EdgeTPUError
+from velm_edge.runtime.choices import BACKENDS, check
+from velm_edge.runtime.options import Device, RuntimeOptions
+
 _MODULES = {"ai_edge_litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter",
             "tensorflow": "tensorflow"}  # tf.lite is an attribute of the API, not an importable module
 _EXTRAS = {"ai_edge_litert": "pip install 'velm-edge[litert]'",
@@ -28,32 +29,11 @@ _EXTRAS = {"ai_edge_litert": "pip install 'velm-edge[litert]'",
 EDGETPU_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 EDGETPU_HELP = ("install the Edge TPU runtime (Debian/Raspberry Pi OS: add Coral's apt repository, then "
                 "'sudo apt-get install libedgetpu1-std') and plug the accelerator in")
-_DEVICE = re.compile(r"^(cpu|auto|edgetpu|usb|pci)(:\d+)?$")
-
-
-class EdgeTPUError(RuntimeError):
-    """The Edge TPU was asked for explicitly and cannot be used."""
-
-
-@dataclass(frozen=True)
-class Device:
-    kind: str  # cpu | auto | edgetpu
-    spec: str | None = None  # libedgetpu's "device" option: usb, usb:0, pci:0, ... (None: the first one)
-
-    @classmethod
-    def parse(cls, text: str) -> Device:
-        m = _DEVICE.match(text or "")
-        if not m or (m.group(1) in ("cpu", "auto", "edgetpu") and m.group(2)):
-            raise ValueError(f"device must be cpu, auto, edgetpu, usb, usb:N, pci or pci:N, got {text!r}")
-        if m.group(1) in ("usb", "pci"):
-            return cls("edgetpu", text)
-        return cls(m.group(1))
 
 
 def interpreter_module(backend: str = "auto"):
     """The module that provides ``Interpreter`` for the backend, and the backend's name."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check("backend", backend, BACKENDS)
     names = ("ai_edge_litert", "tflite_runtime", "tensorflow") if backend == "auto" else (backend,)
     errors = []
     for name in names:
@@ -69,7 +49,7 @@ def interpreter_module(backend: str = "auto"):
                           "on a device install " + _EXTRAS["ai_edge_litert"], RuntimeWarning, stacklevel=2)
         return module, name
     hint = _EXTRAS["ai_edge_litert"] + " or " + _EXTRAS["tflite_runtime"] if backend == "auto" else _EXTRAS[backend]
-    raise ImportError(f"no TFLite interpreter package for backend {backend!r} ({'; '.join(errors)}). "
+    raise BackendError(f"no TFLite interpreter package for backend {backend!r} ({'; '.join(errors)}). "
                       f"Install one: {hint}")
 
 
@@ -94,16 +74,15 @@ def load_edgetpu_delegate(module, spec: str | None = None):
                            f"in (lsusb shows 'Global Unichip' or 'Google'), and may this user access it?") from None
 
 
-def make_interpreter(model: bytes, num_threads: int | None = None, backend: str = "auto", device: str = "cpu",
-                     edgetpu_model: bytes | None = None):
+def make_interpreter(model: bytes, options: RuntimeOptions = RuntimeOptions(), edgetpu_model: bytes | None = None):
     """An allocated interpreter for a .tflite model given as bytes (verified on load).
 
     ``edgetpu_model``: the same graph compiled by edgetpu_compiler; used instead of ``model`` when an Edge TPU
     delegate is loaded (a compiled graph cannot run without one).  Returns ``(interpreter, info)`` where
     info says which backend and device run it and whether the compiled graph is the one running.
     """
-    module, name = interpreter_module(backend)
-    dev = Device.parse(device)
+    module, name = interpreter_module(options.backend)
+    dev = Device.parse(options.device)
     delegates = []
     if dev.kind != "cpu":
         try:
@@ -114,6 +93,6 @@ def make_interpreter(model: bytes, num_threads: int | None = None, backend: str 
             warnings.warn(f"no Edge TPU, running on the CPU: {e}", RuntimeWarning, stacklevel=2)
     compiled = bool(delegates) and edgetpu_model is not None
     interpreter = module.Interpreter(model_content=bytes(edgetpu_model if compiled else model),
-                                     num_threads=num_threads, experimental_delegates=delegates or None)
+                                     num_threads=options.threads, experimental_delegates=delegates or None)
     interpreter.allocate_tensors()
     return interpreter, {"backend": name, "device": "edgetpu" if delegates else "cpu", "compiled": compiled}

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from velm_edge import decode, preprocess
-from velm_edge.bundle import DEFAULT_BUNDLE, Bundle, resolve
-from velm_edge.contract import check_graphs
-from velm_edge.decode import DecodeOptions
-from velm_edge.graph import Graph
-from velm_edge.quant import dequantize, requantizer
+from velm_edge.runtime import decode, preprocess
+from velm_edge.runtime.bundle import DEFAULT_BUNDLE, Bundle, resolve
+from velm_edge.runtime.choices import RESIZE_MODES, check
+from velm_edge.runtime.contract import check_graphs
+from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.graph import Graph
+from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.runtime.quant import dequantize, requantizer
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,9 @@ class Encoded:
 class _Graphs:
     """One thread's interpreters and the constant parts of the decode loop."""
 
-    def __init__(self, bundle: Bundle, num_threads: int | None, backend: str, device: str):
-        self.vision = Graph(bundle.vision, f"{bundle.root}/vision.tflite", num_threads, backend, device,
-                            bundle.edgetpu.get("vision"))
-        self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", num_threads, backend, device,
+    def __init__(self, bundle: Bundle, runtime: RuntimeOptions):
+        self.vision = Graph(bundle.vision, f"{bundle.root}/vision.tflite", runtime, bundle.edgetpu.get("vision"))
+        self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", runtime,
                               bundle.edgetpu.get("language"))
         check_graphs(bundle, {"vision": self.vision, "language": self.language})
         v, lang = self.vision, self.language
@@ -68,17 +69,15 @@ class _Graphs:
 
 
 class Captioner:
-    def __init__(self, bundle: Bundle, num_threads: int | None = None, backend: str = "auto", device: str = "cpu",
-                 options: DecodeOptions | None = None, rgb: bool = False, resize: str | None = None):
+    def __init__(self, bundle: Bundle, runtime: RuntimeOptions | None = None, options: DecodeOptions | None = None,
+                 rgb: bool = False, resize: str | None = None):
         self.bundle, self.vocab, self.rgb = bundle, bundle.vocab, rgb
+        self.runtime = runtime if runtime is not None else RuntimeOptions()
         self.options = options if options is not None else DecodeOptions.recommended(bundle.manifest)
-        self._args = (num_threads, backend, device)
         pre = bundle.manifest["preprocess"]
         self.size, self.input_scale = int(pre["size"]), float(pre["scale"])
         self.color_order = pre["color_order"]  # the order the bundle's graph expects
-        self.resize_mode = resize or pre["resize"]
-        if self.resize_mode not in preprocess.RESIZE_MODES:
-            raise ValueError(f"resize mode must be one of {preprocess.RESIZE_MODES}, got {self.resize_mode!r}")
+        self.resize_mode = check("resize mode", resize or pre["resize"], RESIZE_MODES)
         self.max_steps = int(bundle.manifest["max_length"]) - 1
         self.table = bundle.embeddings
         self._local = threading.local()
@@ -86,24 +85,23 @@ class Captioner:
         self._graphs()  # build and check now, so a bad bundle fails at open(), not at the first frame
 
     @classmethod
-    def open(cls, path: str | Path = DEFAULT_BUNDLE, num_threads: int | None = None, backend: str = "auto",
-             device: str = "cpu", options: DecodeOptions | None = None, rgb: bool = False,
-             resize: str | None = None, isolate: bool = False) -> Captioner:
+    def open(cls, path: str | Path = DEFAULT_BUNDLE, runtime: RuntimeOptions | None = None,
+             options: DecodeOptions | None = None, rgb: bool = False, resize: str | None = None,
+             isolate: bool = False) -> Captioner:
         """Load and check a bundle directory, or a shipped one by name (default: "photo", the real-world
         model; "shapes" knows the synthetic scenes).
 
-        ``num_threads``: interpreter threads; ``backend``: auto | ai_edge_litert | tflite_runtime | tensorflow;
-        ``device``: cpu, auto, edgetpu, usb[:N], pci[:N]; ``options``: decoding (greedy, beam, limits;
-        default: what the bundle's manifest recommends);
+        ``runtime``: interpreter threads, backend (package) and device (``RuntimeOptions``);
+        ``options``: decoding (greedy, beam, limits; default: what the bundle's manifest recommends);
         ``rgb``: frames are RGB(A) rather than BGR(A); ``resize``: override the bundle's resize mode;
         ``isolate``: for an untrusted bundle, first load and run it once in a child process with memory and
-        time limits (``velm_edge.isolate``), so a bundle that crashes the interpreter is refused instead."""
+        time limits (``velm_edge.runtime.isolate``), so a bundle that crashes the interpreter is refused instead."""
         path, digest = resolve(path), None
         if isolate:
-            from velm_edge.isolate import probe
+            from velm_edge.runtime.isolate import probe
 
-            digest = probe(path, backend=backend)["manifest_sha256"]
-        return cls(Bundle.load(path, digest), num_threads, backend, device, options, rgb, resize)
+            digest = probe(path, backend=(runtime or RuntimeOptions()).backend)["manifest_sha256"]
+        return cls(Bundle.load(path, digest), runtime, options, rgb, resize)
 
     def close(self) -> None:
         self._closed = True
@@ -120,7 +118,7 @@ class Captioner:
             raise RuntimeError("this Captioner is closed")
         g = getattr(self._local, "graphs", None)
         if g is None:
-            g = self._local.graphs = _Graphs(self.bundle, *self._args)
+            g = self._local.graphs = _Graphs(self.bundle, self.runtime)
         return g
 
     @property

@@ -13,22 +13,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from velm_edge.errors import FrameError
+
 FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
 
 
 def decode_image(data: bytes) -> np.ndarray:
     """Encoded image bytes (JPEG, PNG, ...) -> grey (H, W) or BGR (H, W, 3), uint8 or uint16, upright.
-    ValueError when OpenCV cannot decode them."""
+    FrameError when OpenCV cannot decode them."""
     frame = cv2.imdecode(np.frombuffer(data, np.uint8), FLAGS) if data else None
     if frame is None:
-        raise ValueError("not an image file OpenCV can decode")
+        raise FrameError("not an image file OpenCV can decode")
     return frame
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file, upright (EXIF orientation applied); ValueError if it cannot be read or decoded."""
+    """An image file, upright (EXIF orientation applied); FrameError if it cannot be read or decoded."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise ValueError(f"cannot read: {e.strerror or e}") from None
+        raise FrameError(f"cannot read: {e.strerror or e}") from None
     return decode_image(data)

@@ -17,16 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from velm_edge.errors import BundleError
+from velm_edge.runtime.choices import COLOR_ORDERS, PRECISIONS, RESIZE_MODES
 
 if TYPE_CHECKING:
-    from velm_edge.bundle import Bundle
-    from velm_edge.graph import Graph
+    from velm_edge.runtime.bundle import Bundle
+    from velm_edge.runtime.graph import Graph
 
-PRECISIONS = ("int8", "float32", "dynamic")
-COLOR_ORDERS = ("RGB", "BGR")
-RESIZE_MODES = ("stretch", "crop", "letterbox")  # preprocess.RESIZE_MODES (kept import-free of OpenCV)
 TENSOR_DTYPES = ("int8", "uint8", "int16", "float32")
-SPECIAL_TOKENS = {"pad": 0, "start": 1, "end": 2, "unk": 3}  # velm_edge.tokenizer.Vocab's fixed ids
+SPECIAL_TOKENS = {"pad": 0, "start": 1, "end": 2, "unk": 3}  # velm_edge.runtime.tokenizer.Vocab's fixed ids
 IO_NAMES = {"vision": ({"image"}, {"feature", "state"}),
             "language": ({"embedding", "feature", "state"}, {"logits", "state"})}
 MAX_SIDE, MAX_WIDTH, MAX_STEPS, MAX_BEAM = 2048, 1 << 16, 1024, 16

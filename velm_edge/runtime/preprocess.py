@@ -3,7 +3,7 @@
 The model sees RGB images scaled to [0, 1].  Training (convert/) and the device runtime both call
 ``prepare`` so a camera frame reaches the network exactly as training images did.
 
-Accepted frames (anything else is a ``ValueError`` that says what was found and what to pass):
+Accepted frames (anything else is a ``FrameError`` that says what was found and what to pass):
 
 ==============  ===========================================================================
 dtype           uint8 (as is), uint16 (top 8 bits: 16-bit cameras, PNGs), float16/32/64 in
@@ -18,17 +18,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from velm_edge.quant import QParams, quantize
+from velm_edge.errors import FrameError
+from velm_edge.runtime.choices import COLOR_ORDERS, RESIZE_MODES, check
+from velm_edge.runtime.quant import QParams, quantize
 
-RESIZE_MODES = ("stretch", "crop", "letterbox")
 LETTERBOX_GREY = 114
 MAX_SIDE = 16384  # larger frames are refused (OpenCV's resize and colour conversion stop at 32767)
 
 
 def resize(frame: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
     """Resize a 3-channel uint8 frame to (size, size, 3): stretch, centre crop, or letterbox (grey bars)."""
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    check("resize mode", mode, RESIZE_MODES)
     h, w = frame.shape[:2]
     if (h, w) == (size, size):
         return frame
@@ -50,11 +50,11 @@ def resize(frame: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
 def to_uint8(frame: np.ndarray) -> np.ndarray:
     """Any accepted dtype -> uint8 with the same shape (see the module table)."""
     if not isinstance(frame, np.ndarray):
-        raise ValueError(f"expected an image as a numpy array, got {type(frame).__name__}")
+        raise FrameError(f"expected an image as a numpy array, got {type(frame).__name__}")
     if frame.size == 0:
-        raise ValueError(f"expected a non-empty image, got shape {frame.shape}")
+        raise FrameError(f"expected a non-empty image, got shape {frame.shape}")
     if frame.ndim >= 2 and max(frame.shape[:2]) > MAX_SIDE:
-        raise ValueError(f"image sides must be at most {MAX_SIDE} pixels, got shape {frame.shape}")
+        raise FrameError(f"image sides must be at most {MAX_SIDE} pixels, got shape {frame.shape}")
     if frame.dtype.byteorder not in "=|":  # big-endian data (some 16-bit TIFFs and cameras): native order first
         frame = frame.astype(frame.dtype.newbyteorder("="))
     kind = frame.dtype
@@ -64,13 +64,13 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
         return (frame >> 8).astype(np.uint8)
     if kind.kind == "f":
         if not np.isfinite(frame).all():
-            raise ValueError("float image contains NaN or inf values")
+            raise FrameError("float image contains NaN or inf values")
         lo, hi = float(frame.min()), float(frame.max())
         if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"float images must hold values in [0, 1], found [{lo:g}, {hi:g}] "
+            raise FrameError(f"float images must hold values in [0, 1], found [{lo:g}, {hi:g}] "
                              f"(divide 0-255 images by 255, or pass them as uint8)")
         return np.rint(frame.astype(np.float32) * 255.0).astype(np.uint8)
-    raise ValueError(f"unsupported image dtype {kind}: pass uint8, uint16 or float in [0, 1]")
+    raise FrameError(f"unsupported image dtype {kind}: pass uint8, uint16 or float in [0, 1]")
 
 
 def as_bgr(frame: np.ndarray, rgb: bool = False) -> np.ndarray:
@@ -85,13 +85,12 @@ def as_bgr(frame: np.ndarray, rgb: bool = False) -> np.ndarray:
         if frame.shape[2] == 4:
             return cv2.cvtColor(frame, cv2.COLOR_RGBA2BGR if rgb else cv2.COLOR_BGRA2BGR)
         return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if rgb else frame
-    raise ValueError(f"expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {frame.shape}")
+    raise FrameError(f"expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {frame.shape}")
 
 
 def prepare(frame: np.ndarray, size: int, mode: str = "stretch", rgb: bool = False, order: str = "RGB") -> np.ndarray:
     """Any accepted frame -> uint8 (size, size, 3) in the model's colour ``order`` (RGB, or BGR), ready to scale."""
-    if order not in ("RGB", "BGR"):
-        raise ValueError(f"colour order must be RGB or BGR, got {order!r}")
+    check("colour order", order, COLOR_ORDERS)
     image = resize(as_bgr(frame, rgb), size, mode)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if order == "RGB" else np.ascontiguousarray(image)
 

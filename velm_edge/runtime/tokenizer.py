@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from velm_edge.errors import OptionError
+
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -28,10 +30,10 @@ class Vocab:
 
     def __post_init__(self) -> None:
         if tuple(self.tokens[:4]) != SPECIALS:
-            raise ValueError(f"a vocabulary must start with {SPECIALS}, got {tuple(self.tokens[:4])}")
+            raise OptionError(f"a vocabulary must start with {SPECIALS}, got {tuple(self.tokens[:4])}")
         if len(set(self.tokens)) != len(self.tokens):
             dup = [t for t, n in Counter(self.tokens).items() if n > 1]
-            raise ValueError(f"duplicate tokens in vocabulary: {dup[:5]}")
+            raise OptionError(f"duplicate tokens in vocabulary: {dup[:5]}")
         object.__setattr__(self, "_ids", {t: i for i, t in enumerate(self.tokens)})
 
     pad_id = 0
@@ -50,16 +52,16 @@ class Vocab:
         broken alphabetically so the same captions always give the same ids.
         """
         if min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {min_count}")
+            raise OptionError(f"min_count must be >= 1, got {min_count}")
         if max_size is not None and max_size < len(SPECIALS) + 1:
-            raise ValueError(f"max_size must be at least {len(SPECIALS) + 1}, got {max_size}")
+            raise OptionError(f"max_size must be at least {len(SPECIALS) + 1}, got {max_size}")
         counts = Counter(w for c in captions for w in normalize(c))
         words = sorted((w for w, n in counts.items() if n >= min_count and w not in SPECIALS),
                        key=lambda w: (-counts[w], w))
         if max_size is not None:
             words = words[: max_size - len(SPECIALS)]
         if not words:
-            raise ValueError(f"no word occurs at least {min_count} times: cannot build a vocabulary")
+            raise OptionError(f"no word occurs at least {min_count} times: cannot build a vocabulary")
         return cls(SPECIALS + tuple(words))
 
     def id(self, token: str) -> int:
@@ -70,7 +72,7 @@ class Vocab:
         ids = [self.start_id] + [self.id(w) for w in normalize(caption)] + [self.end_id]
         if max_length is not None:
             if max_length < 2:
-                raise ValueError(f"max_length must be >= 2, got {max_length}")
+                raise OptionError(f"max_length must be >= 2, got {max_length}")
             if len(ids) > max_length:
                 ids = ids[: max_length - 1] + [self.end_id]
             ids += [self.pad_id] * (max_length - len(ids))
@@ -98,11 +100,11 @@ class Vocab:
     def from_text(cls, text: str, source: str = "vocab.txt") -> Vocab:
         tokens = tuple(text.splitlines())
         if any(not t.strip() or t != t.strip() for t in tokens):
-            raise ValueError(f"{source}: empty line or surrounding spaces in the vocabulary")
+            raise OptionError(f"{source}: empty line or surrounding spaces in the vocabulary")
         try:
             return cls(tokens)
         except ValueError as e:
-            raise ValueError(f"{source}: {e}") from None
+            raise OptionError(f"{source}: {e}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Vocab:

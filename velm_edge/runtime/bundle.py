@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from velm_edge.contract import check_files, check_manifest
 from velm_edge.errors import BundleError
-from velm_edge.quant import QParams
-from velm_edge.tokenizer import Vocab
+from velm_edge.runtime.contract import check_files, check_manifest
+from velm_edge.runtime.quant import QParams
+from velm_edge.runtime.tokenizer import Vocab
 
 __all__ = ["DEFAULT_BUNDLE", "FORMAT", "FORMAT_VERSION", "SHAPES_BUNDLE", "SHIPPED", "Bundle", "BundleError",
            "read_manifest", "resolve", "write_manifest"]
@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_BUNDLE", "FORMAT", "FORMAT_VERSION", "SHAPES_BUNDLE", "SHIPP
 FORMAT = "velm-bundle"
 FORMAT_VERSION = 1
 REQUIRED_FILES = ("vision.tflite", "language.tflite", "embeddings.npy", "vocab.txt")
-MODELS = Path(__file__).parent / "models"
+MODELS = Path(__file__).parent.parent / "models"  # velm_edge/models: the shipped bundles
 # The bundles shipped in the package, by name: "photo" captions the real world (EfficientNet-Lite0 + GRU trained on
 # Flickr8k; research-use data, see its manifest) and is the default; "shapes" knows the synthetic scenes only and is
 # what synth: sources use unless told otherwise.

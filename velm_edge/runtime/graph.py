@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 
-from velm_edge import backend
-from velm_edge.errors import BundleError
-from velm_edge.quant import QParams
+from velm_edge.errors import BundleError, EdgeTPUError
+from velm_edge.runtime import backend
+from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.runtime.quant import QParams
 
 
 def _by_position(named: dict, plain: list[dict], compiled: list[dict], label: str) -> dict:
@@ -32,19 +33,18 @@ def _by_position(named: dict, plain: list[dict], compiled: list[dict], label: st
 class Graph:
     """A loaded graph.  Not thread-safe: one instance per thread (see ``Captioner``)."""
 
-    def __init__(self, model: bytes, label: str, num_threads: int | None = None, backend_name: str = "auto",
-                 device: str = "cpu", edgetpu_model: bytes | None = None):
+    def __init__(self, model: bytes, label: str, options: RuntimeOptions = RuntimeOptions(),
+                 edgetpu_model: bytes | None = None):
         self.label = label
         try:
-            self.interpreter, self.info = backend.make_interpreter(model, num_threads, backend_name, device,
-                                                                   edgetpu_model)
-        except backend.EdgeTPUError:
+            self.interpreter, self.info = backend.make_interpreter(model, options, edgetpu_model)
+        except EdgeTPUError:
             raise
         except (ValueError, RuntimeError) as e:  # the flatbuffer verifier or allocation refused it
             raise BundleError(f"{label}: not a valid TFLite model ({str(e).strip().splitlines()[0]})") from None
         self.inputs, self.outputs = self._io(self.interpreter)
         if self.inputs is None and self.info.get("compiled"):
-            self.inputs, self.outputs = self._io_by_position(model, backend_name)
+            self.inputs, self.outputs = self._io_by_position(model, options.backend)
         if self.inputs is None:
             raise BundleError(f"{label}: expected one serving signature, found "
                               f"{sorted(self.interpreter.get_signature_list())}")
@@ -55,7 +55,7 @@ class Graph:
     def _io_by_position(self, model: bytes, backend_name: str) -> tuple[dict | None, dict | None]:
         """The compiler dropped the signature: names from the plain graph, tensors by position (the compiler
         keeps the order; their shapes, types and quantization must match)."""
-        plain, _ = backend.make_interpreter(model, 1, backend_name, "cpu")
+        plain, _ = backend.make_interpreter(model, RuntimeOptions(threads=1, backend=backend_name))
         names_in, names_out = self._io(plain)
         if names_in is None:
             return None, None

@@ -1,0 +1,45 @@
+"""``RuntimeOptions``: which interpreter package runs a bundle's graphs, on which device, with how many threads.
+
+One object travels from ``Captioner.open`` down to ``backend.make_interpreter``; the command lines
+build their ``--threads``, ``--backend`` and ``--device`` flags (and their help) from these fields.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from velm_edge.errors import OptionError
+from velm_edge.runtime.choices import BACKENDS, DEVICES, HELP, check
+
+_DEVICE = re.compile(r"^(cpu|auto|edgetpu|usb|pci)(:\d+)?$")
+
+
+@dataclass(frozen=True)
+class Device:
+    """A parsed ``device`` option."""
+    kind: str  # cpu | auto | edgetpu
+    spec: str | None = None  # libedgetpu's "device" option: usb, usb:0, pci:0, ... (None: the first one)
+
+    @classmethod
+    def parse(cls, text: str) -> Device:
+        m = _DEVICE.match(text or "")
+        if not m or (m.group(1) in ("cpu", "auto", "edgetpu") and m.group(2)):
+            raise OptionError(f"device must be {DEVICES}; got {text!r}")
+        if m.group(1) in ("usb", "pci"):
+            return cls("edgetpu", text)
+        return cls(m.group(1))
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    threads: int | None = field(default=None, metadata={
+        "help": "interpreter threads (default: the interpreter package's choice)"})
+    backend: str = field(default="auto", metadata={"help": HELP["backend"], "choices": BACKENDS})
+    device: str = field(default="cpu", metadata={"help": HELP["device"]})
+
+    def __post_init__(self) -> None:
+        check("backend", self.backend, BACKENDS)
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise OptionError(f"threads must be a whole number >= 1 (or None), got {self.threads!r}")
+        Device.parse(self.device)  # refused here, before any bundle is read
