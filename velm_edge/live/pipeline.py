@@ -1,53 +1,48 @@
-"""Live captions: source -> latest-frame reader -> Captioner -> sinks, plus the API for your own programs.
+"""Live captions: source -> latest-frame reader -> Captioner -> CaptionEvents -> sinks.
 
-    from velm_edge.pipeline import live_captions
-    for event in live_captions("synth:", max_frames=50):      # or "0", "/dev/video0", "rtsp://...", ...
-        print(event["text"], event["frame_age_ms"])
+    from velm_edge import live_captions, LiveOptions
+    for event in live_captions("synth:", live=LiveOptions(max_frames=50)):   # or "0", "rtsp://...", ...
+        print(event.text, event.frame_age_ms)
 
-Each event is a dict: ``text``, ``tokens``, ``score``, ``complete``, ``frame`` (the source's frame
-number), ``captured`` (wall-clock time of capture, seconds since the epoch), ``frame_age_ms``
-(capture to caption), ``latency_ms`` (preprocess + graphs + decoding), ``dropped`` (frames the
-reader replaced before they were captioned, so far), ``bad_frames`` (malformed frames skipped),
-``reconnects``, and for synthetic frames ``truth`` and ``correct``.  The captioner runs in the
-caller's thread and the reader in its own; with ``overlap=True`` (``velm-edge run``'s default on the CPU)
-the next frame's vision graph runs on a third (``vision_ahead``).
-
-Frames from your own loop, captions through a callback::
-
-    with PushCaptioner(lambda event: print(event["text"])) as cap:
-        while running:
-            cap.push(frame)          # never blocks: the newest frame wins, older ones are dropped
+Each caption is a ``CaptionEvent`` (live/events.py says what every field means).  The captioner
+runs in the caller's thread and the reader in its own; with ``LiveOptions(overlap=True)``
+(``velm-edge run``'s default on the CPU) the next frame's vision graph runs on a third
+(``vision_ahead``).  Frames from your own loop go through ``PushCaptioner`` (live/push.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from velm_edge.bundle import DEFAULT_BUNDLE, resolve
-from velm_edge.captioner import Captioner
-from velm_edge.reader import LatestFrameReader
-from velm_edge.sinks import Sink
-from velm_edge.sources import PushSource, Source, open_source
-from velm_edge.stabilize import SceneGate, Stabilizer
-from velm_edge.tokenizer import normalize
-from velm_edge.vision_ahead import END, VisionAhead
+from velm_edge.errors import FrameError
+from velm_edge.live.events import CaptionEvent, Stabilizer
+from velm_edge.live.options import LiveOptions
+from velm_edge.live.reader import LatestFrameReader
+from velm_edge.live.scene_gate import SceneGate
+from velm_edge.live.sources import Frame, Source, open_source
+from velm_edge.live.vision_ahead import END, VisionAhead
+from velm_edge.runtime.bundle import resolve
+from velm_edge.runtime.captioner import Caption, Captioner
+from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.runtime.tokenizer import normalize
+
+if TYPE_CHECKING:  # sinks depend on the live room, never the other way round
+    from velm_edge.sinks.base import Sink
 
 
-def _event(frame, caption, wall_offset: float, **counters: int) -> dict:
+def _event(frame: Frame, caption: Caption, wall_offset: float, **counters: int) -> CaptionEvent:
     now = time.monotonic()
-    event = {"text": caption.text, "tokens": list(caption.tokens), "score": round(caption.score, 4),
-             "complete": caption.complete, "frame": frame.index,
-             "captured": round(frame.captured + wall_offset, 4),
-             "frame_age_ms": round((now - frame.captured) * 1e3, 2),
-             "latency_ms": round(caption.timings_ms.get("total", 0.0), 3), **counters}
-    if frame.name is not None:
-        event["image"] = frame.name
-    if frame.truth is not None:
-        event["truth"] = frame.truth
-        event["correct"] = normalize(caption.text) == normalize(frame.truth)
-    return event
+    truth = frame.truth
+    return CaptionEvent(text=caption.text, tokens=tuple(caption.tokens), score=round(caption.score, 4),
+                        complete=caption.complete, frame=frame.index,
+                        captured=round(frame.captured + wall_offset, 4),
+                        frame_age_ms=round((now - frame.captured) * 1e3, 2),
+                        latency_ms=round(caption.timings_ms.get("total", 0.0), 3), image=frame.name, truth=truth,
+                        correct=None if truth is None else normalize(caption.text) == normalize(truth), **counters)
 
 
 def _sequential(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,
@@ -67,7 +62,7 @@ def _sequential(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate
                 yield None
                 continue
             caption = captioner.caption(frame.image)
-        except ValueError:  # an undecodable or malformed frame: counted, never fatal
+        except FrameError:  # an undecodable or malformed frame: counted, never fatal
             counts["bad"] += 1
             yield None
             continue
@@ -93,27 +88,27 @@ def _overlapped(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate
         ahead.stop()
 
 
-def captions(source: Source, captioner: Captioner, max_frames: int | None = None,
-             duration_s: float | None = None, stop: Callable[[], bool] | None = None,
-             gate: SceneGate | None = None, stabilizer: Stabilizer | None = None,
-             reader: LatestFrameReader | None = None,
-             on_progress: Callable[[], None] | None = None, overlap: bool = False) -> Iterator[dict]:
-    """Caption the newest frame of ``source`` again and again until it ends or a limit is reached.
+def captions(source: Source, captioner: Captioner, options: LiveOptions | None = None, *,
+             stop: Callable[[], bool] | None = None, reader: LatestFrameReader | None = None,
+             on_progress: Callable[[], None] | None = None) -> Iterator[CaptionEvent]:
+    """Caption the newest frame of ``source`` again and again until it ends or a limit of ``options`` is reached.
 
-    ``gate``: skip frames that did not change (``skipped`` counts them).  ``stabilizer``: yield only
-    when the announced caption changes (``max_frames`` still counts every caption made).  ``reader``:
-    a configured LatestFrameReader for ``source`` (stall limit, backoff), started here.  ``on_progress``:
-    called for every frame taken and processed (captioned, skipped as unchanged or refused as malformed),
-    e.g. ``systemd.Notifier.progress`` to feed a watchdog with real progress.  ``overlap``: run the next
-    frame's preprocessing and vision graph on a second thread while this one decodes (``vision_ahead``):
-    more captions per second on two or more cores, each caption's frame older by up to one decode."""
+    ``options`` (``LiveOptions``): limits, the scene gate (``skipped`` counts frames it skipped), the
+    stabilizer (an event only when the announced caption changes; ``max_frames`` still counts every
+    caption made) and overlap.  ``stop``: ends the run when it returns True.  ``reader``: a configured
+    LatestFrameReader for ``source`` (stall limit, backoff), started here.  ``on_progress``: called for
+    every frame taken and processed (captioned, skipped as unchanged or refused as malformed), e.g.
+    ``systemd.Notifier.progress`` to feed a watchdog with real progress."""
+    o = options or LiveOptions()
+    gate = SceneGate(o.gate, o.gate_interval_s) if o.gate else None
+    stabilizer = Stabilizer(o.stable) if o.stable else None
     reader = (reader or LatestFrameReader(source)).start()
     wall_offset = time.time() - time.monotonic()
     start, done, counts = time.monotonic(), 0, {"bad": 0}
-    pairs = (_overlapped if overlap else _sequential)(reader, captioner, gate, on_progress, counts)
+    pairs = (_overlapped if o.overlap else _sequential)(reader, captioner, gate, on_progress, counts)
     try:
-        while (max_frames is None or done < max_frames) and not (stop and stop()):
-            if duration_s is not None and time.monotonic() - start >= duration_s:
+        while (o.max_frames is None or done < o.max_frames) and not (stop and stop()):
+            if o.duration_s is not None and time.monotonic() - start >= o.duration_s:
                 break
             pair = next(pairs, END)
             if pair is END:
@@ -134,74 +129,38 @@ def captions(source: Source, captioner: Captioner, max_frames: int | None = None
         reader.stop()
 
 
-def live_captions(source: str | Source = "synth:", bundle: str | Path | None = None, **kw) -> Iterator[dict]:
+def live_captions(source: str | Source = "synth:", bundle: str | Path | None = None,
+                  runtime: RuntimeOptions | None = None, live: LiveOptions | None = None) -> Iterator[CaptionEvent]:
     """``captions`` with a source named by a string and a bundle path or shipped name (default: the shapes
     bundle for synth:, the photo bundle for everything else)."""
     src = open_source(source) if isinstance(source, str) else source
-    with Captioner.open(resolve(bundle, source)) as cap:
-        yield from captions(src, cap, **kw)
+    with Captioner.open(resolve(bundle, source), runtime) as cap:
+        yield from captions(src, cap, live)
 
 
-def run(source: Source, captioner: Captioner, sinks: list[Sink], **kw) -> dict:
-    """Send every caption to every sink, and every frame to sinks that show a preview (a ``frame`` method);
-    returns counts.  Sinks are stopped (flushed) however it ends."""
-    started = []
+def run(source: Source, captioner: Captioner, sinks: list[Sink], options: LiveOptions | None = None, *,
+        stop: Callable[[], bool] | None = None, reader: LatestFrameReader | None = None,
+        on_progress: Callable[[], None] | None = None) -> dict:
+    """Send every caption to every sink, and every frame to the sinks that want frames; returns counts.
+
+    Every sink is started, and stopped (flushed) however the run ends: when one sink's ``stop`` raises,
+    the others are still stopped, and the error is raised once all of them are."""
     count = correct = with_truth = 0
-    try:
-        for s in sinks:
-            started.append(s.start())
-        previews = [s.frame for s in started if hasattr(s, "frame")]
-        user_stop = kw.pop("stop", None)  # a sink may end the run too (the window's q key)
-        kw["stop"] = lambda: bool(user_stop and user_stop()) or any(getattr(s, "stopped", False) for s in started)
+    with ExitStack() as stack:
+        started = [stack.enter_context(s) for s in sinks]
+        previews = [s for s in started if s.wants_frames]
         if previews:
-            kw["reader"] = kw.get("reader") or LatestFrameReader(source)
-            kw["reader"].on_frame = lambda f: [show(f.image) for show in previews]
-        for event in captions(source, captioner, **kw):
+            reader = reader or LatestFrameReader(source)
+            reader.on_frame = lambda f: [s.frame(f.image) for s in previews]
+
+        def stopping() -> bool:  # the caller, or a sink (the window's q key), may end the run
+            return bool(stop and stop()) or any(s.stopped for s in started)
+
+        for event in captions(source, captioner, options, stop=stopping, reader=reader, on_progress=on_progress):
             count += 1
-            if "correct" in event:
+            if event.correct is not None:
                 with_truth += 1
-                correct += event["correct"]
+                correct += event.correct
             for sink in started:
                 sink.write(event)
-    finally:
-        for sink in started:
-            sink.stop()
     return {"captions": count, "with_truth": with_truth, "correct": correct}
-
-
-class PushCaptioner:
-    """Push frames, receive caption events through ``on_caption`` (called on a worker thread)."""
-
-    def __init__(self, on_caption: Callable[[dict], None], bundle: str | Path = DEFAULT_BUNDLE, **captioner_kw):
-        import threading
-
-        self.source, self.on_caption = PushSource(), on_caption
-        self.captioner = Captioner.open(bundle, **captioner_kw)
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="push captioner", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        try:
-            for event in captions(self.source, self.captioner, stop=self._stop.is_set):
-                self.on_caption(event)
-        except BaseException as e:  # kept for the caller: close() re-raises it
-            self.error = e
-
-    def push(self, frame) -> None:
-        self.source.push(frame)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.source.close()
-        self._thread.join(5)
-        self.captioner.close()
-        if self.error is not None:
-            raise self.error
-
-    def __enter__(self) -> PushCaptioner:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

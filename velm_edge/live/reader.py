@@ -33,7 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from velm_edge.sources import Frame, Source, SourceError
+from velm_edge.errors import SourceError
+from velm_edge.live.sources import Frame, Source
 
 
 def garbage(image) -> str | None:

@@ -1,12 +1,8 @@
-"""Two filters around the captioner: skip frames that did not change, and only announce steady captions.
+"""Skip frames that did not change since the last caption (``velm-edge run --gate``).
 
-``SceneGate``: a frame is captioned only when its 32x32 grey thumbnail differs from the last
-captioned one by more than ``threshold`` (mean absolute difference, 0-255 scale), or when
-``max_interval_s`` has passed since the last caption (so a caption is never older than that).
-
-``Stabilizer``: a caption becomes the announced one only after it has been the result ``hold``
-times in a row (compared after normalization); until then the previous one stays.  A flickering
-caption (A, B, A, B, ...) therefore never replaces a steady one: that is the hysteresis.
+A frame is captioned only when its 32x32 grey thumbnail differs from the last captioned one by more
+than ``threshold`` (mean absolute difference, 0-255 scale), or when ``max_interval_s`` has passed
+since the last caption (so a caption is never older than that).
 """
 
 from __future__ import annotations
@@ -14,14 +10,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from velm_edge import preprocess
-from velm_edge.tokenizer import normalize
+from velm_edge.errors import OptionError
+from velm_edge.runtime import preprocess
 
 
 class SceneGate:
     def __init__(self, threshold: float = 4.0, max_interval_s: float = 2.0):
         if threshold < 0 or max_interval_s <= 0:
-            raise ValueError(f"gate threshold must be >= 0 and max_interval_s > 0, got {threshold}, {max_interval_s}")
+            raise OptionError(f"gate threshold must be >= 0 and max_interval_s > 0, got {threshold}, {max_interval_s}")
         self.threshold, self.max_interval_s = threshold, max_interval_s
         self.skipped = 0
         self._last: np.ndarray | None = None
@@ -41,28 +37,3 @@ class SceneGate:
             return False
         self._last, self._last_t = thumb, now
         return True
-
-
-class Stabilizer:
-    def __init__(self, hold: int = 3):
-        if hold < 1:
-            raise ValueError(f"hold must be >= 1, got {hold}")
-        self.hold = hold
-        self.current: str | None = None  # the announced caption
-        self._candidate: tuple[str, ...] | None = None
-        self._count = 0
-
-    def update(self, text: str) -> bool:
-        """Feed one caption; True when it has just become the announced caption."""
-        key = tuple(normalize(text))
-        if self.current is not None and key == tuple(normalize(self.current)):
-            self._candidate, self._count = None, 0
-            return False
-        if key == self._candidate:
-            self._count += 1
-        else:
-            self._candidate, self._count = key, 1
-        if self._count >= self.hold:
-            self.current, self._candidate, self._count = text, None, 0
-            return True
-        return False

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from velm_edge.errors import OptionError
+
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 PLURALS = {"cross": "crosses"}  # everything else takes "s"
 # Colour name -> BGR.  Saturated hues on desaturated backgrounds so lighting changes keep hue.
@@ -65,13 +67,13 @@ class SceneConfig:
     def __post_init__(self) -> None:
         bad = [s for s in self.shapes if s not in SHAPES] + [c for c in self.colours if c not in COLOURS]
         if bad:
-            raise ValueError(f"unknown shape/colour names {bad}; known: {SHAPES} and {tuple(COLOURS)}")
+            raise OptionError(f"unknown shape/colour names {bad}; known: {SHAPES} and {tuple(COLOURS)}")
         if not 1 <= self.max_objects <= 3:
-            raise ValueError(f"max_objects must be 1..3, got {self.max_objects}")
+            raise OptionError(f"max_objects must be 1..3, got {self.max_objects}")
         if self.size < 32:
-            raise ValueError(f"size must be at least 32 pixels, got {self.size}")
+            raise OptionError(f"size must be at least 32 pixels, got {self.size}")
         if len(self.shapes) * len(self.colours) < 3:
-            raise ValueError("need at least 3 distinct (shape, colour) combinations")
+            raise OptionError("need at least 3 distinct (shape, colour) combinations")
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,7 @@ class AnimatedScenes:
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.hold_s <= 0:
-            raise ValueError(f"fps and hold_s must be positive, got fps={self.fps} hold_s={self.hold_s}")
+            raise OptionError(f"fps and hold_s must be positive, got fps={self.fps} hold_s={self.hold_s}")
         self._layouts: list[Scene] = []
         self._rng = np.random.default_rng(self.seed)
 

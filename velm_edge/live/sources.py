@@ -1,15 +1,7 @@
 """Frame sources, named by URI-like strings, behind one small interface (``open`` / ``read`` / ``close``).
 
-==========================================  ====================================================
-``synth:`` / ``synth:?fps=15&size=320``     the animated synthetic camera, ground truth attached
-                                            (options: fps, size, seed, hold_s, frames, render)
-``0``, ``/dev/video0``                      a camera through OpenCV
-``clip.mp4``                                a video file (ends; ``loop=True`` starts it again)
-``rtsp://...``, ``http(s)://...``           a network stream (OpenCV's FFmpeg backend, with open
-                                            and read timeouts)
-``photos/``, ``'shots/*.jpg'``              an image folder or glob, in name order
-``picamera2:`` / ``csi://0``                a Raspberry Pi camera through picamera2
-==========================================  ====================================================
+The kinds of source and how each is written are ``SOURCE_KINDS`` (what ``velm-edge run --help``
+prints); ``open_source(spec)`` opens one.
 
 ``read()`` returns a ``Frame`` or ``None`` at the end of the stream; a source that fails raises
 ``SourceError``.  Live sources (cameras, streams, synth) stamp each frame with its capture time.
@@ -22,19 +14,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import cv2
 import numpy as np
 
-from velm_edge import scenes
-from velm_edge.image_file import read_image
+from velm_edge.errors import FrameError, OptionError, SourceError
+from velm_edge.live import scenes
+from velm_edge.runtime.image_file import read_image
+from velm_edge.specs import Key, Kind, split, usage
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-class SourceError(RuntimeError):
-    """A source that cannot be opened or stopped delivering frames."""
 
 
 @dataclass(frozen=True)
@@ -53,12 +42,12 @@ class Source:
     live: bool = True  # frames arrive in real time (a reader thread should drop stale ones)
     reopenable: bool = True  # close() then open() revives it (a reader reopens a failing live source)
     fps: float | None = None
-    _count: int = 0  # frames delivered so far
+    delivered: int = 0  # frames delivered so far (numbers the next frame)
 
-    def _stamp(self, image: np.ndarray, truth: str | None = None) -> Frame:
+    def stamp(self, image: np.ndarray, truth: str | None = None) -> Frame:
         """The next Frame: numbered from 0 and stamped with the time of capture."""
-        frame = Frame(image, self._count, time.monotonic(), truth)
-        self._count += 1
+        frame = Frame(image, self.delivered, time.monotonic(), truth)
+        self.delivered += 1
         return frame
 
     def open(self) -> Source:
@@ -87,7 +76,7 @@ class SynthSource(Source):
     def __init__(self, fps: float = 15.0, size: int = 320, seed: int = 0, hold_s: float = 3.0,
                  frames: int | None = None, realtime: bool = True, render: int = 80):
         if size < 32 or render < 32 or fps <= 0 or (frames is not None and frames < 0):
-            raise ValueError(f"synth: needs size >= 32, render >= 32, fps > 0 and frames >= 0, got size={size} "
+            raise OptionError(f"synth: needs size >= 32, render >= 32, fps > 0 and frames >= 0, got size={size} "
                              f"render={render} fps={fps} frames={frames}")
         self.uri = f"synth:?fps={fps:g}&size={size}&seed={seed}&hold_s={hold_s:g}&render={render}"
         self.fps, self.frames, self.realtime, self.size = fps, frames, realtime, size
@@ -96,19 +85,19 @@ class SynthSource(Source):
         self._t0 = None
 
     def read(self) -> Frame | None:
-        if self.frames is not None and self._count >= self.frames:
+        if self.frames is not None and self.delivered >= self.frames:
             return None
         if self._t0 is None:
             self._t0 = time.monotonic()
         if self.realtime:
-            due = self._t0 + self._count / self.fps
+            due = self._t0 + self.delivered / self.fps
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        image, truth = self.camera.frame(self._count)
+        image, truth = self.camera.frame(self.delivered)
         if image.shape[0] != self.size:
             image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
-        return self._stamp(image, truth)
+        return self.stamp(image, truth)
 
 
 class ImagesSource(Source):
@@ -134,7 +123,7 @@ class ImagesSource(Source):
             self._i += 1
             try:
                 image = read_image(path)  # the one reader: EXIF orientation applied, as in training
-            except ValueError:
+            except FrameError:
                 continue  # undecodable files are skipped (the pipeline counts frames by index gaps)
             return Frame(image, index, time.monotonic(), name=path)
 
@@ -182,7 +171,7 @@ class OpenCVSource(Source):
             else:
                 raise SourceError(f"{self.uri}: no frame within the read timeout ({self.read_timeout_s:g} s) "
                                   f"or the device went away")
-        return self._stamp(image)
+        return self.stamp(image)
 
     def close(self) -> None:
         if self.cap is not None:
@@ -214,7 +203,7 @@ class Picamera2Source(Source):
     def read(self) -> Frame | None:
         if self.cam is None:
             self.open()
-        return self._stamp(self.cam.capture_array("main"))
+        return self.stamp(self.cam.capture_array("main"))
 
     def close(self) -> None:
         if self.cam is not None:
@@ -247,7 +236,7 @@ class PushSource(Source):
             if self._closed:
                 return None
             image, self._image = self._image, None
-        return self._stamp(image)
+        return self.stamp(image)
 
     def close(self) -> None:
         with self._cond:
@@ -255,27 +244,39 @@ class PushSource(Source):
             self._cond.notify_all()
 
 
-def _options(query: str) -> dict[str, str]:
-    return {k: v[-1] for k, v in parse_qs(query.lstrip("?"), keep_blank_values=True).items()}
+SYNTH_KEYS = (Key("fps", float, "frames per second"), Key("size", int, "frame side in pixels"),
+              Key("seed", int, "the camera's seed"), Key("hold_s", float, "seconds each layout holds"),
+              Key("frames", int, "end after this many frames"), Key("render", int, "side the scenes are drawn at"))
+SOURCE_KINDS = (
+    Kind("synth", "synth:[?fps=15&size=320&seed=0&hold_s=3&frames=N&render=80]",
+         "the animated synthetic camera, ground truth attached", SYNTH_KEYS),
+    Kind("camera", "0, /dev/video0", "a camera through OpenCV"),
+    Kind("file", "clip.mp4", "a video file (ends; --loop starts it again)"),
+    Kind("stream", "rtsp://..., http(s)://...", "a network stream (OpenCV's FFmpeg backend, with open and read "
+         "timeouts)"),
+    Kind("images", "photos/, 'shots/*.jpg', photo.jpg", "image files from a folder, glob or one file, in name order"),
+    Kind("picamera2", "picamera2:[N], csi://N", "a Raspberry Pi camera through picamera2"),
+)
+
+
+def help_text() -> str:
+    """One line per kind, for ``--help``."""
+    return "; ".join(k.usage() for k in SOURCE_KINDS)
 
 
 def open_source(uri: str, loop: bool = False) -> Source:
-    """The source a URI-like string names (see the module table); raises SourceError or ValueError."""
+    """The source a URI-like string names (see ``SOURCE_KINDS``); raises SourceError or OptionError."""
     uri = uri.strip()
     if uri.startswith("synth:"):
-        opts = _options(uri[len("synth:"):])
-        known = {"fps", "size", "seed", "hold_s", "frames", "render"}
-        if set(opts) - known:
-            raise ValueError(f"synth: options are {sorted(known)}, got {sorted(set(opts) - known)}")
-        try:
-            return SynthSource(fps=float(opts.get("fps", 15)), size=int(opts.get("size", 320)),
-                               seed=int(opts.get("seed", 0)), hold_s=float(opts.get("hold_s", 3)),
-                               frames=int(opts["frames"]) if "frames" in opts else None,
-                               render=int(opts.get("render", 80)))
-        except ValueError as e:
-            raise ValueError(f"{uri}: {e}") from None
+        head, query = split(uri)
+        if head != "synth:":
+            raise OptionError(f"{uri}: expected synth: or synth:?KEY=VALUE&...")
+        opts = SOURCE_KINDS[0].options(uri, query)
+        return SynthSource(**opts)
     if uri.startswith(("picamera2:", "csi://")):
         index = uri.split(":", 1)[1].lstrip("/") or "0"
+        if not index.isdigit():
+            raise OptionError(f"{uri}: expected picamera2:N or csi://N with a camera number")
         return Picamera2Source(int(index))
     if uri.isdigit():
         return OpenCVSource(int(uri))
@@ -287,8 +288,8 @@ def open_source(uri: str, loop: bool = False) -> Source:
         if uri.lower().endswith(IMAGE_SUFFIXES):
             return ImagesSource(uri, loop)
         return OpenCVSource(uri, loop=loop)
-    raise SourceError(f"{uri!r}: not a camera index, /dev/videoN, file, folder, glob, stream URL, picamera2: or "
-                      f"synth: (no such file or folder)")
+    raise SourceError(f"{uri!r}: not a camera index, device, file, folder, glob or stream URL (no such file or "
+                      f"folder); sources: {usage(SOURCE_KINDS)}")
 
 
 def default_camera() -> str | None:

@@ -15,10 +15,11 @@ import queue
 import threading
 from collections.abc import Callable
 
-from velm_edge.captioner import Captioner, Encoded
-from velm_edge.reader import LatestFrameReader
-from velm_edge.sources import Frame
-from velm_edge.stabilize import SceneGate
+from velm_edge.errors import FrameError
+from velm_edge.live.reader import LatestFrameReader
+from velm_edge.live.scene_gate import SceneGate
+from velm_edge.live.sources import Frame
+from velm_edge.runtime.captioner import Captioner, Encoded
 
 END = object()  # the source ended
 
@@ -51,7 +52,7 @@ class VisionAhead:
                     continue
                 try:
                     encoded = self.captioner.encode_frame(frame.image)
-                except ValueError:  # an undecodable or malformed frame: counted, never fatal
+                except FrameError:  # an undecodable or malformed frame: counted, never fatal
                     self.bad += 1
                     continue
                 self._put((frame, encoded))

@@ -11,7 +11,10 @@ Times are seconds after the first ``open()``.  During a fault:
 - ``garbage``: ``read()`` returns frames that are not images (empty or wrongly shaped arrays).
 - ``freeze``: ``read()`` returns the same picture again and again (a frozen driver).
 
-Each ``open()`` takes a real file descriptor and each ``close()`` gives it back, so a reader that
+``ScriptedSource`` plays a fixed script instead (``ok``, ``fail``, ``stall``, ``garbage``, one step
+per read), for tests that count reconnects exactly.
+
+Each ``FaultySource.open()`` takes a real file descriptor and each ``close()`` gives it back, so a reader that
 forgets to close a source it abandons shows up as a descriptor leak.
 """
 
@@ -24,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from velm_edge.sources import Frame, Source
+from velm_edge.errors import OptionError
+from velm_edge.live.sources import Frame, Source
 
 KINDS = ("fail", "stall", "garbage", "freeze")
 
@@ -37,7 +41,7 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS or self.start_s < 0 or self.seconds <= 0:
-            raise ValueError(f"a fault needs a kind in {KINDS}, start_s >= 0 and seconds > 0, got {self}")
+            raise OptionError(f"a fault needs a kind in {KINDS}, start_s >= 0 and seconds > 0, got {self}")
 
 
 def cycle(total_s: float, period_s: float = 20.0, kinds: tuple[str, ...] = KINDS,
@@ -111,3 +115,40 @@ class FaultySource(Source):
             os.close(self._fd)
             self._fd = None
             self.inner.close()
+
+
+class ScriptedSource(Source):
+    """A live source that plays ``script`` one step per ``read()``: ``ok`` (the inner source's next frame),
+    ``fail`` (OSError, an unplugged device), ``stall`` (blocks for ``stall_s``: a hung driver) or ``garbage``
+    (an empty float array); the source ends when the script does.  ``opens``/``closes`` count the calls."""
+
+    live, fps = True, 30.0
+
+    def __init__(self, inner: Source, script: list[str], stall_s: float = 3.0):
+        unknown = set(script) - {"ok", "fail", "stall", "garbage"}
+        if unknown:
+            raise OptionError(f"script steps are ok, fail, stall and garbage, got {sorted(unknown)}")
+        self.inner, self.script, self.stall_s = inner, list(script), stall_s
+        self.uri = f"scripted:{inner.uri}"
+        self.opens = self.closes = 0
+
+    def open(self) -> ScriptedSource:
+        self.opens += 1
+        return self
+
+    def close(self) -> None:
+        self.closes += 1
+
+    def read(self) -> Frame | None:
+        step = self.script.pop(0) if self.script else "end"
+        if step == "fail":
+            raise OSError("injected fault: device unplugged")
+        if step == "stall":
+            time.sleep(self.stall_s)  # blocks far longer than a reader's stall limit
+        if step == "end":
+            return None
+        frame = self.inner.read()
+        if step == "garbage":
+            return Frame(np.zeros((0, 5), np.float32), frame.index, frame.captured)
+        time.sleep(0.005)
+        return frame
