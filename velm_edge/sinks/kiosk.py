@@ -33,7 +33,9 @@ from urllib.parse import parse_qs, urlsplit
 import cv2
 import numpy as np
 
-from velm_edge.sinks import Sink
+from velm_edge.errors import OptionError
+from velm_edge.live.events import CaptionEvent
+from velm_edge.sinks.base import Sink
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -71,15 +73,20 @@ def _is_loopback(host: str) -> bool:
 
 
 class KioskSink(Sink):
+    wants_frames = True
+
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
                  jpeg_quality: int = 80, max_clients: int = 16, request_timeout_s: float = 5.0):
+        if not 1 <= jpeg_quality <= 100 or max_clients < 1 or not 0 <= port <= 65535:
+            raise OptionError(f"kiosk: port must be 0-65535, jpeg_quality 1-100 and max_clients >= 1, got {port}, "
+                              f"{jpeg_quality}, {max_clients}")
         if not _is_loopback(host) and not token:
-            raise ValueError(f"kiosk on {host}: binding a non-loopback address needs a token, e.g. "
+            raise OptionError(f"kiosk on {host}: binding a non-loopback address needs a token, e.g. "
                              f"kiosk:{host}:{port}?token={secrets.token_urlsafe(12)}")
         self.host, self.port, self.token = host, port, token
-        self.name = f"kiosk:{host}:{port}"
+        self.name, self.address = f"kiosk:{host}:{port}", f"{host}:{port}"
         self.jpeg_quality, self.max_clients, self.request_timeout_s = jpeg_quality, max_clients, request_timeout_s
-        self.latest: dict | None = None
+        self.latest: CaptionEvent | None = None
         self.captions = 0
         self._frame: np.ndarray | None = None
         self._frame_id = 0
@@ -96,6 +103,7 @@ class KioskSink(Sink):
         self._server = _BoundedServer((self.host, self.port), handler, max_connections=4 * self.max_clients)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]  # port 0 -> the one the OS chose
+        self.address = f"{self.host}:{self.port}"
         threading.Thread(target=self._server.serve_forever, name="kiosk http", daemon=True).start()
         return self
 
@@ -105,7 +113,7 @@ class KioskSink(Sink):
             self._frame, self._frame_id = image, self._frame_id + 1
             self._cond.notify_all()
 
-    def write(self, event: dict) -> None:
+    def write(self, event: CaptionEvent) -> None:
         with self._cond:
             self.latest, self.captions = event, self.captions + 1
             self._cond.notify_all()
@@ -145,7 +153,7 @@ class KioskSink(Sink):
             self._jpeg = encoded
         return encoded
 
-    def caption_after(self, after: int, timeout: float = 15.0) -> tuple[int, dict] | None:
+    def caption_after(self, after: int, timeout: float = 15.0) -> tuple[int, CaptionEvent] | None:
         with self._cond:
             newer = self._wait_past(lambda: self.captions, after, timeout)
             if self.latest is None or not newer:
@@ -227,7 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
             suffix = f"?token={self.kiosk.token}" if self.kiosk.token else ""
             self._send(PAGE.replace("__TOKEN__", suffix).encode(), "text/html; charset=utf-8")
         elif route == "/latest.json":
-            self._send(json.dumps(self.kiosk.latest).encode(), "application/json")
+            latest = self.kiosk.latest
+            self._send(json.dumps(latest and latest.to_json()).encode(), "application/json")
         elif route == "/health":
             k = self.kiosk
             body = {"ok": True, "captions": k.captions, "uptime_s": round(time.monotonic() - k._started, 1)}
@@ -280,28 +289,12 @@ class _Handler(BaseHTTPRequestHandler):
         latest = self.kiosk.latest
         if latest is not None:  # a new page shows the current caption at once
             seen = self.kiosk.captions
-            self.wfile.write(f"data: {json.dumps(latest)}\n\n".encode())
+            self.wfile.write(f"data: {json.dumps(latest.to_json())}\n\n".encode())
         while not self.kiosk._closing:
             got = self.kiosk.caption_after(seen)
             if got is None:
                 self.wfile.write(b": keep-alive\n\n")
                 continue
             seen, event = got
-            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+            self.wfile.write(f"data: {json.dumps(event.to_json())}\n\n".encode())
             self.wfile.flush()
-
-
-def parse_spec(spec: str) -> KioskSink:
-    """``kiosk``, ``kiosk:PORT``, ``kiosk:HOST:PORT``, each optionally with ``?token=...``."""
-    rest, _, query = spec[len("kiosk"):].lstrip(":").partition("?")
-    token = (parse_qs(query).get("token") or [None])[0]
-    host, port = "127.0.0.1", 8080
-    if rest:
-        host_part, _, port_part = rest.rpartition(":")
-        if host_part:
-            host = host_part.strip("[]")
-        try:
-            port = int(port_part)
-        except ValueError:
-            raise ValueError(f"{spec}: expected kiosk, kiosk:PORT or kiosk:HOST:PORT") from None
-    return KioskSink(host, port, token)

@@ -8,24 +8,32 @@ are dropped, not queued without bound).  ``?client_id=...`` and ``?qos=1`` are o
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from velm_edge.sinks import Sink
+from velm_edge.errors import OptionError, SinkError
+from velm_edge.live.events import CaptionEvent
+from velm_edge.sinks.base import Sink
 
 
 class MqttSink(Sink):
-    def __init__(self, url: str):
+    def __init__(self, url: str, qos: int = 0, client_id: str = ""):
+        """``url``: mqtt://HOST[:PORT]/TOPIC (its query, if any, is the caller's: see sinks.kinds)."""
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
-            raise ValueError("the mqtt sink needs paho-mqtt: pip install 'velm-edge[mqtt]'") from None
+            raise SinkError("the mqtt sink needs paho-mqtt: pip install 'velm-edge[mqtt]'") from None
         parts = urlsplit(url)
-        if parts.scheme != "mqtt" or not parts.hostname or not parts.path.strip("/"):
-            raise ValueError(f"{url}: expected mqtt://HOST[:PORT]/TOPIC")
-        opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        self.host, self.port = parts.hostname, parts.port or 1883
-        self.topic, self.qos, self.name = parts.path.strip("/"), int(opts.get("qos", 0)), url
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=opts.get("client_id", ""))
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme != "mqtt" or not parts.hostname or not parts.path.strip("/") or port == -1:
+            raise OptionError(f"{url}: expected mqtt://HOST[:PORT]/TOPIC")
+        if qos not in (0, 1, 2):
+            raise OptionError(f"{url}: qos must be 0, 1 or 2, got {qos}")
+        self.host, self.port = parts.hostname, port or 1883
+        self.topic, self.qos, self.name = parts.path.strip("/"), qos, url
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.max_queued_messages_set(100)
         self.published = 0
 
@@ -34,8 +42,8 @@ class MqttSink(Sink):
         self.client.loop_start()
         return self
 
-    def write(self, event: dict) -> None:
-        info = self.client.publish(self.topic, json.dumps(event, separators=(",", ":")), qos=self.qos)
+    def write(self, event: CaptionEvent) -> None:
+        info = self.client.publish(self.topic, json.dumps(event.to_json(), separators=(",", ":")), qos=self.qos)
         self.published += info.rc == 0
 
     def stop(self) -> None:

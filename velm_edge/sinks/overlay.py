@@ -5,14 +5,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from velm_edge import preprocess
+from velm_edge.errors import SinkError
+from velm_edge.runtime import preprocess
 
 
 def require_gui(what: str) -> None:
-    """Raise ValueError naming the fix when this OpenCV build cannot open windows (the headless wheel)."""
+    """Raise SinkError naming the fix when this OpenCV build cannot open windows (the headless wheel)."""
     gui = cv2.getBuildInformation().split("GUI:", 1)
     if len(gui) < 2 or gui[1].split()[0] == "NONE":
-        raise ValueError(f"{what} needs an OpenCV build with a GUI: pip install opencv-python "
+        raise SinkError(f"{what} needs an OpenCV build with a GUI: pip install opencv-python "
                          "(instead of opencv-python-headless), or use --sink kiosk")
 
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from velm_edge.sinks import Sink
-from velm_edge.stabilize import Stabilizer
+from velm_edge.errors import SinkError
+from velm_edge.live.events import CaptionEvent, Stabilizer
+from velm_edge.sinks.base import Sink
 
 
 class SpeakSink(Sink):
     def __init__(self, voice: str | None = None, hold: int = 3, program: str = "espeak-ng"):
         exe = shutil.which(program)
         if exe is None:
-            raise ValueError(f"the speak sink needs {program}: sudo apt install espeak-ng")
+            raise SinkError(f"the speak sink needs {program}: sudo apt install espeak-ng")
         self.exe, self.voice, self.name = exe, voice, f"speak:{voice or ''}"
         self.stabilizer = Stabilizer(hold)
         self.spoken: list[str] = []
@@ -34,21 +35,27 @@ class SpeakSink(Sink):
     def _busy(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def write(self, event: dict) -> None:
-        if self.stabilizer.update(event["text"]):
-            self._pending = event["text"]
+    def write(self, event: CaptionEvent) -> None:
+        if self.stabilizer.update(event.text):
+            self._pending = event.text
         if self._pending is not None and not self._busy():
             self._say(self._pending)
             self._pending = None
 
+    def _finish(self, timeout: float) -> None:
+        """Let the current utterance end within ``timeout`` seconds, else cut it off."""
+        if self._proc is None:
+            return
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
     def stop(self, timeout: float = 5.0) -> None:
+        """Say the last pending caption, waiting at most ``timeout`` seconds per utterance; never raises."""
         if self._pending is not None:
-            if self._busy():
-                self._proc.wait(timeout)
+            self._finish(timeout)
             self._say(self._pending)
             self._pending = None
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        self._finish(timeout)
