@@ -36,7 +36,7 @@ test-tflite: $(TFLITE)/bin/pytest  ## the runtime tests under tflite-runtime 2.1
 	$(TFLITE)/bin/python -m pytest -q tests/runtime
 
 lint: setup
-	$(BIN)/ruff check velm_edge convert tests benchmarks examples docs
+	$(BIN)/ruff check velm_edge velm_convert tests benchmarks examples docs tools
 
 bench: setup  ## train the default model for 20 minutes and score it on 500 held-out scenes
 	$(BIN)/python benchmarks/train_default.py --out runs/bench

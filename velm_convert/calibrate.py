@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.model import Velm
+from velm_convert.model import Velm
 
 
 @dataclass

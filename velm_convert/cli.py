@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import json
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
-from convert import datasets, recipe
-from convert.config import BACKBONES, TrainConfig
+from velm_convert import datasets, recipe
+from velm_convert.config import TrainConfig
+from velm_edge.errors import OptionError
+from velm_edge.runtime.choices import HELP, PRECISIONS
+from velm_edge.tools.flags import HelpFormatter, add_fields, add_flag, from_args, run_command
 
 EPILOG = """examples:
   velm-convert train --out runs/default                    # synthetic scenes, default model
@@ -26,32 +26,6 @@ EPILOG = """examples:
 """
 
 
-def _field_help(cls) -> dict[str, str]:
-    """The comment after each field of a config dataclass is its --help text (one source of truth)."""
-    docs = {}
-    for line in inspect.getsource(cls).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-        if m:
-            docs[m.group(1)] = m.group(2).strip().replace("%", "%%")
-    return docs
-
-
-def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    docs = _field_help(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in skip or f.name not in docs:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else None
-        kind = str(f.type)
-        if kind == "bool":
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=default,
-                                help=docs[f.name])
-            continue
-        conv = int if kind.startswith("int") else float if kind.startswith("float") else str
-        parser.add_argument(f"--{f.name}", type=conv, default=default, metavar=f.name.upper(),
-                            help=f"{docs[f.name]} (default: %(default)s)")
-
-
 def train_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="velm-convert train")
     parser.description = ("Train the VELM (CNN encoder + GRU decoder) with teacher forcing. Without --dataset it "
@@ -60,36 +34,28 @@ def train_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                           "computed once and cached, and the epoch with the best dev BLEU-4 is kept. Writes "
                           "OUT/model.keras, OUT/history.csv, OUT/curve.png, OUT/train.json (and OUT/checkpoint.keras "
                           "when the whole model trains).")
-    _add_dataclass_options(parser, TrainConfig, skip=("scene_config",))
-    for action in parser._actions:
-        if action.dest == "dataset":
-            action.choices = datasets.FORMATS
-        elif action.dest == "backbone":
-            action.choices = BACKBONES
-        elif action.dest == "resize_mode":
-            action.choices = ("stretch", "crop", "letterbox")
+    add_fields(parser, TrainConfig, skip=("scene_config",))
     return parser
 
 
-def train_config_from_args(args: argparse.Namespace):
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return from_args(TrainConfig, args)
 
 
 def _data_options(p: argparse.ArgumentParser, purpose: str = "evaluate on", scenes: bool = True) -> None:
-    p.add_argument("--dataset", choices=datasets.FORMATS, default="synth",
-                   help=f"what to {purpose} (default: %(default)s)")
+    add_flag(p, "--dataset", choices=datasets.FORMATS, default="synth",
+                   help=f"what to {purpose}")
     if scenes:
-        p.add_argument("--scenes", type=int, default=500, help="held-out synthetic scenes (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=datasets.EVAL_SEED,
+        add_flag(p, "--scenes", type=int, default=500, help="held-out synthetic scenes")
+    add_flag(p, "--seed", type=int, default=datasets.EVAL_SEED,
                    help="first seed of the held-out synthetic scenes; the default range is never used for "
-                        "training (default: %(default)s)")
-    p.add_argument("--annotations", help="caption file for coco/flickr/csv/jsonl (use your held-out split); the "
+                        "training")
+    add_flag(p, "--annotations", help="caption file for coco/flickr/csv/jsonl (use your held-out split); the "
                                          "directory for flickr8k")
-    p.add_argument("--images", help="image folder (default: the caption file's folder; flickr8k: DIR/images)")
-    p.add_argument("--splits", help="folder of split files NAME.txt, one image name per line (flickr8k: DIR/splits)")
-    p.add_argument("--split", help="use only the images of this split (default: test when there are split files)")
-    p.add_argument("--max_images", type=int, help="use at most this many images of a caption file")
+    add_flag(p, "--images", help="image folder (default: the caption file's folder; flickr8k: DIR/images)")
+    add_flag(p, "--splits", help="folder of split files NAME.txt, one image name per line (flickr8k: DIR/splits)")
+    add_flag(p, "--split", help="use only the images of this split (default: test when there are split files)")
+    add_flag(p, "--max-images", type=int, help="use at most this many images of a caption file")
 
 
 def _eval_options(p: argparse.ArgumentParser) -> None:
@@ -98,36 +64,37 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
 
 
 def _decoding_options(p: argparse.ArgumentParser, what: str = "") -> None:
-    p.add_argument("--beam_size", type=int, default=1,
-                   help=f"1 = greedy, >1 = beam search{what} (default: %(default)s)")
-    p.add_argument("--length_penalty", type=float, default=0.0,
-                   help="beam search ranks captions by log-probability / (words + 1) ** this (default: %(default)s)")
+    add_flag(p, "--beam-size", type=int, default=1,
+                   help=f"1 = greedy, >1 = beam search{what}")
+    add_flag(p, "--length-penalty", type=float, default=0.0,
+                   help="beam search ranks captions by log-probability / (words + 1) ** this")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convert import __version__
+    from velm_convert import __version__
 
     parser = argparse.ArgumentParser(prog="velm-convert", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"velm-convert {__version__}")
+    add_flag(parser, "--version", action="version", version=f"velm-convert {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
     train_parser(sub.add_parser("train", help="train a model", formatter_class=fmt))
 
-    ev = sub.add_parser("evaluate", help="score a model: exact match, BLEU-1..4, CIDEr-D",
+    ev = sub.add_parser("evaluate", formatter_class=fmt, help="score a model: exact match, BLEU-1..4, CIDEr-D",
                         description="Caption held-out images with the float Keras model and score the captions "
                                     "against their references: exact match, BLEU-1..4 and CIDEr-D (no Java). "
                                     "Prints a table and writes the figures as JSON.")
     ev.add_argument("model", nargs="?", help="a .keras file written by velm-convert train")
-    ev.add_argument("--bundle", help="evaluate this bundle (NAME.velm) with the device's decode code instead; with "
+    add_flag(ev, "--bundle", help="evaluate this bundle (NAME.velm) with the device's decode code instead; with "
                                      "--reference (or MODEL) also compare it with the float model and store the "
                                      "figures in the bundle's manifest and report.md")
-    ev.add_argument("--reference", help="the float .keras model the bundle was exported from")
+    add_flag(ev, "--reference", help="the float .keras model the bundle was exported from")
     _eval_options(ev)
-    ev.add_argument("--json", dest="json_out", help="where to write the figures (default: MODEL.eval.json)")
-    ev.add_argument("--show", type=int, default=5, help="print this many example captions (default: %(default)s)")
+    add_flag(ev, "--json", dest="json_out", help="where to write the figures (default: MODEL.eval.json)")
+    add_flag(ev, "--show", type=int, default=5, help="print this many example captions")
 
     ex = sub.add_parser("export", help="convert a .keras model to a bundle (int8 TFLite by default)",
                         description="Convert a trained VELM into a bundle for the device: vision.tflite (image -> "
@@ -136,56 +103,53 @@ def build_parser() -> argparse.ArgumentParser:
                                     "trajectories recorded with the float model; every export runs the op check. "
                                     "Then the bundle is compared with the float model on held-out data and the "
                                     "figures go into the manifest and report.md.",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+                        formatter_class=fmt)
     ex.add_argument("model", help="a .keras file written by velm-convert train")
-    ex.add_argument("--out", required=True, help="bundle directory to write, e.g. models/mine.velm")
-    ex.add_argument("--precision", choices=("int8", "float32", "dynamic"), default="int8",
-                    help="int8: full-integer (Edge TPU friendly); float32: reference; dynamic: int8 weights, float "
-                         "activations (default: %(default)s)")
-    ex.add_argument("--calib_images", type=int, default=200,
-                    help="calibration images; their decode trajectories calibrate the language graph "
-                         "(default: %(default)s)")
-    ex.add_argument("--calib_samples", type=int, default=2000,
-                    help="language-graph calibration steps drawn from those trajectories (default: %(default)s)")
-    ex.add_argument("--parity_images", type=int, default=500,
-                    help="held-out images for the parity report; 0 skips it (default: %(default)s)")
-    ex.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    add_flag(ex, "--out", required=True, help="bundle directory to write, e.g. models/mine.velm")
+    add_flag(ex, "--precision", choices=PRECISIONS, default="int8", help=HELP["precision"])
+    add_flag(ex, "--calib-images", type=int, default=200,
+                    help="calibration images; their decode trajectories calibrate the language graph")
+    add_flag(ex, "--calib-samples", type=int, default=2000,
+                    help="language-graph calibration steps drawn from those trajectories")
+    add_flag(ex, "--parity-images", type=int, default=500,
+                    help="held-out images for the parity report; 0 skips it")
+    add_flag(ex, "--overwrite", action="store_true", help="replace an existing bundle at --out")
     _decoding_options(ex, ": the decoding stored in the manifest as the device's default, and used for the parity "
                           "check")
-    ex.add_argument("--terms", help="the training data's terms, for the manifest (default: known for synth and "
+    add_flag(ex, "--terms", help="the training data's terms, for the manifest (default: known for synth and "
                                     "Flickr8k, otherwise 'not recorded')")
-    ex.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+    add_flag(ex, "--progress", action=argparse.BooleanOptionalAction, default=True,
                     help="progress bars for calibration and the parity check")
-    ex.add_argument("--edgetpu", action="store_true",
+    add_flag(ex, "--edgetpu", action="store_true",
                     help="also compile both graphs with edgetpu_compiler (on PATH; x86-64 Linux) and store the "
                          "compiled graphs and the compiler's op mapping in the bundle; --device edgetpu then runs "
                          "them. Without the compiler, the op check says which ops would map")
     _data_options(ex, "calibrate and check parity on: synth renders calibration scenes from their own seed range; "
-                      "a caption file gives its first --calib_images images to calibration and the rest to parity",
+                      "a caption file gives its first --calib-images images to calibration and the rest to parity",
                   scenes=False)
 
-    cp = sub.add_parser("caption", help="caption images (or synthetic scenes) with a .keras model",
+    cp = sub.add_parser("caption", formatter_class=fmt, help="caption images (or synthetic scenes) with a .keras model",
                         description="Caption image files with the float Keras model; with --synth N, caption N "
                                     "synthetic scenes and show the true caption beside each.")
     cp.add_argument("model", help="a .keras file written by velm-convert train")
     cp.add_argument("images", nargs="*", help="image files (PNG, JPEG, ...)")
-    cp.add_argument("--synth", type=int, default=0, help="caption this many synthetic scenes (default: %(default)s)")
-    cp.add_argument("--seed", type=int, default=datasets.EVAL_SEED, help="first synthetic seed (default: %(default)s)")
-    cp.add_argument("--animated", action="store_true",
+    add_flag(cp, "--synth", type=int, default=0, help="caption this many synthetic scenes")
+    add_flag(cp, "--seed", type=int, default=datasets.EVAL_SEED, help="first synthetic seed")
+    add_flag(cp, "--animated", action="store_true",
                     help="with --synth: consecutive frames of the animated synthetic camera (15 fps, --seed seeds it)")
-    cp.add_argument("--beam_size", type=int, default=1, help="1 = greedy, >1 = beam search (default: %(default)s)")
-    rc = sub.add_parser("recipe", help="rebuild a shipped bundle from scratch (fixed seed)",
+    add_flag(cp, "--beam-size", type=int, default=1, help="1 = greedy, >1 = beam search")
+    rc = sub.add_parser("recipe", formatter_class=fmt, help="rebuild a shipped bundle from scratch (fixed seed)",
                         description="Run a recipe: the exact train and export commands (printed before they run) "
                                     "that build a shipped bundle, with a fixed seed and budgets in epochs, then "
                                     "compare its quality with the bundle in the package. Writes OUT/model/ (the "
                                     "Keras model), OUT/NAME.velm and OUT/recipe.json. Recipes: "
                                     + "; ".join(f"{k}: {r.summary}" for k, r in recipe.RECIPES.items()) + ".")
     rc.add_argument("name", choices=tuple(recipe.RECIPES), help="which recipe")
-    rc.add_argument("--out", required=True, help="output directory, e.g. runs/recipe-photo")
-    rc.add_argument("--data", help="the data directory a recipe trains on (photo: a Flickr8k directory with "
+    add_flag(rc, "--out", required=True, help="output directory, e.g. runs/recipe-photo")
+    add_flag(rc, "--data", help="the data directory a recipe trains on (photo: a Flickr8k directory with "
                                    "captions.csv, images/ and splits/, e.g. ../shared/data/flickr8k)")
-    rc.add_argument("--overwrite", action="store_true", help="rebuild into an OUT that is not empty")
-    rc.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
+    add_flag(rc, "--overwrite", action="store_true", help="rebuild into an OUT that is not empty")
+    add_flag(rc, "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
     return parser
 
 
@@ -196,8 +160,8 @@ def _quiet_tensorflow(verbose: bool) -> None:
 
 
 def cmd_train(args) -> int:
-    from convert import metrics
-    from convert.train import train
+    from velm_convert import metrics
+    from velm_convert.train import train
 
     velm = train(train_config_from_args(args))
     print(f"saved {Path(args.out) / 'model.keras'} ({velm.info['train_seconds']:.0f} s of training, "
@@ -209,7 +173,7 @@ def cmd_train(args) -> int:
 def _eval_data(args, image_size: int, count: int | None = None, resize: str = "stretch",
                split: str | None = None) -> datasets.CaptionSet:
     if args.dataset == "synth":
-        from velm_edge.scenes import SceneConfig
+        from velm_edge.live.scenes import SceneConfig
 
         return datasets.synthetic(args.scenes if count is None else count, args.seed, SceneConfig(size=image_size))
     lay = datasets.layout(args.dataset, args.annotations, args.images, args.splits)
@@ -220,9 +184,9 @@ def _eval_data(args, image_size: int, count: int | None = None, resize: str = "s
 
 
 def cmd_evaluate(args) -> int:
-    from convert import metrics
-    from convert.model import Velm
-    from velm_edge.preprocess import to_float
+    from velm_convert import metrics
+    from velm_convert.model import Velm
+    from velm_edge.runtime.preprocess import to_float
 
     if args.bundle:
         return _evaluate_bundle(args)
@@ -246,9 +210,9 @@ def cmd_evaluate(args) -> int:
 
 
 def _evaluate_bundle(args) -> int:
-    from convert import parity
-    from convert.model import Velm
-    from velm_edge.bundle import Bundle
+    from velm_convert import parity
+    from velm_convert.model import Velm
+    from velm_edge.runtime.bundle import Bundle
 
     b = Bundle.load(args.bundle)
     ref_path = args.reference or args.model
@@ -264,7 +228,7 @@ def _evaluate_bundle(args) -> int:
 
 
 def _print_parity(result: dict) -> None:
-    from convert import metrics
+    from velm_convert import metrics
 
     print(metrics.table({k: result[k] for k in ("float", "bundle") if k in result}))
     if "agreement" in result:
@@ -275,15 +239,15 @@ def _print_parity(result: dict) -> None:
 
 
 def cmd_export(args) -> int:
-    from convert import parity
-    from convert.export import export
-    from convert.model import Velm
+    from velm_convert import parity
+    from velm_convert.export import export
+    from velm_convert.model import Velm
 
     velm = Velm.load(args.model)
     size = velm.config.image_size
     resize = velm.info.get("train_config", {}).get("resize_mode", "stretch")
     if args.dataset == "synth":
-        from velm_edge.scenes import SceneConfig
+        from velm_edge.live.scenes import SceneConfig
 
         calib = datasets.synthetic(args.calib_images, datasets.CALIB_SEED, SceneConfig(size=size))
         held_out = _eval_data(args, size, args.parity_images) if args.parity_images else None
@@ -291,13 +255,13 @@ def cmd_export(args) -> int:
         # split files: calibrate on training images, check parity on the held-out split (default: test)
         calib = _eval_data(args, size, args.calib_images, resize, split="train")
         held_out = _eval_data(args, size, args.parity_images, resize) if args.parity_images else None
-    else:  # one caption file: the first --calib_images images calibrate, the next --parity_images check parity
+    else:  # one caption file: the first --calib-images images calibrate, the next --parity-images check parity
         data = _eval_data(args, size, resize=resize)
         calib = data.subset(range(min(args.calib_images, len(data))))
         rest = range(len(calib), min(len(calib) + args.parity_images, len(data)))
         held_out = data.subset(rest) if len(rest) else None
     if args.edgetpu and args.precision != "int8":
-        raise ValueError("--edgetpu needs --precision int8: the Edge TPU runs full-integer graphs only")
+        raise OptionError("--edgetpu needs --precision int8: the Edge TPU runs full-integer graphs only")
     decoding = {"beam_size": args.beam_size, "length_penalty": args.length_penalty}
     out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite,
                  progress=args.progress, edgetpu=args.edgetpu, decoding=decoding, terms=args.terms)
@@ -313,7 +277,7 @@ def cmd_export(args) -> int:
         print("edgetpu_compiler is not on PATH: no compiled graphs stored. The op check above says which ops the "
               "compiler would map; install it (coral.ai/docs/edgetpu/compiler) and export again with --edgetpu")
     elif compiled:
-        from velm_edge.info import compiled_summary
+        from velm_edge.tools.info import compiled_summary
 
         for name, r in compiled.items():
             print(f"edgetpu_compiler {name}: {compiled_summary(r)}")
@@ -329,9 +293,10 @@ def cmd_export(args) -> int:
 def cmd_caption(args) -> int:
     import numpy as np
 
-    from convert.model import Velm
-    from velm_edge import preprocess, scenes
-    from velm_edge.image_file import read_image
+    from velm_convert.model import Velm
+    from velm_edge.live import scenes
+    from velm_edge.runtime import preprocess
+    from velm_edge.runtime.image_file import read_image
 
     if not args.images and args.synth <= 0:
         raise SystemExit("velm-convert caption: give image files or --synth N")
@@ -364,19 +329,16 @@ def cmd_caption(args) -> int:
 
 
 def cmd_recipe(args) -> int:
-    recipe.run(args.name, args.out, args.overwrite, args.progress, args.data)
+    recipe.run(args.name, args.out, main, args.overwrite, args.progress, args.data)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_tensorflow(args.verbose)
-    try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption,
-                "export": cmd_export, "recipe": cmd_recipe}[args.command](args)
-    except (datasets.DatasetError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        print(f"velm-convert {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption, "export": cmd_export,
+                "recipe": cmd_recipe}
+    return run_command("velm-convert", commands[args.command], args)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,27 @@
 """Configuration dataclasses of the model and of training (no TensorFlow import here).
 
-The comment after each field is its documentation and the ``--help`` text of the CLI flag.
+Each field's ``metadata["help"]`` is its documentation and the ``--help`` text of its CLI flag
+(``velm_edge.tools.flags.add_fields``); a field without it is refused when the parser is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from velm_edge import scenes
+from velm_edge.errors import OptionError
+from velm_edge.live import scenes
+from velm_edge.runtime.choices import RESIZE_MODES
 
 BACKBONES = ("seed", "mobilenet_v3_small", "efficientnet_lite0")
+FORMATS = ("synth", "coco", "flickr", "csv", "jsonl", "flickr8k")  # what --dataset reads (see datasets)
 PRETRAINED = ("efficientnet_lite0",)  # backbones with shipped ImageNet weights: frozen, features cached
+
+
+def flag(default, help: str, **more):
+    """A TrainConfig field that is also a ``velm-convert train`` flag: ``help`` is its --help text."""
+    return field(default=default, metadata={"help": help, **more})
 
 
 @dataclass(frozen=True)
@@ -31,9 +40,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+            raise OptionError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.vocab_size < 5 or self.max_length < 3 or self.image_size < 32:
-            raise ValueError(f"vocab_size >= 5, max_length >= 3 and image_size >= 32 needed, got "
+            raise OptionError(f"vocab_size >= 5, max_length >= 3 and image_size >= 32 needed, got "
                              f"{self.vocab_size}, {self.max_length}, {self.image_size}")
         if self.backbone_weights and not Path(self.backbone_weights).is_file():
             raise FileNotFoundError(f"backbone weights file not found: {self.backbone_weights}")
@@ -56,38 +65,56 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    out: str = "runs/default"  # output directory (created); see the module docstring
-    dataset: str = "synth"  # synth | coco | flickr | csv | jsonl | flickr8k (a folder: captions.csv, images/, splits/)
-    annotations: str | None = None  # caption file for coco/flickr/csv/jsonl; the directory for flickr8k
-    images: str | None = None  # image folder (default: the caption file's folder; flickr8k: DIR/images)
-    splits: str | None = None  # folder of split files train.txt / dev.txt (flickr8k: DIR/splits); else a random split
-    feature_cache: str | None = None  # folder for frozen-backbone features (default ~/.cache/velm-convert/features)
-    max_images: int | None = None  # use at most this many images of a caption file
-    val_fraction: float = 0.05  # share of a caption file's images held out for validation
-    train_scenes: int = 60_000  # synthetic training scenes (seeds 0..N-1)
-    val_scenes: int = 1_000  # synthetic validation scenes (a disjoint seed range)
-    image_size: int = ModelConfig.image_size  # model input side in pixels
-    resize_mode: str = "stretch"  # how dataset images are fitted: stretch | crop | letterbox
-    backbone: str = ModelConfig.backbone  # seed | mobilenet_v3_small | efficientnet_lite0 (frozen, features cached)
-    backbone_weights: str | None = None  # optional local weights file for the backbone
-    feature_dim: int = ModelConfig.feature_dim  # image feature size F
-    embed_dim: int = ModelConfig.embed_dim  # word embedding size E
-    units: int = ModelConfig.units  # GRU state size S
-    dropout: float = ModelConfig.dropout  # dropout on feature, embeddings, GRU output (0.5 on small real data)
-    batch_norm: bool = ModelConfig.batch_norm  # batch normalization in the seed CNN (slower per step on CPU)
-    max_length: int = ModelConfig.max_length  # caption tokens incl. <start>/<end>; longer captions are cut
-    label_smoothing: float = 0.0  # share of each target's probability spread over the vocabulary (0 = off)
-    min_count: int = 1  # drop words seen fewer times than this (they become <unk>)
-    max_vocab: int = 10_000  # vocabulary cap, specials included
-    batch_size: int = 32  # sequences per step (split across GPUs when several are visible)
-    epochs: int = 10  # epochs (the learning rate follows a cosine over all of them, or over max_minutes)
-    learning_rate: float = 2e-3  # Adam learning rate at the start (cosine decay to 5 percent of it)
-    patience: int = 3  # early stopping: epochs without a better validation loss
-    max_minutes: float | None = None  # stop after this much training time; the cosine then ends on time
-    seed: int = 0  # weights, shuffling and data split
-    workers: int | None = None  # processes that render synthetic scenes (default: all cores)
-    progress: bool = True  # progress bars
-    scene_config: scenes.SceneConfig = dataclasses.field(default_factory=scenes.SceneConfig)
+    out: str = flag("runs/default", "output directory (created): model.keras, history.csv, curve.png, train.json")
+    dataset: str = flag("synth",
+        "synth | coco | flickr | csv | jsonl | flickr8k (a folder: captions.csv, images/, splits/)", choices=FORMATS)
+    annotations: str | None = flag(None,
+        "caption file for coco/flickr/csv/jsonl; the directory for flickr8k")
+    images: str | None = flag(None,
+        "image folder (default: the caption file's folder; flickr8k: DIR/images)")
+    splits: str | None = flag(None,
+        "folder of split files train.txt / dev.txt (flickr8k: DIR/splits); else a random split")
+    feature_cache: str | None = flag(None,
+        "folder for frozen-backbone features (default ~/.cache/velm-convert/features)")
+    max_images: int | None = flag(None, "use at most this many images of a caption file")
+    val_fraction: float = flag(0.05,
+        "share of a caption file's images held out for validation")
+    train_scenes: int = flag(60_000, "synthetic training scenes (seeds 0..N-1)")
+    val_scenes: int = flag(1_000, "synthetic validation scenes (a disjoint seed range)")
+    image_size: int = flag(ModelConfig.image_size, "model input side in pixels")
+    resize_mode: str = flag("stretch",
+        "how dataset images are fitted: stretch | crop | letterbox", choices=RESIZE_MODES)
+    backbone: str = flag(ModelConfig.backbone,
+        "seed | mobilenet_v3_small | efficientnet_lite0 (frozen, features cached)", choices=BACKBONES)
+    backbone_weights: str | None = flag(None,
+        "optional local weights file for the backbone")
+    feature_dim: int = flag(ModelConfig.feature_dim, "image feature size F")
+    embed_dim: int = flag(ModelConfig.embed_dim, "word embedding size E")
+    units: int = flag(ModelConfig.units, "GRU state size S")
+    dropout: float = flag(ModelConfig.dropout,
+        "dropout on feature, embeddings, GRU output (0.5 on small real data)")
+    batch_norm: bool = flag(ModelConfig.batch_norm,
+        "batch normalization in the seed CNN (slower per step on CPU)")
+    max_length: int = flag(ModelConfig.max_length,
+        "caption tokens incl. <start>/<end>; longer captions are cut")
+    label_smoothing: float = flag(0.0,
+        "share of each target's probability spread over the vocabulary (0 = off)")
+    min_count: int = flag(1, "drop words seen fewer times than this (they become <unk>)")
+    max_vocab: int = flag(10_000, "vocabulary cap, specials included")
+    batch_size: int = flag(32,
+        "sequences per step (split across GPUs when several are visible)")
+    epochs: int = flag(10,
+        "epochs (the learning rate follows a cosine over all of them, or over max_minutes)")
+    learning_rate: float = flag(2e-3,
+        "Adam learning rate at the start (cosine decay to 5 percent of it)")
+    patience: int = flag(3, "early stopping: epochs without a better validation loss")
+    max_minutes: float | None = flag(None,
+        "stop after this much training time; the cosine then ends on time")
+    seed: int = flag(0, "weights, shuffling and data split")
+    workers: int | None = flag(None,
+        "processes that render synthetic scenes (default: all cores)")
+    progress: bool = flag(True, "progress bars")
+    scene_config: scenes.SceneConfig = field(default_factory=scenes.SceneConfig)  # not a flag: set in code
 
     def synthetic_scenes(self) -> scenes.SceneConfig:
         """The synthetic scene settings, rendered natively at the model's input size."""

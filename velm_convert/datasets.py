@@ -2,7 +2,7 @@
 directory with its standard splits (``flickr8k``: captions.csv, images/, splits/{train,dev,test}.txt).
 
 Every loader returns a ``CaptionSet``: images resized once to the model's input (RGB uint8, via
-``velm_edge.preprocess.prepare``, the same function the device uses) and the reference captions of
+``velm_edge.runtime.preprocess.prepare``, the same function the device uses) and the reference captions of
 each image.  Bad records (missing or unreadable image, empty caption) are skipped, counted and
 reported with a warning; a source with no usable record raises ``DatasetError``.
 """
@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from velm_edge import preprocess, scenes
-from velm_edge.image_file import read_image
-from velm_edge.tokenizer import normalize
+from velm_convert.config import FORMATS
+from velm_edge.errors import VelmError
+from velm_edge.live import scenes
+from velm_edge.runtime import preprocess
+from velm_edge.runtime.image_file import read_image
+from velm_edge.runtime.tokenizer import normalize
 
 log = logging.getLogger(__name__)
-FORMATS = ("synth", "coco", "flickr", "csv", "jsonl", "flickr8k")
 # Seeds of the synthetic splits never overlap: training counts up from 0, validation and the
 # held-out evaluation scenes start far above anything a training run can reach.
 VAL_SEED = 1_000_000_000
@@ -34,7 +36,7 @@ EVAL_SEED = 2_000_000_000
 CALIB_SEED = 3_000_000_000  # int8 calibration scenes
 
 
-class DatasetError(ValueError):
+class DatasetError(VelmError, ValueError):
     """A dataset that cannot be used at all (no file, no usable record, wrong columns)."""
 
 

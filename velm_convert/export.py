@@ -9,7 +9,7 @@
 - ``dynamic``: int8 weights, float activations and I/O (smaller, no calibration).
 
 Both graphs have batch size 1 and are reached by name.  Every export runs the op check
-(``convert.opcheck``) and refuses a graph that must not ship; the report is saved as op_check.json.
+(``velm_convert.opcheck``) and refuses a graph that must not ship; the report is saved as op_check.json.
 The bundle is written to a temporary directory and moved into place only when complete.
 """
 
@@ -31,15 +31,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert import calibrate, opcheck, provenance
-from convert.datasets import CaptionSet, progress_bar
-from convert.model import Velm, count_macs, step_model, vision_model
-from velm_edge import __version__, bundle, preprocess
-from velm_edge.graph import Graph
-from velm_edge.quant import QParams, quantize
+from velm_convert import calibrate, opcheck, provenance
+from velm_convert.datasets import CaptionSet, progress_bar
+from velm_convert.model import Velm, count_macs, step_model, vision_model
+from velm_edge import __version__
+from velm_edge.errors import OptionError
+from velm_edge.runtime import bundle, preprocess
+from velm_edge.runtime.choices import PRECISIONS, check
+from velm_edge.runtime.graph import Graph
+from velm_edge.runtime.quant import QParams, quantize
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("int8", "float32", "dynamic")
 
 
 def fixed_batch(model: keras.Model) -> keras.Model:
@@ -179,9 +181,8 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
     """Write the bundle OUT (a directory, conventionally NAME.velm) and return its path.  ``edgetpu``: also
     compile both graphs with edgetpu_compiler and store the compiled graphs (int8 only).  ``decoding``: the
     decoding the device uses by default ({"beam_size", "length_penalty"}; None: greedy).  ``terms``: the
-    training data's terms, when ``convert.provenance`` cannot tell them from the dataset."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    training data's terms, when ``velm_convert.provenance`` cannot tell them from the dataset."""
+    check("precision", precision, PRECISIONS)
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
@@ -192,7 +193,7 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
     traj = None
     if precision == "int8":
         if n == 0:
-            raise ValueError("int8 export needs calibration images; none were given")
+            raise OptionError("int8 export needs calibration images; none were given")
         bar = progress_bar(cfg.steps * 2, f"recording decode trajectories of {n} images", progress)
         traj = calibrate.record(velm, images, calibration.captions[:n], bar)
         bar.close()

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.datasets import progress_bar
-from velm_edge import preprocess
-from velm_edge.image_file import decode_image
+from velm_convert.datasets import progress_bar
+from velm_edge.runtime import preprocess
+from velm_edge.runtime.image_file import decode_image
 
 DEFAULT_DIR = Path(os.environ.get("VELM_FEATURE_CACHE", Path.home() / ".cache" / "velm-convert" / "features"))
 

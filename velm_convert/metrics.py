@@ -1,6 +1,6 @@
 """Caption metrics without Java: exact match, corpus BLEU-1..4 and CIDEr-D.
 
-Texts are compared after ``velm_edge.tokenizer.normalize`` (lower case, no punctuation).
+Texts are compared after ``velm_edge.runtime.tokenizer.normalize`` (lower case, no punctuation).
 
 - BLEU follows Papineni et al. 2002 at corpus level, as sacrebleu and coco-caption do without
   smoothing: clipped n-gram precisions summed over the corpus, the brevity penalty from the summed
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from velm_edge.tokenizer import normalize
+from velm_edge.runtime.tokenizer import normalize
 
 Refs = Sequence[Sequence[str]]
 

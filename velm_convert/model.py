@@ -24,9 +24,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert.config import ModelConfig
-from velm_edge import decode
-from velm_edge.tokenizer import Vocab
+from velm_convert.config import ModelConfig
+from velm_edge.errors import OptionError
+from velm_edge.runtime import decode
+from velm_edge.runtime.tokenizer import Vocab
 
 
 def _seed_backbone(x, filters: tuple[int, ...], batch_norm: bool):
@@ -58,7 +59,7 @@ def _backbone(image, cfg: ModelConfig):
     if cfg.backbone == "seed":
         return _seed_backbone(image, cfg.seed_filters, cfg.batch_norm)
     if cfg.backbone == "efficientnet_lite0":
-        from convert import efficientnet_lite
+        from velm_convert import efficientnet_lite
 
         net = efficientnet_lite.backbone(cfg.image_size, weights=cfg.backbone_weights)
         net.trainable = False  # frozen: ImageNet features (and BatchNorm statistics) as shipped
@@ -186,7 +187,7 @@ class Velm:
 
     def __init__(self, model: keras.Model, vocab: Vocab, config: ModelConfig, info: dict | None = None):
         if len(vocab) != config.vocab_size:
-            raise ValueError(f"vocabulary has {len(vocab)} tokens but the model expects {config.vocab_size}")
+            raise OptionError(f"vocabulary has {len(vocab)} tokens but the model expects {config.vocab_size}")
         self.model, self.vocab, self.config = model, vocab, config
         self.info = dict(info or {})  # training facts: data, metrics, timings
         self._vision = self._step = None
@@ -195,7 +196,7 @@ class Velm:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         if path.suffix != ".keras":
-            raise ValueError(f"model files end in .keras, got {path}")
+            raise OptionError(f"model files end in .keras, got {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
         model = self.model
         if getattr(model, "optimizer", None) is not None:  # ship the weights, not Adam's moments (3x the size)
@@ -219,7 +220,7 @@ class Velm:
                 config = ModelConfig.from_json(json.loads(z.read("velm/config.json")))
                 info = json.loads(z.read("velm/info.json")) if "velm/info.json" in z.namelist() else {}
         except (zipfile.BadZipFile, KeyError) as e:
-            raise ValueError(f"{path} is not a VELM .keras file (saved by Velm.save): {e}") from None
+            raise OptionError(f"{path} is not a VELM .keras file (saved by Velm.save): {e}") from None
         return cls(keras.models.load_model(path, compile=False), vocab, config, info)
 
     # -- inference (float reference)

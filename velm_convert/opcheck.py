@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from velm_edge.errors import VelmError
+
 # TFLite builtins the Edge TPU compiler maps (coral.ai/docs/edgetpu/models-intro, "Supported operations").
 EDGETPU_OPS = frozenset({
     "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
@@ -24,7 +26,7 @@ FORBIDDEN_OPS = frozenset({"GATHER", "GATHER_ND", "WHILE", "IF", "CALL_ONCE", "C
 INT8_TYPES = frozenset({"INT8", "INT32"})  # int32 only for biases and shapes
 
 
-class OpCheckError(ValueError):
+class OpCheckError(VelmError, ValueError):
     """An int8 graph that must not ship: the message names each offending op and its layer."""
 
 

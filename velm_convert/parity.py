@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from convert import metrics
-from convert.datasets import CaptionSet, progress_bar
-from convert.model import Velm
-from velm_edge import bundle as bundle_format
-from velm_edge import preprocess
-from velm_edge.captioner import Captioner
-from velm_edge.decode import DecodeOptions
-from velm_edge.quant import dequantize, quantize
+from velm_convert import metrics
+from velm_convert.datasets import CaptionSet, progress_bar
+from velm_convert.model import Velm
+from velm_edge.runtime import bundle as bundle_format
+from velm_edge.runtime import preprocess
+from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.quant import dequantize, quantize
 
 
 def token_agreement(a: list[tuple[int, ...]], b: list[tuple[int, ...]], end_id: int) -> float:
@@ -64,32 +64,32 @@ def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None =
              progress: bool = True, length_penalty: float = 0.0) -> dict:
     """Caption ``data`` with the bundle (and the float reference, if given) and compare; both decode with
     ``beam_size`` (1 = greedy) and ``length_penalty``."""
-    cap = Captioner.open(bundle_path)
-    bar = progress_bar(len(data), f"captioning {len(data)} images with {Path(bundle_path).name}", progress)
-    ours = []
-    for img in data.images:
-        ours.append(cap.caption_rgb(img, DecodeOptions.for_beam(beam_size, length_penalty=length_penalty)))
-        bar.update(1)
-    bar.close()
-    texts = [c.text for c in ours]
-    result = {"images": len(data), "data": data.source, "beam_size": beam_size, "length_penalty": length_penalty,
-              "precision": cap.bundle.precision,
-              "bundle": metrics.score(texts, data.captions),
-              "decode_ms_mean": round(float(np.mean([c.timings_ms["decode"] for c in ours])), 3),
-              "vision_ms_mean": round(float(np.mean([c.timings_ms["vision"] for c in ours])), 3)}
-    if reference is not None:
-        ref = reference.caption_arrays(preprocess.to_float(data.images), beam_size, length_penalty=length_penalty)
-        result["float"] = metrics.score([reference.vocab.decode(d.tokens) for d in ref], data.captions)
-        result["agreement"] = {
-            "exact_caption": round(float(np.mean([a.tokens == b.tokens for a, b in zip(ours, ref)])), 4),
-            "token": round(token_agreement([c.tokens for c in ours], [d.tokens for d in ref],
-                                           reference.vocab.end_id), 4),
-        }
-        result["relative_change"] = {k: round((result["bundle"][k] - result["float"][k])
-                                              / max(abs(result["float"][k]), 1e-12), 4) for k in ("bleu4", "cider")}
-        result["errors"] = state_errors(cap, reference, data.images[: min(100, len(data))])
-        result["disagreements"] = [{"bundle": c.text, "float": reference.vocab.decode(d.tokens), "truth": refs[0]}
-                                   for c, d, refs in zip(ours, ref, data.captions) if c.tokens != d.tokens][:20]
+    with Captioner.open(bundle_path) as cap:  # closed however the comparison ends
+        bar = progress_bar(len(data), f"captioning {len(data)} images with {Path(bundle_path).name}", progress)
+        ours = []
+        for img in data.images:
+            ours.append(cap.caption_rgb(img, DecodeOptions.for_beam(beam_size, length_penalty=length_penalty)))
+            bar.update(1)
+        bar.close()
+        texts = [c.text for c in ours]
+        result = {"images": len(data), "data": data.source, "beam_size": beam_size, "length_penalty": length_penalty,
+                  "precision": cap.bundle.precision,
+                  "bundle": metrics.score(texts, data.captions),
+                  "decode_ms_mean": round(float(np.mean([c.timings_ms["decode"] for c in ours])), 3),
+                  "vision_ms_mean": round(float(np.mean([c.timings_ms["vision"] for c in ours])), 3)}
+        if reference is not None:
+            ref = reference.caption_arrays(preprocess.to_float(data.images), beam_size, length_penalty=length_penalty)
+            result["float"] = metrics.score([reference.vocab.decode(d.tokens) for d in ref], data.captions)
+            result["agreement"] = {
+                "exact_caption": round(float(np.mean([a.tokens == b.tokens for a, b in zip(ours, ref)])), 4),
+                "token": round(token_agreement([c.tokens for c in ours], [d.tokens for d in ref],
+                                               reference.vocab.end_id), 4),
+            }
+            result["relative_change"] = {k: round((result["bundle"][k] - result["float"][k])
+                                                  / max(abs(result["float"][k]), 1e-12), 4) for k in ("bleu4", "cider")}
+            result["errors"] = state_errors(cap, reference, data.images[: min(100, len(data))])
+            result["disagreements"] = [{"bundle": c.text, "float": reference.vocab.decode(d.tokens), "truth": refs[0]}
+                                       for c, d, refs in zip(ours, ref, data.captions) if c.tokens != d.tokens][:20]
     return result
 
 

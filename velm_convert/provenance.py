@@ -6,7 +6,7 @@ third-party weights are inside, and what the data's terms allow.
 
 from __future__ import annotations
 
-from convert.config import PRETRAINED
+from velm_convert.config import PRETRAINED
 
 FLICKR8K = ("Flickr8k (Hodosh, Young and Hockenmaier, 'Framing Image Description as a Ranking Task', JAIR 2013): "
             "{n} training photos with 5 human captions each (the standard split)")
@@ -32,7 +32,7 @@ def training(info: dict, backbone: str, terms: str | None = None) -> dict:
         data, default_terms = f"{n} images of {source}", OTHER_TERMS.format(source=source)
     entry = {"data": data, "terms": terms or default_terms, "dataset": dataset, "images": n}
     if backbone in PRETRAINED:
-        from convert import efficientnet_lite
+        from velm_convert import efficientnet_lite
 
         entry["pretrained_weights"] = {"what": efficientnet_lite.ATTRIBUTION, "licence": efficientnet_lite.LICENCE,
                                        "trained_on": "ImageNet-1k (ILSVRC 2012) classification"}

@@ -17,8 +17,11 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from velm_edge.errors import OptionError, VelmError
 
 DATA = "{data}"  # stands for the --data directory in a recipe's arguments
 
@@ -28,7 +31,7 @@ class Recipe:
     summary: str
     train: tuple[str, ...]
     export: tuple[str, ...]
-    shipped: str  # the name of the shipped bundle it rebuilds (velm_edge.bundle.SHIPPED), to compare with
+    shipped: str  # the name of the shipped bundle it rebuilds (velm_edge.runtime.bundle.SHIPPED), to compare with
     compare: tuple[str, ...] = ("exact_match", "cider")  # the bundle metrics that are compared
 
     @property
@@ -51,44 +54,44 @@ RECIPES = {
         "the shipped real-world model: EfficientNet-Lite0 (ImageNet, frozen) + GRU on Flickr8k's 6,000 training "
         "photos, 8 epochs, seed 0, int8, beam search 3 (needs --data, a Flickr8k directory)",
         train=("--dataset", "flickr8k", "--annotations", DATA, "--backbone", "efficientnet_lite0",
-               "--image_size", "224", "--feature_dim", "512", "--embed_dim", "256", "--units", "512",
-               "--dropout", "0.5", "--label_smoothing", "0.1", "--max_length", "18", "--min_count", "5",
-               "--batch_size", "64", "--epochs", "8", "--learning_rate", "0.002", "--patience", "3", "--seed", "0"),
-        export=("--dataset", "flickr8k", "--annotations", DATA, "--precision", "int8", "--calib_images", "300",
-                "--calib_samples", "3000", "--parity_images", "1000", "--beam_size", "3", "--length_penalty", "0"),
+               "--image-size", "224", "--feature-dim", "512", "--embed-dim", "256", "--units", "512",
+               "--dropout", "0.5", "--label-smoothing", "0.1", "--max-length", "18", "--min-count", "5",
+               "--batch-size", "64", "--epochs", "8", "--learning-rate", "0.002", "--patience", "3", "--seed", "0"),
+        export=("--dataset", "flickr8k", "--annotations", DATA, "--precision", "int8", "--calib-images", "300",
+                "--calib-samples", "3000", "--parity-images", "1000", "--beam-size", "3", "--length-penalty", "0"),
         shipped="photo", compare=("bleu4", "cider"),
     ),
     # The bundle in velm_edge/models/shapes.velm.  About 40 minutes on 2 x86-64 cores.
     "shapes": Recipe(
         "the shipped default model: 60k synthetic scenes, 7 epochs, seed 0, int8",
-        train=("--dataset", "synth", "--train_scenes", "60000", "--val_scenes", "1000", "--epochs", "7",
-               "--batch_size", "32", "--learning_rate", "0.002", "--patience", "3", "--seed", "0"),
-        export=("--precision", "int8", "--calib_images", "200", "--calib_samples", "2000",
-                "--parity_images", "2000"),
+        train=("--dataset", "synth", "--train-scenes", "60000", "--val-scenes", "1000", "--epochs", "7",
+               "--batch-size", "32", "--learning-rate", "0.002", "--patience", "3", "--seed", "0"),
+        export=("--precision", "int8", "--calib-images", "200", "--calib-samples", "2000",
+                "--parity-images", "2000"),
         shipped="shapes",
     ),
     # The same steps on a toy budget (about a minute): checks a toolchain end to end, not a model to use.
     "smoke": Recipe(
         "a toolchain check: 400 scenes, 1 epoch, small calibration and parity sets (not a useful model)",
-        train=("--dataset", "synth", "--train_scenes", "400", "--val_scenes", "40", "--epochs", "1",
-               "--batch_size", "32", "--seed", "0", "--workers", "1"),
-        export=("--precision", "int8", "--calib_images", "32", "--calib_samples", "200", "--parity_images", "40"),
+        train=("--dataset", "synth", "--train-scenes", "400", "--val-scenes", "40", "--epochs", "1",
+               "--batch-size", "32", "--seed", "0", "--workers", "1"),
+        export=("--precision", "int8", "--calib-images", "32", "--calib-samples", "200", "--parity-images", "40"),
         shipped="shapes",
     ),
 }
 
 
-def run(name: str, out: str | Path, overwrite: bool = False, progress: bool = True,
-        data: str | Path | None = None) -> dict:
-    """Run recipe ``name`` into ``out`` and return (and write to OUT/recipe.json) what it measured."""
-    from convert import cli
-    from velm_edge.bundle import SHIPPED
+def run(name: str, out: str | Path, velm_convert: Callable[[list[str]], int], overwrite: bool = False,
+        progress: bool = True, data: str | Path | None = None) -> dict:
+    """Run recipe ``name`` into ``out`` and return (and write to OUT/recipe.json) what it measured.
+    ``velm_convert``: runs one velm-convert command line and returns its exit code (``cli.main``)."""
+    from velm_edge.runtime.bundle import SHIPPED
 
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+        raise OptionError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
     recipe = RECIPES[name]
     if recipe.needs_data and data is None:
-        raise ValueError(f"recipe {name} needs --data: a Flickr8k directory (captions.csv, images/, splits/)")
+        raise OptionError(f"recipe {name} needs --data: a Flickr8k directory (captions.csv, images/, splits/)")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to rebuild into it")
@@ -102,10 +105,10 @@ def run(name: str, out: str | Path, overwrite: bool = False, progress: bool = Tr
     for i, argv in enumerate(steps, 1):
         print(f"[recipe {name} {i}/{len(steps)}] velm-convert {shlex.join(argv)}", flush=True)
         t0 = time.monotonic()
-        rc = cli.main(argv)
+        rc = velm_convert(argv)
         timings.append(round(time.monotonic() - t0, 1))
         if rc:
-            raise RuntimeError(f"recipe {name}: step {i} (velm-convert {argv[0]}) failed with exit code {rc}")
+            raise VelmError(f"recipe {name}: step {i} (velm-convert {argv[0]}) failed with exit code {rc}")
     bundle = out / f"{name}.velm"
     built = json.loads((bundle / "manifest.json").read_text())["metrics"]
     shipped = json.loads((SHIPPED[recipe.shipped] / "manifest.json").read_text())["metrics"]

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from velm_edge.errors import VelmError
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -32,7 +34,7 @@ STORAGE_DTYPES = {
 MAX_BYTES = 1 << 31  # a backbone's weights are megabytes; refuse absurd storage sizes before allocating
 
 
-class WeightsError(ValueError):
+class WeightsError(VelmError, ValueError):
     """A weights file that is not a plain PyTorch state dict, or that asks to run code."""
 
 

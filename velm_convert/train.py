@@ -16,17 +16,16 @@ import json
 import logging
 import math
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from convert import datasets, metrics
-from convert.config import PRETRAINED, TrainConfig
-from convert.malloc_tuning import KeepFreedMemory
-from convert.model import Velm, build, count_macs
-from velm_edge import preprocess
-from velm_edge.tokenizer import Vocab
+from velm_convert import datasets, metrics
+from velm_convert.config import PRETRAINED, TrainConfig
+from velm_convert.malloc_tuning import KeepFreedMemory
+from velm_convert.model import Velm, build, count_macs
+from velm_convert.train_parts import CosineOnBudget, encode_captions, plot_curve, start_run
+from velm_edge.runtime import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,6 @@ def load_data(cfg: TrainConfig) -> tuple[datasets.CaptionSet, datasets.CaptionSe
     data = datasets.load_captions(cfg.annotations, cfg.images, cfg.dataset, cfg.image_size, cfg.resize_mode,
                                   cfg.max_images, cfg.progress)
     return data.split(cfg.val_fraction, cfg.seed)
-
-
-def encode_captions(data: datasets.CaptionSet, vocab: Vocab, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """All (image index, token sequence) training pairs: every reference caption is a pair."""
-    img_idx = np.array([i for i, caps in enumerate(data.captions) for _ in caps], np.int64)
-    seqs = np.array([vocab.encode(c, max_length) for caps in data.captions for c in caps], np.int32)
-    return img_idx, seqs
 
 
 class CaptionBatches(keras.utils.PyDataset):
@@ -94,59 +86,9 @@ def strategy():
     return tf.distribute.get_strategy()
 
 
-class CosineOnBudget(keras.callbacks.Callback):
-    """Cosine learning-rate decay to ``alpha`` x the start over whichever budget runs out first, steps or
-    time, and a stop when the time is up.  With a time limit the rate reaches its floor when training
-    stops on any machine, fast or slow, instead of being cut off halfway down the curve."""
-
-    def __init__(self, learning_rate: float, total_steps: int, minutes: float | None, alpha: float = 0.05):
-        super().__init__()
-        self.lr0, self.total, self.alpha = learning_rate, max(1, total_steps), alpha
-        self.limit = None if minutes is None else minutes * 60.0
-        self.start, self.step, self.hit = None, 0, False
-
-    def progress(self) -> float:
-        p = self.step / self.total
-        if self.limit is not None:
-            p = max(p, (time.monotonic() - self.start) / self.limit)
-        return min(1.0, p)
-
-    def rate(self) -> float:
-        return self.lr0 * (self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * self.progress())))
-
-    def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.model.optimizer.learning_rate.assign(self.rate())
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        if self.limit is not None and time.monotonic() - self.start > self.limit:
-            self.hit = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(self.rate())
-
-
-def start_run(cfg: TrainConfig, load) -> tuple:
-    """What every training run starts with: the output folder, the seed, the data (``load(cfg)`` -> training
-    and validation sets, timed), the vocabulary of the training captions and the model configuration."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
-    t0 = time.monotonic()
-    train_set, val_set = load(cfg)
-    t_data = time.monotonic() - t0
-    vocab = Vocab.build((c for caps in train_set.captions for c in caps), cfg.min_count, cfg.max_vocab)
-    return out, train_set, val_set, t_data, vocab, cfg.model_config(len(vocab))
-
-
 def train(cfg: TrainConfig) -> Velm:
     if cfg.backbone in PRETRAINED:  # frozen ImageNet backbone: train the head on cached features
-        from convert.train_cached import train_cached
+        from velm_convert.train_cached import train_cached
 
         return train_cached(cfg)
     out, train_set, val_set, t_data, vocab, mcfg = start_run(cfg, load_data)
@@ -195,29 +137,3 @@ def train(cfg: TrainConfig) -> Velm:
     return velm
 
 
-def plot_curve(history: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    for key, label in (("loss", "training loss"), ("val_loss", "validation loss")):
-        if history.get(key):
-            ax.plot(epochs, history[key], marker="o", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy per token")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    if history.get("dev_bleu4"):
-        right = ax.twinx()
-        right.plot(epochs, np.asarray(history["dev_bleu4"]) * 100, color="tab:green", marker="s",
-                   label="dev BLEU-4 (greedy)")
-        right.set_ylabel("dev BLEU-4")
-        right.legend(loc="upper center")
-    ax.legend()
-    ax.set_title("VELM training")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

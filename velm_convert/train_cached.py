@@ -1,13 +1,13 @@
 """Training the decoder on a frozen pretrained backbone, from features cached on disk.
 
-``velm-convert train --backbone efficientnet_lite0 ...`` runs this instead of ``convert.train``'s
+``velm-convert train --backbone efficientnet_lite0 ...`` runs this instead of ``velm_convert.train``'s
 image pipeline: the backbone's pooled features of every image are computed once (``feature_cache``),
 then only the head (feature projection, initial state, embedding, GRU, logits) trains, on those
 vectors, in minutes on 2 cores.  After every epoch the dev split is captioned (greedy) and scored;
 the epoch with the best dev BLEU-4 is the model kept.  At the end the trained head is put on top of
 the real backbone, so ``model.keras`` takes images like every other VELM and exports the same way.
 
-Writes the same files as ``convert.train`` (model.keras, history.csv, curve.png, train.json).
+Writes the same files as ``velm_convert.train`` (model.keras, history.csv, curve.png, train.json).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from convert import datasets, metrics
-from convert.config import TrainConfig
-from convert.feature_cache import DEFAULT_DIR, FeatureCache, file_sha256
-from convert.model import Velm, build, build_on_features, count_macs, transfer_head
-from convert.train import CosineOnBudget, encode_captions, plot_curve, start_run
-from velm_edge.tokenizer import Vocab
+from velm_convert import datasets, metrics
+from velm_convert.config import TrainConfig
+from velm_convert.feature_cache import DEFAULT_DIR, FeatureCache, file_sha256
+from velm_convert.model import Velm, build, build_on_features, count_macs, transfer_head
+from velm_convert.train_parts import CosineOnBudget, encode_captions, plot_curve, start_run
+from velm_edge.runtime.tokenizer import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class FeatureSet:
 
 def backbone_encoder(cfg: TrainConfig):
     """(pretrained Keras backbone, the cache for its features) for this configuration."""
-    from convert import efficientnet_lite
+    from velm_convert import efficientnet_lite
 
     net = efficientnet_lite.backbone(cfg.image_size, weights=cfg.backbone_weights)
     weights = Path(cfg.backbone_weights) if cfg.backbone_weights else efficientnet_lite.weights_path()
@@ -138,7 +138,7 @@ def train_cached(cfg: TrainConfig) -> Velm:
     model = build(mcfg)  # the real backbone under the trained head: takes images like every VELM
     transfer_head(head, model)
     velm = Velm(model, vocab, mcfg)
-    from convert import efficientnet_lite
+    from velm_convert import efficientnet_lite
 
     velm.info = {
         "dataset": cfg.dataset, "train_source": train_set.source, "val_source": dev_set.source,

@@ -20,9 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from velm_edge import scenes
-from velm_edge.captioner import Captioner
-from velm_edge.decode import DecodeOptions
+from velm_edge.errors import VelmError
+from velm_edge.live import scenes
+from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.options import RuntimeOptions
 
 
 def frames(n: int, width: int = 640, height: int = 480, seed: int = 7_000_000) -> list[np.ndarray]:
@@ -69,32 +71,34 @@ def measure(cap: Captioner, images: list[np.ndarray], options: DecodeOptions | N
     return out
 
 
-def cold_start(bundle: str | Path, runs: int = 5, backend: str = "auto", device: str = "cpu") -> dict:
+def cold_start(bundle: str | Path, runs: int = 5, runtime: RuntimeOptions | None = None) -> dict:
     """Fresh processes: wall time from spawn to the first caption's exit, and peak RSS (MB)."""
+    runtime = runtime or RuntimeOptions()
     walls, rss, phases = [], [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "velm_edge.cold_start", str(bundle), backend, device],
+        out = subprocess.run([sys.executable, "-m", "velm_edge.tools.cold_start", str(bundle), runtime.backend,
+                              runtime.device],
                              capture_output=True, text=True, timeout=120)
         walls.append(time.perf_counter() - t0)
         if out.returncode:
-            raise RuntimeError(f"cold-start probe failed: {out.stderr.strip()[-1000:]}")
+            raise VelmError(f"cold-start probe failed: {out.stderr.strip()[-1000:]}")
         probe = json.loads(out.stdout.strip().splitlines()[-1])
         rss.append(probe.pop("peak_rss_mb"))
         if probe.pop("tensorflow_imported"):
-            raise RuntimeError("the runtime imported tensorflow: it must not (check the interpreter backend)")
+            raise VelmError("the runtime imported tensorflow: it must not (check the interpreter backend)")
         phases.append(probe)
     return {"runs": runs, "wall_s": stats(walls), "peak_rss_mb": round(float(max(rss)), 1),
             "phases_s": {k: round(float(np.median([p[k] for p in phases])), 4) for k in phases[0]}}
 
 
-def run(bundle: str | Path, images: int = 50, cold_runs: int = 5, backend: str = "auto", threads: int | None = None,
-        device: str = "cpu", options: DecodeOptions | None = None, frame: tuple[int, int] = (640, 480)) -> dict:
+def run(bundle: str | Path, runtime: RuntimeOptions | None = None, options: DecodeOptions | None = None,
+        images: int = 50, cold_runs: int = 5, frame: tuple[int, int] = (640, 480)) -> dict:
     data = frames(images, *frame)
-    with Captioner.open(bundle, num_threads=threads, backend=backend, device=device) as cap:
+    with Captioner.open(bundle, runtime) as cap:
         result = {"bundle": str(bundle), "precision": cap.bundle.precision, "runtime": cap.info,
                   "images": images, "frame": f"{frame[0]}x{frame[1]} BGR", **measure(cap, data, options)}
-    result["cold_start"] = cold_start(bundle, cold_runs, backend, device) if cold_runs else None
+    result["cold_start"] = cold_start(bundle, cold_runs, runtime) if cold_runs else None
     return result
 
 

@@ -17,10 +17,14 @@ import json
 import sys
 from pathlib import Path
 
-from velm_edge import __version__, scenes
-from velm_edge.bundle import DEFAULT_BUNDLE, resolve
-from velm_edge.decode import DecodeOptions
-from velm_edge.errors import BundleError
+from velm_edge import __version__
+from velm_edge.errors import OptionError, VelmError
+from velm_edge.live import scenes
+from velm_edge.runtime.bundle import DEFAULT_BUNDLE, SHIPPED, resolve
+from velm_edge.runtime.choices import HELP, RESIZE_MODES
+from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.tools.flags import HelpFormatter, add_fields, add_flag, from_args, run_command
 
 
 def cmd_synth(args) -> int:
@@ -61,24 +65,23 @@ def decode_options(args, base: DecodeOptions = DecodeOptions()) -> DecodeOptions
 
 
 def open_captioner(args):
-    from velm_edge.captioner import Captioner
+    from velm_edge.runtime.captioner import Captioner
 
     bundle = resolve(args.bundle, getattr(args, "source", None))
-    cap = Captioner.open(bundle, num_threads=args.threads, backend=args.backend, device=args.device,
-                         resize=args.resize, isolate=args.isolate)
+    cap = Captioner.open(bundle, from_args(RuntimeOptions, args), resize=args.resize, isolate=args.isolate)
     cap.options = decode_options(args, cap.options)  # the bundle's recommended decoding, with the flags on top
     return cap
 
 
 def cmd_caption(args) -> int:
-    from velm_edge.image_file import read_image
+    from velm_edge.runtime.image_file import read_image
 
     failed = 0
     with open_captioner(args) as cap:
         for path in args.images:
             try:
                 c = cap.caption(read_image(path))
-            except ValueError as e:
+            except (VelmError, OSError) as e:
                 print(f"velm-edge caption: error: {path}: {e}", file=sys.stderr)
                 failed += 1
                 continue
@@ -90,21 +93,21 @@ def cmd_caption(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from velm_edge import info
+    from velm_edge.tools import info
 
-    report = info.bundle_info(resolve(args.bundle), args.backend, args.isolate)
+    report = info.bundle_info(resolve(args.bundle), from_args(RuntimeOptions, args), args.isolate)
     print(json.dumps(report, indent=2) if args.json else info.format_info(report))
     return 0
 
 
 def cmd_bench(args) -> int:
-    from velm_edge import bench
-    from velm_edge.bundle import read_manifest
+    from velm_edge.runtime.bundle import read_manifest
+    from velm_edge.tools import bench
 
     path = resolve(args.bundle)
     options = decode_options(args, DecodeOptions.recommended(read_manifest(path)))
-    kw = dict(images=args.images, cold_runs=args.cold_runs, backend=args.backend, threads=args.threads,
-              device=args.device, options=options, frame=args.frame)
+    kw = dict(runtime=from_args(RuntimeOptions, args), options=options, images=args.images,
+              cold_runs=args.cold_runs, frame=args.frame)
     result = bench.run(path, **kw)
     other = bench.run(args.against, **kw) if args.against else None
     if args.json:
@@ -120,32 +123,28 @@ def cmd_bench(args) -> int:
 def cmd_run(args) -> int:
     import signal
 
-    from velm_edge import pipeline, sinks, sources
-    from velm_edge.stabilize import SceneGate, Stabilizer
-    from velm_edge.systemd import Notifier
+    from velm_edge.live import pipeline, sources
+    from velm_edge.live.options import LiveOptions
+    from velm_edge.live.systemd import Notifier
+    from velm_edge.sinks.kinds import open_sink
 
     uri = args.source or sources.default_camera()
     if uri is None:
-        print("velm-edge run: no camera found (no /dev/video* device). Try the synthetic camera: "
-              "velm-edge run synth:", file=sys.stderr)
-        return 2
+        raise OptionError("no camera found (no /dev/video* device). Try the synthetic camera: velm-edge run synth:")
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: the loop ends, sinks are flushed
         signal.signal(sig, lambda *_: stopping.append(True))
     source = sources.open_source(uri, loop=args.loop)
-    outputs = [sinks.open_sink(spec) for spec in (args.sink or ["print"])]
-    for out in outputs:
-        if hasattr(out, "url"):
-            print(f"velm-edge run: kiosk page at {out.host}:{out.port} (open it in a browser)", file=sys.stderr)
+    outputs = [open_sink(spec) for spec in (args.sink or ["print"])]
+    live = from_args(LiveOptions, args, overlap=args.device == "cpu" if args.overlap is None else args.overlap)
     notifier = Notifier()  # systemd: READY, a watchdog fed by processed frames, STOPPING (no-op elsewhere)
     try:
         with open_captioner(args) as cap:
             notifier.ready(f"captioning {uri}")
-            counts = pipeline.run(source, cap, outputs, max_frames=args.max_frames, duration_s=args.duration,
-                                  stop=lambda: bool(stopping),
-                                  gate=SceneGate(args.gate, args.gate_interval) if args.gate else None,
-                                  stabilizer=Stabilizer(args.stable) if args.stable else None,
-                                  overlap=args.device == "cpu" if args.overlap is None else args.overlap,
+            for out in outputs:
+                if out.address is not None:
+                    print(f"velm-edge run: {out.name} page at {out.address} (open it in a browser)", file=sys.stderr)
+            counts = pipeline.run(source, cap, outputs, live, stop=lambda: bool(stopping),
                                   on_progress=notifier.progress if notifier.watchdog_s else None)
     finally:
         notifier.stopping()
@@ -157,7 +156,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from velm_edge import doctor
+    from velm_edge.tools import doctor
 
     findings = doctor.run()
     print(json.dumps(doctor.to_json(findings), indent=2) if args.json else doctor.report(findings))
@@ -174,47 +173,48 @@ def _frame_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _bundle_options(p: argparse.ArgumentParser, positional: bool = False, isolate: bool = True) -> None:
-    what = ("a bundle directory (NAME.velm) or a shipped bundle: photo (real-world photos), shapes (the synthetic "
-            "scenes)")
+def _bundle_options(p: argparse.ArgumentParser, positional: bool = False, isolate: bool = True,
+                    device: bool = True) -> None:
+    what = "a bundle directory (NAME.velm) or a shipped bundle: " + ", ".join(SHIPPED) + \
+        " (photo: real-world photos; shapes: the synthetic scenes)"
     if positional:
-        p.add_argument("bundle", nargs="?", default=str(DEFAULT_BUNDLE), help=what)
+        p.add_argument("bundle", nargs="?", default=str(DEFAULT_BUNDLE), help=f"{what} (default: photo)")
     else:
-        p.add_argument("--bundle", default=None, help=f"{what} (default: shapes for synth:, photo for the rest)")
-    p.add_argument("--backend", default="auto", choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"),
-                   help="TFLite interpreter package (auto: ai_edge_litert, then tflite_runtime, then tensorflow)")
-    p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the package's choice)")
+        add_flag(p, "--bundle", default=None, help=f"{what} (default: photo; shapes for the synth: source)")
+    add_fields(p, RuntimeOptions, skip=() if device else ("device",))
     if isolate:
-        p.add_argument("--isolate", action="store_true",
-                       help="for a bundle you did not make: first load and run it once in a child process with "
-                            "memory and time limits, so one that crashes the interpreter is refused instead")
+        add_flag(p, "--isolate", action="store_true",
+                 help="for a bundle you did not make: first load and run it once in a child process with memory "
+                      "and time limits, so one that crashes the interpreter is refused instead")
 
 
-def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu, auto (Edge TPU if present, else CPU), edgetpu, usb[:N], "
-                                                   "pci[:N]")
-    p.add_argument("--resize", default=None, choices=("stretch", "crop", "letterbox"),
-                   help="how frames are fitted to the model (default: the bundle's, as in training)")
+def _resize_option(p: argparse.ArgumentParser) -> None:
+    add_flag(p, "--resize", default=None, choices=RESIZE_MODES,
+             help=HELP["resize"] + " (default: the bundle's, as in training)")
 
 
 def _decode_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (default: what the bundle's manifest recommends, else greedy)")
-    g.add_argument("--beam_size", type=int, default=None, help="1 = greedy; more = beam search of that width")
-    g.add_argument("--length_penalty", type=float, default=None,
-                   help="beam: rank captions by log-probability / (words + 1) ** this (0 = raw)")
-    g.add_argument("--no_repeat_ngram", type=int, default=None,
-                   help="forbid repeating any n-gram of this size (0 = off)")
-    g.add_argument("--min_length", type=int, default=None, help="words before the caption may end")
-    g.add_argument("--max_length", type=int, default=None, help="words at most (default: the model's limit)")
-    g.add_argument("--time_budget_ms", type=float, default=None,
-                   help="stop decoding after this long and keep the best caption so far")
+    add_flag(g, "--beam-size", type=int, default=None, help="1 = greedy; more = beam search of that width")
+    add_flag(g, "--length-penalty", type=float, default=None,
+             help="beam: rank captions by log-probability / (words + 1) ** this (0 = raw)")
+    add_flag(g, "--no-repeat-ngram", type=int, default=None, help="forbid repeating any n-gram of this size (0 = off)")
+    add_flag(g, "--min-length", type=int, default=None, help="words before the caption may end")
+    add_flag(g, "--max-length", type=int, default=None, help="words at most (default: the model's limit)")
+    add_flag(g, "--time-budget-ms", type=float, default=None,
+             help="stop decoding after this long and keep the best caption so far")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from velm_edge.live.options import LiveOptions
+    from velm_edge.live.sources import help_text as source_help
+    from velm_edge.sinks.kinds import help_text as sink_help
+
     parser = argparse.ArgumentParser(prog="velm-edge", description="Live, offline image captions on edge devices.")
     parser.add_argument("--version", action="version", version=f"velm-edge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
     sp = sub.add_parser("caption", formatter_class=fmt, help="caption image files",
                         description="Caption image files (PNG, JPEG, ...; 8- or 16-bit, grey, colour or with alpha) "
@@ -222,46 +222,28 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the exit code is 1 if any was.")
     sp.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _bundle_options(sp)
-    _run_options(sp)
+    _resize_option(sp)
     _decode_flags(sp)
     sp.add_argument("--json", action="store_true", help="one JSON object per line: image, text, tokens, score, "
                                                         "complete, timings_ms")
 
     sp = sub.add_parser("run", formatter_class=fmt, help="live captions from a camera, file, stream or synth:",
                         description="Caption the newest frame of a source again and again and send every caption "
-                                    "to the sinks.  SOURCE: a camera index or /dev/videoN (default: the first "
-                                    "camera), a video file, rtsp:// or http(s):// stream, an image folder or glob, "
-                                    "picamera2: (Raspberry Pi camera), or synth: (the animated synthetic camera; "
-                                    "options as synth:?fps=15&size=320&seed=0&hold_s=3&frames=N&render=80).  Ctrl-C or "
-                                    "SIGTERM stops cleanly with every sink flushed.")
+                                    "to the sinks.  Ctrl-C or SIGTERM stops cleanly with every sink flushed.  "
+                                    "SOURCE (default: the first camera): " + source_help() + ".")
     sp.add_argument("source", nargs="?", default=None, help="what to caption (see above)")
     _bundle_options(sp)
-    _run_options(sp)
+    _resize_option(sp)
     _decode_flags(sp)
-    sp.add_argument("--sink", action="append", default=None, metavar="SINK",
-                    help="print (default), jsonl:- or jsonl:PATH, srt:PATH, vtt:PATH, video:PATH, window, "
-                         "kiosk[:HOST:PORT][?token=T] (a web page, http://127.0.0.1:8080), speak[:VOICE] "
-                         "(espeak-ng), mqtt://HOST[:PORT]/TOPIC; repeat for several")
-    sp.add_argument("--max_frames", type=int, default=None, help="stop after this many captions")
-    sp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    sp.add_argument("--loop", action="store_true", help="start a video file or image folder again at its end")
-    sp.add_argument("--gate", type=float, default=0.0,
-                    help="skip frames whose 32x32 grey thumbnail changed by at most this much (mean absolute "
-                         "difference, 0-255) since the last caption; 0 = caption every frame it can (try 3-6)")
-    sp.add_argument("--gate_interval", type=float, default=2.0,
-                    help="with --gate: caption at least this often (seconds) even if nothing changed")
-    sp.add_argument("--stable", type=int, default=0,
-                    help="announce a caption only after N identical results in a row (hysteresis against "
-                         "flicker); 0 = announce every caption")
-    sp.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
-                    help="run the next frame's vision graph on a second thread while the current caption decodes: "
-                         "more captions/s when the camera is faster than the captioner, on 2+ cores (default: on "
-                         "with --device cpu, off with an Edge TPU)")
+    add_flag(sp, "--sink", action="append", default=None, metavar="SINK",
+             help="where captions go, repeat for several (default: print): " + sink_help())
+    add_fields(sp, LiveOptions, defaults={"overlap": None})
+    add_flag(sp, "--loop", action="store_true", help="start a video file or image folder again at its end")
 
     sp = sub.add_parser("info", formatter_class=fmt, help="what a bundle holds",
                         description="Load a bundle (every check included) and report its manifest, graphs (inputs, "
                                     "outputs, operators), file sizes and measured quality and parity.")
-    _bundle_options(sp, positional=True)
+    _bundle_options(sp, positional=True, device=False)
     sp.add_argument("--json", action="store_true", help="the report as JSON")
 
     sp = sub.add_parser("bench", formatter_class=fmt, help="time a bundle per stage on this machine",
@@ -269,13 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(preprocess, vision, decode step, decode, caption), the interpreter's share "
                                     "and the Python glue, plus cold start and peak memory in fresh processes.")
     _bundle_options(sp, positional=True, isolate=False)
-    sp.add_argument("--device", default="cpu", help="cpu, auto, edgetpu, usb[:N], pci[:N]")
     _decode_flags(sp)
-    sp.add_argument("--against", default=None, metavar="OTHER", help="a second bundle to compare (e.g. float32)")
-    sp.add_argument("--images", type=int, default=50, help="frames to caption")
-    sp.add_argument("--frame", type=_frame_size, default=(640, 480), metavar="WxH",
-                    help="frame size: preprocessing (resizing) cost grows with it")
-    sp.add_argument("--cold_runs", type=int, default=5, help="fresh processes for the cold-start figure (0 = skip)")
+    add_flag(sp, "--against", default=None, metavar="OTHER", help="a second bundle to compare (e.g. float32)")
+    add_flag(sp, "--images", type=int, default=50, help="frames to caption")
+    add_flag(sp, "--frame", type=_frame_size, default=(640, 480), metavar="WxH",
+             help="frame size: preprocessing (resizing) cost grows with it (default: 640x480)")
+    add_flag(sp, "--cold-runs", type=int, default=5, help="fresh processes for the cold-start figure (0 = skip)")
     sp.add_argument("--json", action="store_true", help="the figures as JSON")
 
     sp = sub.add_parser("doctor", formatter_class=fmt, help="check this machine for the runtime",
@@ -289,14 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write procedurally generated scenes as image files plus captions.csv "
                                     "(columns image, caption): a caption set that 'velm-convert train --dataset "
                                     "csv' reads, or frames to try a model on.")
-    sp.add_argument("--out", required=True, help="output folder (created)")
-    sp.add_argument("--count", type=int, default=100, help="number of images")
-    sp.add_argument("--seed", type=int, default=0, help="first seed (scenes) or camera seed (--animated)")
-    sp.add_argument("--size", type=int, default=96, help="image side in pixels")
-    sp.add_argument("--format", choices=("png", "jpg"), default="png", help="image file format")
-    sp.add_argument("--animated", action="store_true", help="consecutive frames of the animated synthetic camera")
-    sp.add_argument("--fps", type=float, default=15.0, help="frame rate of the animated camera")
-    sp.add_argument("--hold_s", type=float, default=3.0, help="seconds each animated layout holds")
+    add_flag(sp, "--out", required=True, help="output folder (created)")
+    add_flag(sp, "--count", type=int, default=100, help="number of images")
+    add_flag(sp, "--seed", type=int, default=0, help="first seed (scenes) or camera seed (--animated)")
+    add_flag(sp, "--size", type=int, default=96, help="image side in pixels")
+    add_flag(sp, "--format", choices=("png", "jpg"), default="png", help="image file format")
+    add_flag(sp, "--animated", action="store_true", help="consecutive frames of the animated synthetic camera")
+    add_flag(sp, "--fps", type=float, default=15.0, help="frame rate of the animated camera")
+    add_flag(sp, "--hold-s", type=float, default=3.0, help="seconds each animated layout holds")
     return parser
 
 
@@ -306,11 +287,7 @@ COMMANDS = {"run": cmd_run, "caption": cmd_caption, "info": cmd_info, "bench": c
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except (BundleError, ValueError, ImportError, RuntimeError, OSError) as e:  # SourceError is a RuntimeError
-        print(f"velm-edge {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("velm-edge", COMMANDS[args.command], args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The child process of ``velm-edge bench``'s cold-start figure: import, open a bundle, caption once.
 
-    python -m velm_edge.cold_start BUNDLE [BACKEND [DEVICE]]
+    python -m velm_edge.tools.cold_start BUNDLE [BACKEND [DEVICE]]
 
 Prints one JSON line: seconds spent importing the runtime, opening the bundle and captioning the
 first frame, and the process's peak resident memory in MB.  Imports nothing heavy before timing.
@@ -27,13 +27,14 @@ def main(bundle: str, backend: str = "auto", device: str = "cpu") -> None:
     t0 = time.perf_counter()
     import numpy as np
 
-    from velm_edge.captioner import Captioner
+    from velm_edge.runtime.captioner import Captioner
+    from velm_edge.runtime.options import RuntimeOptions
 
     t1 = time.perf_counter()
-    cap = Captioner.open(bundle, backend=backend, device=device)
-    t2 = time.perf_counter()
-    cap.caption(np.full((480, 640, 3), 127, np.uint8))
-    t3 = time.perf_counter()
+    with Captioner.open(bundle, RuntimeOptions(backend=backend, device=device)) as cap:
+        t2 = time.perf_counter()
+        cap.caption(np.full((480, 640, 3), 127, np.uint8))
+        t3 = time.perf_counter()
     print(json.dumps({"import": t1 - t0, "open": t2 - t1, "first_caption": t3 - t2, "peak_rss_mb": peak_rss_mb(),
                       "tensorflow_imported": "tensorflow" in sys.modules}))
 

@@ -54,7 +54,7 @@ def interpreters() -> list[Finding]:
     out.append(Finding(OK if tf else MISSING, "tensorflow",
                        f"{tf} (used only as a last-resort interpreter; the runtime never needs it)" if tf
                        else "not installed (not needed on a device)"))
-    from velm_edge import backend
+    from velm_edge.runtime import backend
 
     try:
         _, name = backend.interpreter_module("auto")
@@ -65,7 +65,7 @@ def interpreters() -> list[Finding]:
 
 
 def edgetpu() -> list[Finding]:
-    from velm_edge import backend
+    from velm_edge.runtime import backend
 
     library = backend.edgetpu_library()
     try:
@@ -124,9 +124,10 @@ def cameras() -> list[Finding]:
 def shipped_bundles() -> list[Finding]:
     """Both shipped bundles load and caption: the photo bundle (the default) a frame in its time, the shapes
     bundle a synthetic scene word for word."""
-    from velm_edge import bundle, scenes
-    from velm_edge.captioner import Captioner
-    from velm_edge.tokenizer import normalize
+    from velm_edge.live import scenes
+    from velm_edge.runtime import bundle
+    from velm_edge.runtime.captioner import Captioner
+    from velm_edge.runtime.tokenizer import normalize
 
     out = []
     for name, path in bundle.SHIPPED.items():

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from velm_edge import tflite_model
-from velm_edge.captioner import Captioner
+from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.tools import tflite_model
 
 
-def bundle_info(path: str | Path, backend: str = "auto", isolate: bool = False) -> dict:
+def bundle_info(path: str | Path, runtime: RuntimeOptions | None = None, isolate: bool = False) -> dict:
     """Everything worth knowing about a bundle, after it loaded and passed every check."""
-    cap = Captioner.open(path, backend=backend, isolate=isolate)
-    m = cap.bundle.manifest
-    graphs = {}
-    for name, g in (("vision", cap.vision), ("language", cap.language)):
-        graphs[name] = {
-            "bytes": m["files"][f"{name}.tflite"]["bytes"],
-            "cost": tflite_model.cost(tflite_model.read(getattr(cap.bundle, name))),
-            "inputs": {k: _tensor(g, k, False) for k in sorted(g.inputs)},
-            "outputs": {k: _tensor(g, k, True) for k in sorted(g.outputs)},
-            "ops": g.ops(),
-        }
-    interpreter = cap.info
-    cap.close()
+    with Captioner.open(path, runtime, isolate=isolate) as cap:
+        m = cap.bundle.manifest
+        graphs = {}
+        for name, g in (("vision", cap.vision), ("language", cap.language)):
+            graphs[name] = {
+                "bytes": m["files"][f"{name}.tflite"]["bytes"],
+                "cost": tflite_model.cost(tflite_model.read(getattr(cap.bundle, name))),
+                "inputs": {k: _tensor(g, k, False) for k in sorted(g.inputs)},
+                "outputs": {k: _tensor(g, k, True) for k in sorted(g.outputs)},
+                "ops": g.ops(),
+            }
+        interpreter = cap.info
     model = m.get("model") or {}
     return {
         "path": str(path), "name": m.get("name"), "created": m.get("created"), "precision": m["precision"],
@@ -81,7 +81,7 @@ def format_info(info: dict) -> str:
     if d:
         lines.append("decoding   " + ("greedy" if d["beam_size"] == 1 else
                                       f"beam search {d['beam_size']}, length penalty {d['length_penalty']:g}")
-                     + " (the bundle's recommendation; --beam_size overrides it)")
+                     + " (the bundle's recommendation; --beam-size overrides it)")
     metrics = info["metrics"]
     if metrics.get("bundle"):
         b = metrics["bundle"]

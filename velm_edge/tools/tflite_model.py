@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from velm_edge.errors import BundleError
+
 # TFLite BuiltinOperator codes (tensorflow/lite/schema/schema.fbs) for the ops this project meets.
 OP_NAMES = {0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 3: "CONV_2D", 4: "DEPTHWISE_CONV_2D",
             6: "DEQUANTIZE", 9: "FULLY_CONNECTED", 14: "LOGISTIC", 17: "MAX_POOL_2D", 18: "MUL", 19: "RELU",
@@ -21,19 +23,21 @@ OP_NAMES = {0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 3: "CONV_2D", 4:
             39: "TRANSPOSE", 40: "MEAN", 41: "SUB", 43: "SQUEEZE", 45: "STRIDED_SLICE", 53: "CAST", 83: "PACK",
             114: "QUANTIZE", 117: "HARD_SWISH"}
 # TensorType -> bytes per element
-TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 4, 17: 1}
+TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 12: 8, 15: 4, 16: 2, 17: 1}
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
-              10: "float64", 16: "uint32", 17: "int4"}
+              10: "float64", 12: "uint64", 15: "uint32", 16: "uint16", 17: "int4"}  # tests/test_opcheck.py pins them
 
 
-class _Reader:
+class FlatbufferReader:
+    """Bounds-checked reads of a flatbuffer's scalars, tables, vectors and strings (enough for TFLite's schema)."""
+
     def __init__(self, data: bytes):
         self.data = data
 
     def _unpack(self, fmt: str, pos: int):
         size = struct.calcsize(fmt)
         if pos < 0 or pos + size > len(self.data):
-            raise ValueError(f"offset {pos} outside the {len(self.data)}-byte file")
+            raise BundleError(f"offset {pos} outside the {len(self.data)}-byte file")
         return struct.unpack_from(fmt, self.data, pos)[0]
 
     def u32(self, pos: int) -> int:
@@ -44,7 +48,7 @@ class _Reader:
 
 
 class _Table:
-    def __init__(self, r: _Reader, pos: int):
+    def __init__(self, r: FlatbufferReader, pos: int):
         self.r, self.pos = r, pos
         self.vtable = pos - r._unpack("<i", pos)
         self.vsize = r._unpack("<H", self.vtable)
@@ -79,7 +83,7 @@ class _Table:
             return []
         start, n = v
         if start + 4 * n > len(self.r.data):
-            raise ValueError("a vector runs past the end of the file")
+            raise BundleError("a vector runs past the end of the file")
         return list(struct.unpack_from(f"<{n}i", self.r.data, start))
 
     def tables(self, i: int) -> list[_Table]:
@@ -124,8 +128,8 @@ class Model:
 def read(data: bytes) -> Model:
     """The first subgraph of a .tflite file."""
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
-    r = _Reader(data)
+        raise BundleError("not a TFLite flatbuffer (no TFL3 identifier)")
+    r = FlatbufferReader(data)
     model = r.table(r.u32(0))
     codes = []
     for c in model.tables(1):
@@ -137,7 +141,7 @@ def read(data: bytes) -> Model:
         buffer_bytes.append(v[1] if v else b.scalar(2, "<Q"))
     graphs = model.tables(2)
     if not graphs:
-        raise ValueError("the model has no subgraph")
+        raise BundleError("the model has no subgraph")
     g = graphs[0]
     tensors = []
     for t in g.tables(0):
@@ -154,10 +158,10 @@ def read(data: bytes) -> Model:
     for o in g.tables(3):
         index = o.scalar(0, "<I")
         if index >= len(codes):
-            raise ValueError(f"operator code index {index} out of range")
+            raise BundleError(f"operator code index {index} out of range")
         op = Operator(codes[index], tuple(o.ints(1)), tuple(o.ints(2)))
         if any(not -1 <= i < len(tensors) for i in op.inputs + op.outputs):
-            raise ValueError(f"{op.op}: a tensor index out of range")
+            raise BundleError(f"{op.op}: a tensor index out of range")
         ops.append(op)
     return Model(tuple(tensors), tuple(ops), tuple(g.ints(1)), tuple(g.ints(2)))
 
