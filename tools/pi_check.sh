@@ -11,7 +11,8 @@
 #     and the project wheel with tflite-runtime 2.14 over Debian's numpy 1.x (Raspberry Pi OS's pairing);
 #  3. runs, under qemu-aarch64-static, for each: `velm-edge doctor`, captions for generated scenes (compared
 #     with this machine's captions of the same files, token for token), and a short `run synth:` to JSONL.
-# Needs: qemu-user-static (apt-get install qemu-user-static), network access to deb.debian.org and PyPI,
+# Needs: qemu-user-static (apt-get install qemu-user-static), network access to this machine's Debian mirror
+# (tools/debian_sources.py reads it from its apt configuration) and PyPI,
 # about 700 MB of disk. See PITFALLS.md "Raspberry Pi under emulation" for why each step is as it is.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,12 +37,9 @@ if [ ! -e "$ROOT/usr/lib/aarch64-linux-gnu/libstdc++.so.6" ]; then
     A=$W/apt
     mkdir -p "$A/lists/partial" "$A/cache/archives/partial" "$W/debs"
     touch "$A/status"
-    KEY=/usr/share/keyrings/debian-archive-keyring.gpg
-    cat > "$A/sources.list" <<SRC
-deb [arch=arm64 signed-by=$KEY] http://deb.debian.org/debian bookworm main
-deb [arch=arm64 signed-by=$KEY] http://deb.debian.org/debian bookworm-updates main
-deb [arch=arm64 signed-by=$KEY] http://deb.debian.org/debian-security bookworm-security main
-SRC
+    # the machine's own Debian mirrors (a local mirror or snapshot keeps working), deb.debian.org only as a fallback
+    python3 "$HERE/tools/debian_sources.py" > "$A/sources.list"
+    step "arm64 sources: $(awk '{print $3}' "$A/sources.list" | sort -u | tr '\n' ' ')"
     APT=(-o "Dir::State=$A" -o "Dir::State::Lists=$A/lists" -o "Dir::State::status=$A/status"
          -o "Dir::Cache=$A/cache" -o "Dir::Etc::SourceList=$A/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
          -o "APT::Architecture=arm64" -o "APT::Architectures=arm64" -o "Debug::NoLocking=1" -q)
@@ -90,17 +88,17 @@ rm -rf "$W/site-tflite"
 # 3. run and compare ----------------------------------------------------------------------------------------
 DATA=$W/run
 rm -rf "$DATA"; mkdir -p "$DATA"
-"$PY" -m velm_edge.cli synth --out "$DATA/scenes" --count "$SCENES" --seed 2000020000 --size 240 >/dev/null
+"$PY" -m velm_edge.tools.cli synth --out "$DATA/scenes" --count "$SCENES" --seed 2000020000 --size 240 >/dev/null
 # the reference: this machine's captions with the same interpreter package (each package is exact across
 # architectures; the two packages' int8 kernels round differently and disagree on a caption now and then)
-"$PY" -m velm_edge.cli caption --bundle shapes --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/x86-litert.jsonl"
-"$PY_TFLITE" -m velm_edge.cli caption --bundle shapes --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/x86-tflite.jsonl"
+"$PY" -m velm_edge.tools.cli caption --bundle shapes --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/x86-litert.jsonl"
+"$PY_TFLITE" -m velm_edge.tools.cli caption --bundle shapes --json "$DATA"/scenes/*.png 2>/dev/null > "$DATA/x86-tflite.jsonl"
 # The emulated CPU is a Pi's: qemu's default ("max", with SVE and I8MM) makes XNNPACK pick kernels that
 # qemu 7.2 gets wrong (garbage captions); cortex-a72 is a Raspberry Pi 4, cortex-a76 a Raspberry Pi 5.
 arm() {  # arm CPU SITE ARGS...: velm-edge under emulation
     local cpu=$1 site=$2; shift 2
     (cd "$DATA" && QEMU_CPU=$cpu PYTHONPATH="$site" PYTHONNOUSERSITE=1 "$QEMU" -L "$ROOT" \
-        "$ROOT/usr/bin/python3.11" -m velm_edge.cli "$@")  # not from the source tree: the installed wheel runs
+        "$ROOT/usr/bin/python3.11" -m velm_edge.tools.cli "$@")  # not from the source tree: the installed wheel runs
 }
 FAILED=0
 for pair in litert tflite; do
