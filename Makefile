@@ -51,6 +51,7 @@ pi-check: setup $(TFLITE)/bin/pytest  ## the runtime on aarch64 under qemu, both
 	tools/pi_check.sh
 
 wheel: setup  ## build dist/velm_edge-VERSION-py3-none-any.whl (both shipped bundles inside)
+	rm -rf build  # a stale build/ of an older layout would leak its packages into the wheel
 	$(BIN)/pip wheel --no-deps --quiet -w dist .
 	@ls dist/*.whl
 

@@ -1,5 +1,5 @@
 """Prove the EfficientNet-Lite0 port on real photos: the Keras backbone with its ImageNet head against the
-independent numpy forward pass of the same weights (``convert.efficientnet_reference``), top-1 and logits.
+independent numpy forward pass of the same weights (``velm_convert.efficientnet_reference``), top-1 and logits.
 
     python benchmarks/backbone_port.py [--flickr8k ../shared/data/flickr8k --count 20]
 
@@ -17,9 +17,9 @@ import matplotlib.cbook
 import numpy as np
 from skimage import data
 
-from convert import datasets, efficientnet_lite, efficientnet_reference
-from velm_edge import preprocess
-from velm_edge.image_file import read_image
+from velm_convert import datasets, efficientnet_lite, efficientnet_reference
+from velm_edge.runtime import preprocess
+from velm_edge.runtime.image_file import read_image
 
 
 def photos(flickr8k: str | None, count: int) -> dict[str, np.ndarray]:

@@ -22,16 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from velm_edge import bench, preprocess
-from velm_edge.bundle import DEFAULT_BUNDLE
-from velm_edge.captioner import Captioner
+from velm_edge.runtime import preprocess
+from velm_edge.runtime.bundle import DEFAULT_BUNDLE
+from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.tools import bench
 
 PACKAGES = {"ai_edge_litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter",
             "tensorflow": "tensorflow"}
 
 
 def keras_engine(model_path: str, frames: list[np.ndarray], warmup: int) -> tuple[list[str], list[float]]:
-    from convert.model import Velm
+    from velm_convert.model import Velm
 
     velm = Velm.load(model_path)
     size, mode = velm.config.image_size, velm.info.get("train_config", {}).get("resize_mode", "stretch")
@@ -50,7 +52,7 @@ def keras_engine(model_path: str, frames: list[np.ndarray], warmup: int) -> tupl
 
 
 def bundle_engine(path: str, backend: str, frames: list[np.ndarray], warmup: int) -> tuple[list[str], dict]:
-    with Captioner.open(path, backend=backend) as cap:
+    with Captioner.open(path, RuntimeOptions(backend=backend)) as cap:
         stats = bench.measure(cap, frames, warmup=warmup)
         texts = [cap.caption(f).text for f in frames]
     return texts, stats
@@ -59,10 +61,10 @@ def bundle_engine(path: str, backend: str, frames: list[np.ndarray], warmup: int
 def float32_bundle(model: str, out: Path) -> Path:
     path = out / "float32.velm"
     if not (path / "manifest.json").is_file():
-        from convert import datasets
-        from convert.export import export
-        from convert.model import Velm
-        from velm_edge.scenes import SceneConfig
+        from velm_convert import datasets
+        from velm_convert.export import export
+        from velm_convert.model import Velm
+        from velm_edge.live.scenes import SceneConfig
 
         velm = Velm.load(model)
         calib = datasets.synthetic(8, datasets.CALIB_SEED, SceneConfig(size=velm.config.image_size), progress=False)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from convert import datasets, metrics
-from convert.config import TrainConfig
-from convert.model import Velm, build_on_features, transfer_head
-from convert.train_cached import backbone_encoder
+from velm_convert import datasets, metrics
+from velm_convert.config import TrainConfig
+from velm_convert.model import Velm, build_on_features, transfer_head
+from velm_convert.train_cached import backbone_encoder
 
 
 def main() -> int:

@@ -2,8 +2,8 @@
 
 Rows: the float Keras model, its float32 bundle and its int8 bundle, each with greedy decoding and with the
 int8 bundle's shipped decoding (its manifest's "decoding").  Bundles run through the device code
-(``velm_edge.Captioner``), the Keras model through ``convert.model.Velm``; all are scored by
-``convert.metrics`` (corpus BLEU-1..4, CIDEr-D; no Java).
+(``velm_edge.Captioner``), the Keras model through ``velm_convert.model.Velm``; all are scored by
+``velm_convert.metrics`` (corpus BLEU-1..4, CIDEr-D; no Java).
 
     python benchmarks/flickr8k_scores.py runs/recipe-photo/model/model.keras \\
         --int8 velm_edge/models/photo.velm --float32 runs/photo-float32.velm --data ../shared/data/flickr8k
@@ -15,12 +15,12 @@ import argparse
 import json
 import time
 
-from convert import datasets, metrics
-from convert.model import Velm
-from velm_edge import preprocess
-from velm_edge.bundle import read_manifest
-from velm_edge.captioner import Captioner
-from velm_edge.decode import DecodeOptions
+from velm_convert import datasets, metrics
+from velm_convert.model import Velm
+from velm_edge.runtime import preprocess
+from velm_edge.runtime.bundle import read_manifest
+from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.decode import DecodeOptions
 
 PUBLISHED = [  # from the Flickr8k data README: the same 1,000 test images, 5 references each
     ("Karpathy and Fei-Fei 2015 (NeuralTalk)", 57.9, 38.3, 24.5, 16.0),

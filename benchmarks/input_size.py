@@ -1,6 +1,6 @@
 """Input size against quality and cost: the photo recipe's training at several image sizes, scored on Flickr8k.
 
-For each size the photo recipe's own training command runs with only ``--image_size`` changed (same seed,
+For each size the photo recipe's own training command runs with only ``--image-size`` changed (same seed,
 epochs and head), then the float model captions the test split from cached features, greedy and with
 beam search 3, and the vision graph's multiply-accumulates are counted.
 
@@ -16,15 +16,15 @@ import functools
 import json
 from pathlib import Path
 
-from convert import cli, datasets, metrics, recipe
-from convert.config import TrainConfig
-from convert.model import Velm, build_on_features, count_macs, transfer_head
-from convert.train_cached import backbone_encoder
+from velm_convert import cli, datasets, metrics, recipe
+from velm_convert.config import TrainConfig
+from velm_convert.model import Velm, build_on_features, count_macs, transfer_head
+from velm_convert.train_cached import backbone_encoder
 
 
 def train_args(size: int, data: str, out: Path) -> list[str]:
     args = list(recipe.RECIPES["photo"].commands(out, "photo", data)[0])
-    args[args.index("--image_size") + 1] = str(size)
+    args[args.index("--image-size") + 1] = str(size)
     args[args.index("--out") + 1] = str(out)
     return args + ["--no-progress"]
 

@@ -1,7 +1,7 @@
 """Benchmark: live captions from a 30 fps synthetic camera for a fixed time.
 
     python benchmarks/live.py [--seconds 30] [--fps 30] [--size 640] [--bundle B] [--gate 0] [--kiosk]
-                              [--stalled_clients N]
+                              [--stalled-clients N]
 
 Reports the preview rate (frames the reader delivered per second), captions per second, frame age
 (capture to caption) median and p95 against the target (p95 <= one caption time + one frame
@@ -18,11 +18,13 @@ import time
 
 import numpy as np
 
-from velm_edge import pipeline
-from velm_edge.captioner import Captioner
-from velm_edge.reader import LatestFrameReader
-from velm_edge.sources import SynthSource
-from velm_edge.stabilize import SceneGate
+from velm_edge.live import pipeline
+from velm_edge.live.options import LiveOptions
+from velm_edge.live.reader import LatestFrameReader
+from velm_edge.live.sources import SynthSource
+from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.tools.flags import add_flag
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=False,
                     help="the next frame's vision graph on a second thread while the current caption decodes")
     ap.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the package's choice)")
-    ap.add_argument("--stalled_clients", type=int, default=0,
+    add_flag(ap, "--stalled-clients", type=int, default=0,
                     help="with --kiosk: clients that open the MJPEG stream and never read a byte")
     args = ap.parse_args(argv)
 
@@ -45,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     reader = LatestFrameReader(source)
     sinks = []
     if args.kiosk:
-        from velm_edge.kiosk import KioskSink
+        from velm_edge.sinks.kiosk import KioskSink
 
         sinks.append(KioskSink(port=0))
-    ages, lat, correct = [], [], []
-    gate = SceneGate(args.gate) if args.gate else None
-    with Captioner.open(args.bundle, num_threads=args.threads) as cap:
+    ages, lat, correct, skipped = [], [], [], 0
+    live = LiveOptions(duration_s=args.seconds, gate=args.gate, overlap=args.overlap)
+    with Captioner.open(args.bundle, RuntimeOptions(threads=args.threads)) as cap:
         c0, t0 = os.times(), time.monotonic()
         stalled = []
         if sinks:
@@ -63,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
                 conn = socket.create_connection(("127.0.0.1", sinks[0].port))
                 conn.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 stalled.append(conn)
-        for e in pipeline.captions(source, cap, duration_s=args.seconds, reader=reader, gate=gate,
-                                   overlap=args.overlap):
-            ages.append(e["frame_age_ms"])
-            lat.append(e["latency_ms"])
-            correct.append(e["correct"])
+        for e in pipeline.captions(source, cap, live, reader=reader):
+            skipped = e.skipped or 0
+            ages.append(e.frame_age_ms)
+            lat.append(e.latency_ms)
+            correct.append(e.correct)
             for s in sinks:
                 s.write(e)
         wall, c1 = time.monotonic() - t0, os.times()
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "preview_fps": round(reader.read_count / wall, 1), "captions_per_s": round(len(ages) / wall, 1),
         "frame_age_ms": {"median": round(float(np.median(a)), 2), "p95": round(float(np.percentile(a, 95)), 2)},
         "caption_ms_median": round(caption_ms, 3), "target_p95_ms": round(target, 2),
-        "dropped": reader.dropped, "skipped_by_gate": gate.skipped if gate else 0,
+        "dropped": reader.dropped, "skipped_by_gate": skipped,
         "stalled_clients": args.stalled_clients,
         "exact_match": round(float(np.mean(correct)), 3),
         "cpu_cores": round((c1.user - c0.user + c1.system - c0.system) / wall, 2),

@@ -41,7 +41,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from velm_edge import tflite_model
+from velm_edge.tools import tflite_model
+from velm_edge.tools.flags import add_flag
 
 TARGETS = ("pi4", "pi5", "edgetpu")
 # Published figures (see README "Performance"): (MACs of the model, milliseconds, threads, source).
@@ -104,10 +105,10 @@ def measure_peak(runs: int = 3) -> float:
 
 
 def measure(bundle: str | None, images: int, beam_size: int | None = None) -> dict:
-    cmd = [sys.executable, "-m", "velm_edge.cli", "bench", "--images", str(images), "--cold_runs", "1", "--json",
+    cmd = [sys.executable, "-m", "velm_edge.tools.cli", "bench", "--images", str(images), "--cold-runs", "1", "--json",
            "--threads", "1"]  # one interpreter thread: the per-core rate both estimates start from
     if beam_size is not None:  # else the bundle's recommended decoding
-        cmd += ["--beam_size", str(beam_size)]
+        cmd += ["--beam-size", str(beam_size)]
     out = subprocess.run(cmd + ([bundle] if bundle else []), capture_output=True, text=True, check=True).stdout
     return json.loads(out)["result"]
 
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("bundle", nargs="?", help="bundle directory (default: the shipped one)")
     ap.add_argument("--bench", help="use this `velm-edge bench --json` output instead of measuring now")
     ap.add_argument("--images", type=int, default=200, help="frames for the measurement (default: %(default)s)")
-    ap.add_argument("--beam_size", type=int, help="decoding to measure (default: the bundle's recommendation)")
+    add_flag(ap, "--beam-size", type=int, help="decoding to measure (default: the bundle's recommendation)")
     ap.add_argument("--peak", type=float, metavar="G_MAC_PER_S",
                     help="this core's peak int8 rate in G MAC/s, instead of measuring it with benchmarks/peak_int8.c")
     args = ap.parse_args(argv)

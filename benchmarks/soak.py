@@ -3,7 +3,7 @@
     python benchmarks/soak.py [--seconds 600] [--period 20] [--json soak.json]
 
 A captioning process (this script with --child) runs the shipped bundle on the synthetic camera wrapped
-in velm_edge.faults.FaultySource, which fails, stalls, sends garbage or freezes every PERIOD seconds in
+in velm_edge.testing.faults.FaultySource, which fails, stalls, sends garbage or freezes every PERIOD seconds in
 turn, with the kiosk page and a JSONL log as sinks.  Meanwhile this process plays web clients that
 watch the MJPEG and caption streams, stall without reading, poll the page, or connect and say nothing,
 and samples the captioning process's memory, threads and file descriptors every second.
@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from velm_edge.tools.flags import add_flag
+
 WARMUP_S = 8.0  # clients start, and the memory baseline is taken, after this
 DRAIN_S = 15.0  # clients stop this long before the end, so their connections are gone at the end
 
@@ -38,12 +40,13 @@ DRAIN_S = 15.0  # clients stop this long before the end, so their connections ar
 # -- the captioning process ---------------------------------------------------------------------------------
 
 def child(args) -> int:
-    from velm_edge import pipeline
-    from velm_edge.captioner import Captioner
-    from velm_edge.faults import FaultySource, cycle
-    from velm_edge.reader import LatestFrameReader
-    from velm_edge.sinks import open_sink
-    from velm_edge.sources import SynthSource
+    from velm_edge.live import pipeline
+    from velm_edge.live.options import LiveOptions
+    from velm_edge.live.reader import LatestFrameReader
+    from velm_edge.live.sources import SynthSource
+    from velm_edge.runtime.captioner import Captioner
+    from velm_edge.sinks.kinds import open_sink
+    from velm_edge.testing.faults import FaultySource, cycle
 
     lengths = {"freeze": args.frozen_s + 2.0}
     faults = cycle(args.seconds, args.period, lengths=lengths, first_s=WARMUP_S + 2)  # none during the baseline
@@ -55,7 +58,7 @@ def child(args) -> int:
         Path(args.schedule).write_text(json.dumps({
             "t0_wall": time.time() - (time.monotonic() - source.t0),
             "faults": [{"start_s": f.start_s, "kind": f.kind, "seconds": f.seconds} for f in faults]}))
-        counts = pipeline.run(source, cap, sinks, duration_s=args.seconds, reader=reader)
+        counts = pipeline.run(source, cap, sinks, LiveOptions(duration_s=args.seconds), reader=reader)
     counts.update(reconnects=reader.reconnects, frozen=reader.frozen, bad_frames=reader.bad_frames,
                   dropped=reader.dropped, opens=source.opens)
     print(json.dumps(counts), flush=True)
@@ -122,7 +125,7 @@ def drive(args) -> int:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         cmd = [sys.executable, __file__, "--child", "--seconds", str(args.seconds), "--period", str(args.period),
-               "--frozen_s", str(args.frozen_s), "--port", str(port), "--jsonl", str(jsonl),
+               "--frozen-s", str(args.frozen_s), "--port", str(port), "--jsonl", str(jsonl),
                "--schedule", str(schedule_path)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         start = time.monotonic()
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=600.0, help="how long to run (default: %(default)s)")
     ap.add_argument("--period", type=float, default=20.0, help="seconds between faults (default: %(default)s)")
-    ap.add_argument("--frozen_s", type=float, default=10.0,
+    add_flag(ap, "--frozen-s", type=float, default=10.0,
                     help="the reader's frozen-frame limit; freeze faults last 2 s longer (default: %(default)s)")
     ap.add_argument("--clients", type=int, default=8, help="web clients, a quarter of each kind (default: %(default)s)")
     ap.add_argument("--json", help="also write the report here")

@@ -14,21 +14,22 @@ import sys
 import time
 from pathlib import Path
 
-from convert import cli, datasets, metrics
-from convert.train import train
-from velm_edge import preprocess
+from velm_convert import cli, datasets, metrics
+from velm_convert.train import train
+from velm_edge.runtime import preprocess
+from velm_edge.tools.flags import add_flag
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/bench", help="output directory (default: %(default)s)")
-    ap.add_argument("--eval_scenes", type=int, default=500, help="held-out scenes (default: %(default)s)")
+    add_flag(ap, "--eval-scenes", type=int, default=500, help="held-out scenes (default: %(default)s)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time limit (default: %(default)s)")
     ap.add_argument("--epochs", type=int, default=6,
                     help="epochs of the 60k scenes; the time limit usually ends training first (default: %(default)s)")
     args, rest = ap.parse_known_args(argv)
     cfg = cli.train_config_from_args(cli.train_parser().parse_args(
-        ["--out", args.out, "--max_minutes", str(args.minutes), "--epochs", str(args.epochs), *rest]))
+        ["--out", args.out, "--max-minutes", str(args.minutes), "--epochs", str(args.epochs), *rest]))
     t0 = time.monotonic()
     velm = train(cfg)
     wall = time.monotonic() - t0

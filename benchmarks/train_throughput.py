@@ -1,11 +1,11 @@
 """Benchmark: training throughput (images per second) of a VELM configuration on this machine.
 
-    python benchmarks/train_throughput.py [--image_size 80] [--units 128] [--repeat 3] ...
+    python benchmarks/train_throughput.py [--image-size 80] [--units 128] [--repeat 3] ...
 
 Trains on random tensors fed through a ``keras.utils.PyDataset`` (as ``velm-convert train`` does),
 one warm-up epoch and one timed epoch per repeat, each repeat in a fresh process.  Prints images/s
-and the CPU split (user/system cores).  ``--no_malloc_fix`` leaves TensorFlow's malloc setting in
-place (see convert/malloc_tuning.py): on the 2-core CI machine that gave 120-160 images/s with up
+and the CPU split (user/system cores).  ``--no-malloc-fix`` leaves TensorFlow's malloc setting in
+place (see velm_convert/malloc_tuning.py): on the 2-core CI machine that gave 120-160 images/s with up
 to 45% system time, against 220-250 with the fix.
 """
 
@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from velm_edge.tools.flags import add_flag
+
 
 def measure(args) -> str:
     import math
@@ -24,9 +26,9 @@ def measure(args) -> str:
     import keras
     import numpy as np
 
-    from convert.config import ModelConfig
-    from convert.malloc_tuning import KeepFreedMemory
-    from convert.model import build
+    from velm_convert.config import ModelConfig
+    from velm_convert.malloc_tuning import KeepFreedMemory
+    from velm_convert.model import build
 
     cfg = ModelConfig(vocab_size=48, image_size=args.image_size, units=args.units, feature_dim=args.feature_dim,
                       max_length=args.max_length, dropout=args.dropout)
@@ -55,18 +57,18 @@ def measure(args) -> str:
 
 
 def main() -> int:
-    from convert.config import ModelConfig
+    from velm_convert.config import ModelConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image_size", type=int, default=ModelConfig.image_size)
+    add_flag(ap, "--image-size", type=int, default=ModelConfig.image_size)
     ap.add_argument("--units", type=int, default=ModelConfig.units)
-    ap.add_argument("--feature_dim", type=int, default=ModelConfig.feature_dim)
-    ap.add_argument("--max_length", type=int, default=ModelConfig.max_length)
+    add_flag(ap, "--feature-dim", type=int, default=ModelConfig.feature_dim)
+    add_flag(ap, "--max-length", type=int, default=ModelConfig.max_length)
     ap.add_argument("--dropout", type=float, default=ModelConfig.dropout)
-    ap.add_argument("--batch_size", type=int, default=64)
+    add_flag(ap, "--batch-size", type=int, default=64)
     ap.add_argument("--batches", type=int, default=24)
     ap.add_argument("--repeat", type=int, default=3, help="fresh processes to measure in")
-    ap.add_argument("--no_malloc_fix", action="store_true", help="keep TensorFlow's M_TRIM_THRESHOLD=128 KiB setting")
+    add_flag(ap, "--no-malloc-fix", action="store_true", help="keep TensorFlow's M_TRIM_THRESHOLD=128 KiB setting")
     ap.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.once:

@@ -43,7 +43,7 @@ def main() -> int:
         raise SystemExit(f"{args.chromium} is not installed (Debian: apt-get install chromium)")
     port = free_port()
     # one scene held for the whole run, so the screenshot shows the caption read from /latest.json
-    run = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=15&hold_s=60&seed=11",
+    run = subprocess.Popen([sys.executable, "-m", "velm_edge.tools.cli", "run", "synth:?fps=15&hold_s=60&seed=11",
                             "--sink", f"kiosk:127.0.0.1:{port}", "--duration", "60"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from velm_edge.sources import open_source
+from velm_edge.live.sources import open_source
 
 
 def main() -> int:
@@ -23,7 +23,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp, "captions.avi")
         # 4 scenes of 2 s each at 15 fps, played as fast as they are captioned (frames=... ends the source)
-        subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", "synth:?size=320&seed=7&hold_s=2&frames=120",
+        subprocess.run([sys.executable, "-m", "velm_edge.tools.cli", "run",
+                        "synth:?size=320&seed=7&hold_s=2&frames=120",
                         "--sink", f"video:{video}", "--sink", "jsonl:" + str(Path(tmp, "c.jsonl"))], check=True)
         with open_source(str(video)) as captioned:
             frames = [f.image for f in iter(captioned.read, None)]

@@ -16,7 +16,7 @@ import numpy as np
 from skimage import data
 
 from velm_edge import Captioner
-from velm_edge.overlay import draw_caption
+from velm_edge.sinks.overlay import draw_caption
 
 
 def photos() -> dict[str, np.ndarray]:

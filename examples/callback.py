@@ -15,14 +15,14 @@ import time
 import cv2
 
 from velm_edge import PushCaptioner
-from velm_edge.sources import SynthSource
+from velm_edge.live.sources import SynthSource
 
 
 def on_caption(event: dict) -> None:
     # Everything a caption event carries: text, tokens, score, complete, frame, captured, frame_age_ms,
     # latency_ms, dropped, bad_frames, reconnects.
-    print(f"frame {event['frame']:4d}: {event['text']!r} ({event['latency_ms']:.1f} ms, "
-          f"{event['dropped']} frames dropped so far)", flush=True)
+    print(f"frame {event.frame:4d}: {event.text!r} ({event.latency_ms:.1f} ms, "
+          f"{event.dropped} frames dropped so far)", flush=True)
 
 
 def main() -> int:

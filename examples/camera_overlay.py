@@ -14,11 +14,11 @@ import sys
 
 import cv2
 
-from velm_edge import Captioner
-from velm_edge.bundle import resolve
-from velm_edge.overlay import draw_caption, require_gui
-from velm_edge.sinks import VideoSink
-from velm_edge.sources import default_camera, open_source
+from velm_edge import Captioner, CaptionEvent, VelmError
+from velm_edge.live.sources import default_camera, open_source
+from velm_edge.runtime.bundle import resolve
+from velm_edge.sinks.overlay import draw_caption, require_gui
+from velm_edge.sinks.video import VideoSink
 
 
 def main() -> int:
@@ -34,7 +34,7 @@ def main() -> int:
         video = VideoSink(args.save).start() if args.save else None
         if video is None:
             require_gui("a window")
-    except ValueError as e:
+    except VelmError as e:
         print(f"{e}; or pass --save out.mp4", file=sys.stderr)
         return 2
     shown = 0
@@ -47,7 +47,7 @@ def main() -> int:
             caption = captioner.caption(frame.image)
             shown += 1
             if video is not None:                   # the video sink burns the caption in
-                video.write({"text": caption.text})
+                video.write(CaptionEvent.of(caption))
                 video.frame(frame.image)
                 print(f"frame {frame.index}: {caption.text}")
                 continue

@@ -8,9 +8,9 @@ No picture at hand?  ``velm-edge synth --out scenes --count 3`` writes a few syn
 import argparse
 import sys
 
-from velm_edge import Captioner
-from velm_edge.bundle import DEFAULT_BUNDLE
-from velm_edge.image_file import read_image
+from velm_edge import Captioner, VelmError
+from velm_edge.runtime.bundle import DEFAULT_BUNDLE
+from velm_edge.runtime.image_file import read_image
 
 
 def main() -> int:
@@ -25,7 +25,7 @@ def main() -> int:
         for path in args.images:
             try:
                 frame = read_image(path)  # upright (EXIF applied), grey or BGR, 8 or 16 bits: all accepted
-            except ValueError as e:
+            except VelmError as e:
                 print(f"{path}: {e}", file=sys.stderr)
                 failed += 1
                 continue

@@ -17,7 +17,7 @@ EPOCHS=${EPOCHS:-3}
 "$BIN/velm-edge" synth --out "$WORK/test" --count 100 --seed 900000 --size 64
 
 "$BIN/velm-convert" train --dataset csv --annotations "$WORK/train/captions.csv" --images "$WORK/train" \
-    --image_size 64 --epochs "$EPOCHS" --out "$WORK/model" --no-progress
+    --image-size 64 --epochs "$EPOCHS" --out "$WORK/model" --no-progress
 
 "$BIN/velm-convert" evaluate "$WORK/model/model.keras" --dataset csv \
     --annotations "$WORK/test/captions.csv" --images "$WORK/test" --json "$WORK/eval.json"

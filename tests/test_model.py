@@ -8,9 +8,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from convert.config import ModelConfig, TrainConfig  # noqa: E402
-from convert.model import Velm, build, count_macs, step_model, vision_model  # noqa: E402
-from velm_edge.tokenizer import Vocab  # noqa: E402
+from velm_convert.config import ModelConfig, TrainConfig  # noqa: E402
+from velm_convert.model import Velm, build, count_macs, step_model, vision_model  # noqa: E402
+from velm_edge.runtime.tokenizer import Vocab  # noqa: E402
 
 
 def teacher_forced_step_logits(model, images, tokens):
@@ -107,7 +107,7 @@ def test_load_refuses_files_that_are_not_velm_models(tmp_path):
 
 
 def test_learning_rate_follows_the_cosine_over_steps_or_time(monkeypatch):
-    from convert import train as train_module
+    from velm_convert import train as train_module
 
     clock = [100.0]
     monkeypatch.setattr(train_module.time, "monotonic", lambda: clock[0])

@@ -6,7 +6,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from convert import opcheck  # noqa: E402
+from velm_convert import opcheck  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +47,26 @@ def test_planted_float_op_is_refused_for_int8_only():
 def test_layer_names_come_from_tensor_names():
     assert opcheck.layer_of("velm_step_1/step_hz_1/MatMul") == "step_hz"
     assert opcheck.layer_of("serving_default_image:0") == "serving_default_image:0"
+
+
+def test_the_hand_written_op_and_type_tables_follow_the_tflite_schema():
+    """velm_edge.tools.tflite_model reads .tflite files without TensorFlow from its own tables: pin them to the
+    schema TensorFlow ships, and its op counts to the op check's on the shipped bundles' graphs."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from velm_edge.runtime.bundle import SHIPPED
+    from velm_edge.tools import tflite_model
+
+    for code, name in tflite_model.OP_NAMES.items():
+        assert getattr(schema.BuiltinOperator, name) == code, name
+    for code, name in tflite_model.TYPE_NAMES.items():
+        assert getattr(schema.TensorType, name.upper()) == code, name
+        bits = int("".join(c for c in name if c.isdigit()) or 8)  # bool: one byte
+        assert tflite_model.TYPE_BYTES[code] == max(1, bits // 8), name
+    for bundle in SHIPPED.values():
+        for graph in ("vision", "language"):
+            data = (bundle / f"{graph}.tflite").read_bytes()
+            counts: dict[str, int] = {}
+            for op in tflite_model.read(data).operators:
+                counts[op.op] = counts.get(op.op, 0) + 1
+            assert counts == opcheck.inspect_graph(data, graph).ops, (bundle.name, graph)

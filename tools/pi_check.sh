@@ -72,6 +72,7 @@ for f in possible present online; do echo 0-3 > "$ROOT/sys/devices/system/cpu/$f
 WHEELS=$W/wheels
 rm -rf "$WHEELS"; mkdir -p "$WHEELS"
 step "building the project wheel"
+rm -rf "$HERE/build"  # a stale build/ of an older layout would leak its packages into the wheel
 "$PY" -m pip wheel --no-deps --quiet -w "$WHEELS" "$HERE"
 WHEEL=$(ls "$WHEELS"/velm_edge-*.whl)
 PLAT=(--platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64 --platform manylinux_2_27_aarch64

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from velm_edge import scenes
-from velm_edge.bundle import SHAPES_BUNDLE
+from velm_edge.live import scenes
+from velm_edge.runtime.bundle import SHAPES_BUNDLE
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,7 @@ def bundle_copy(shapes_bundle, tmp_path):
 
 @pytest.fixture(scope="session")
 def captioner(shapes_bundle):
-    from velm_edge.captioner import Captioner
+    from velm_edge.runtime.captioner import Captioner
 
     with Captioner.open(shapes_bundle) as cap:
         yield cap
@@ -76,7 +76,7 @@ def run_to_jsonl(tmp_path):
 
     def run(source: str, frames: int, *args: str) -> list[dict]:
         out = tmp_path / "run.jsonl"
-        done = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", source, "--max_frames", str(frames),
+        done = subprocess.run([sys.executable, "-m", "velm_edge.tools.cli", "run", source, "--max_frames", str(frames),
                                "--sink", f"jsonl:{out}", *args], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         return [json.loads(line) for line in out.read_text().splitlines()]

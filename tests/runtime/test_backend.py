@@ -4,8 +4,9 @@ import builtins
 
 import pytest
 
-from velm_edge import backend
-from velm_edge.backend import Device, EdgeTPUError
+from velm_edge.errors import EdgeTPUError
+from velm_edge.runtime import backend
+from velm_edge.runtime.options import Device, RuntimeOptions
 
 
 def test_device_strings():
@@ -25,12 +26,12 @@ def model_bytes(shapes_bundle):
 
 def test_an_edge_tpu_asked_for_explicitly_fails_clearly_without_one(shapes_bundle):
     with pytest.raises(EdgeTPUError, match=r"Edge TPU runtime libedgetpu\.so\.1 not found.*libedgetpu1-std"):
-        backend.make_interpreter(model_bytes(shapes_bundle), device="usb:0")
+        backend.make_interpreter(model_bytes(shapes_bundle), RuntimeOptions(device="usb:0"))
 
 
 def test_auto_falls_back_to_the_cpu_with_a_warning(shapes_bundle):
     with pytest.warns(RuntimeWarning, match="no Edge TPU, running on the CPU"):
-        interpreter, info = backend.make_interpreter(model_bytes(shapes_bundle), device="auto")
+        interpreter, info = backend.make_interpreter(model_bytes(shapes_bundle), RuntimeOptions(device="auto"))
     assert info["device"] == "cpu"
     assert interpreter.get_signature_list()
 

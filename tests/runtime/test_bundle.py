@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from velm_edge.bundle import Bundle, BundleError, write_manifest
-from velm_edge.captioner import Captioner
+from velm_edge.runtime.bundle import Bundle, BundleError, write_manifest
+from velm_edge.runtime.captioner import Captioner
 
 
 def manifest(root):
@@ -170,8 +170,8 @@ def test_a_file_that_is_not_a_flatbuffer_is_refused(bundle_copy):
 
 
 def test_shipped_bundles_by_name_and_the_default_for_each_source(tmp_path):
-    from velm_edge.bundle import DEFAULT_BUNDLE, SHAPES_BUNDLE, SHIPPED, resolve
-    from velm_edge.sources import SynthSource
+    from velm_edge.live.sources import SynthSource
+    from velm_edge.runtime.bundle import DEFAULT_BUNDLE, SHAPES_BUNDLE, SHIPPED, resolve
 
     assert set(SHIPPED) == {"photo", "shapes"} and DEFAULT_BUNDLE == SHIPPED["photo"]
     assert resolve("shapes") == SHAPES_BUNDLE and resolve("photo") == DEFAULT_BUNDLE
@@ -188,8 +188,8 @@ def test_shipped_bundles_by_name_and_the_default_for_each_source(tmp_path):
 
 
 def test_a_bundle_recommends_its_decoding(bundle_copy):
-    from velm_edge.bundle import DEFAULT_BUNDLE
-    from velm_edge.decode import DecodeOptions
+    from velm_edge.runtime.bundle import DEFAULT_BUNDLE
+    from velm_edge.runtime.decode import DecodeOptions
 
     photo = Captioner.open()
     assert photo.bundle.root == DEFAULT_BUNDLE

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from velm_edge.decode import DecodeOptions, banned, beam_search, decode, greedy, log_softmax
-from velm_edge.quant import QParams, dequantize, quantize
+from velm_edge.runtime.decode import DecodeOptions, banned, beam_search, decode, greedy, log_softmax
+from velm_edge.runtime.quant import QParams, dequantize, quantize
 
 START, END = 1, 2
 
@@ -152,7 +152,7 @@ def test_the_single_row_fast_path_agrees_with_the_batched_path():
 
 
 def test_the_requantization_table_equals_the_maths():
-    from velm_edge.quant import requantize, requantizer
+    from velm_edge.runtime.quant import requantize, requantizer
 
     v = np.arange(-128, 128).astype(np.int8).reshape(2, 128)
     for src, dst in ((QParams(0.02, -5, "int8"), QParams(0.0078125, -1, "int8")),

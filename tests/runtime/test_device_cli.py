@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from velm_edge import cli, scenes
-from velm_edge.tokenizer import normalize
+from velm_edge.live import scenes
+from velm_edge.runtime.tokenizer import normalize
+from velm_edge.tools import cli
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,8 @@ def scene_files(tmp_path_factory):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "velm_edge.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "velm_edge.tools.cli", *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_caption_prints_the_right_captions_for_generated_png_and_jpeg(scene_files, captioner, capsys):
@@ -68,7 +70,7 @@ def test_unreadable_files_are_reported_and_the_rest_still_captioned(scene_files,
 
 
 def test_a_bad_bundle_is_a_clear_error(tmp_path, capsys):
-    assert cli.main(["caption", "--bundle", str(tmp_path), "x.png"]) == 2
+    assert cli.main(["caption", "--bundle", str(tmp_path), "x.png"]) == 1
     assert "velm-edge caption: error: " in capsys.readouterr().err
 
 

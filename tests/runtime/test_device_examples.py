@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from velm_edge.sources import open_source
-from velm_edge.tokenizer import normalize
+from velm_edge.live.sources import open_source
+from velm_edge.runtime.tokenizer import normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

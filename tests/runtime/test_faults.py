@@ -9,10 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from velm_edge import pipeline
-from velm_edge.faults import Fault, FaultySource, cycle
-from velm_edge.reader import LatestFrameReader
-from velm_edge.sources import Source, SourceError, SynthSource
+from velm_edge.errors import SourceError
+from velm_edge.live import pipeline
+from velm_edge.live.options import LiveOptions
+from velm_edge.live.reader import LatestFrameReader
+from velm_edge.live.sources import Source, SynthSource
+from velm_edge.testing.faults import Fault, FaultySource, cycle
 
 LIMITS = dict(stall_s=0.5, garbage_s=0.5, frozen_s=0.5, max_backoff_s=0.5)
 
@@ -26,7 +28,7 @@ def open_fds() -> int:
 def run_with(captioner, faults, seconds, **limits):
     source = FaultySource(SynthSource(fps=60, size=64, seed=3), faults)
     reader = LatestFrameReader(source, **{**LIMITS, **limits})
-    events = list(pipeline.captions(source, captioner, duration_s=seconds, reader=reader))
+    events = list(pipeline.captions(source, captioner, LiveOptions(duration_s=seconds), reader=reader))
     return source, reader, events
 
 
@@ -36,12 +38,12 @@ def test_each_fault_is_detected_and_recovered_from_within_the_backoff(captioner,
     source, reader, events = run_with(captioner, [Fault(0.5, kind, 1.5)], 4.0)
     end = source.t0 + 2.0  # when the source came back (monotonic)
     assert reader.reconnects >= 1 and reader.last_fault
-    after = [e for e in events if e["captured"] - (time.time() - time.monotonic()) > end]
+    after = [e for e in events if e.captured - (time.time() - time.monotonic()) > end]
     assert after, "no caption after the source came back"
-    first_back = after[0]["captured"] - (time.time() - time.monotonic())
+    first_back = after[0].captured - (time.time() - time.monotonic())
     assert first_back - end < 0.5 + 0.5  # the backoff cap plus one reopen and one frame
     if kind == "garbage":
-        assert reader.bad_frames > 0 and events[-1]["bad_frames"] >= reader.bad_frames
+        assert reader.bad_frames > 0 and events[-1].bad_frames >= reader.bad_frames
     if kind == "freeze":
         assert reader.frozen >= 1
     time.sleep(0.3)
@@ -67,9 +69,9 @@ class HangsForever(Source):
         self.release = threading.Event()
 
     def read(self):
-        if self._count < 3:
+        if self.delivered < 3:
             time.sleep(0.01)
-            return self._stamp(np.zeros((8, 8, 3), np.uint8))
+            return self.stamp(np.zeros((8, 8, 3), np.uint8))
         self.release.wait()
         return None
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from bundle_mutations import mutations
 
-from velm_edge.bundle import Bundle
-from velm_edge.captioner import Captioner
 from velm_edge.errors import BundleError
-from velm_edge.isolate import probe
+from velm_edge.runtime.bundle import Bundle
+from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.isolate import probe
+from velm_edge.runtime.options import RuntimeOptions
 
 FRAME = np.full((60, 80, 3), 100, np.uint8)
 
@@ -24,7 +25,7 @@ def judge(root, mutation) -> str:
         except BundleError as e:
             return "contained" if "crashed" in str(e) or "did not finish" in str(e) else "refused"
     try:
-        with Captioner(Bundle.load(root, digest), num_threads=1) as cap:
+        with Captioner(Bundle.load(root, digest), RuntimeOptions(threads=1)) as cap:
             assert isinstance(cap.caption(FRAME).text, str)
         return "accepted"
     except BundleError:

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from velm_edge import image_file
-from velm_edge.sources import open_source
+from velm_edge.live.sources import open_source
+from velm_edge.runtime import image_file
 
 
 def test_exif_orientation_is_applied(sideways):

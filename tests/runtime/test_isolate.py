@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from velm_edge import isolate
-from velm_edge.bundle import Bundle
-from velm_edge.captioner import Captioner
 from velm_edge.errors import BundleError
+from velm_edge.runtime import isolate, isolate_child
+from velm_edge.runtime.bundle import Bundle
+from velm_edge.runtime.captioner import Captioner
 
 
 def test_probe_runs_the_bundle_in_a_child_and_pins_its_manifest(shapes_bundle, captioner):
@@ -44,15 +44,17 @@ def _request(path, timeout_s=5.0):
     return {"path": str(path), "timeout_s": timeout_s, "memory_mb": 2048, "backend": "auto"}
 
 
-def test_a_child_killed_by_a_signal_is_reported_as_a_crash(shapes_bundle, monkeypatch):
-    monkeypatch.setattr(isolate, "_try_bundle", lambda path, backend: os.kill(os.getpid(), signal.SIGSEGV))
-    assert isolate._run_child(_request(shapes_bundle)) == {"status": "crashed", "signal": "SIGSEGV"}
+def test_a_child_killed_by_a_signal_is_reported_as_a_crash(shapes_bundle):
+    def crash(path, backend):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    assert isolate_child.run_child(_request(shapes_bundle), crash) == {"status": "crashed", "signal": "SIGSEGV"}
 
 
-def test_a_child_that_hangs_is_killed_at_the_time_limit(shapes_bundle, monkeypatch):
-    monkeypatch.setattr(isolate, "_try_bundle", lambda path, backend: time.sleep(60))
+def test_a_child_that_hangs_is_killed_at_the_time_limit(shapes_bundle):
     t0 = time.monotonic()
-    assert isolate._run_child(_request(shapes_bundle, timeout_s=1.0)) == {"status": "timeout"}
+    hang = lambda path, backend: time.sleep(60)  # noqa: E731
+    assert isolate_child.run_child(_request(shapes_bundle, timeout_s=1.0), hang) == {"status": "timeout"}
     assert time.monotonic() - t0 < 5
 
 
@@ -64,6 +66,17 @@ def test_a_child_over_its_memory_limit_is_refused(shapes_bundle):
 def test_cli_isolate_flag_refuses_a_damaged_bundle_with_exit_code_2(bundle_copy):
     (bundle_copy / "language.tflite").write_bytes(b"TFL3" + b"\x01" * 64)
     for command in (["info", str(bundle_copy)], ["caption", "--bundle", str(bundle_copy), "x.png"]):
-        run = subprocess.run([sys.executable, "-m", "velm_edge.cli", *command, "--isolate"],
+        run = subprocess.run([sys.executable, "-m", "velm_edge.tools.cli", *command, "--isolate"],
                              capture_output=True, text=True, timeout=120)
-        assert run.returncode == 2 and "isolated probe" in run.stderr, run.stderr[-1000:]
+        assert run.returncode == 1 and "isolated probe" in run.stderr, run.stderr[-1000:]
+
+
+def test_the_helper_process_can_be_closed_and_starts_again(shapes_bundle):
+    isolate.probe(shapes_bundle)
+    pid = isolate.helper_pid()
+    assert pid is not None and os.path.exists(f"/proc/{pid}")
+    isolate.close()
+    assert isolate.helper_pid() is None and not os.path.exists(f"/proc/{pid}")  # ended and reaped
+    assert isolate.probe(shapes_bundle)["status"] == "ok"  # and the next probe starts a new one
+    assert isolate.helper_pid() not in (None, pid)
+    isolate.close()

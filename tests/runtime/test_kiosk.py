@@ -11,8 +11,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from velm_edge.kiosk import KioskSink
-from velm_edge.sinks import open_sink
+from velm_edge.live.events import CaptionEvent
+from velm_edge.sinks.kinds import open_sink
+from velm_edge.sinks.kiosk import KioskSink
 
 
 @pytest.fixture
@@ -28,7 +29,8 @@ def get(k, path, headers=None, timeout=5):
 
 
 def event(i, text="a red circle"):
-    return {"text": text, "frame": i, "frame_age_ms": 12.5}
+    return CaptionEvent(text=text, tokens=(), score=0.0, complete=True, frame=i, captured=0.0, frame_age_ms=12.5,
+                        latency_ms=1.0)
 
 
 def test_page_health_and_latest(kiosk):
@@ -110,7 +112,7 @@ def test_the_page_in_headless_chromium_shows_the_preview_and_follows_the_scene(t
     import sys
 
     port = free_port
-    run = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=15&hold_s=1&seed=5",
+    run = subprocess.Popen([sys.executable, "-m", "velm_edge.tools.cli", "run", "synth:?fps=15&hold_s=1&seed=5",
                             "--sink", f"kiosk:127.0.0.1:{port}", "--duration", "60"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     chrome = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--timeout=3000"]

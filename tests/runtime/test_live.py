@@ -12,10 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
-from velm_edge import pipeline, scenes
-from velm_edge.reader import LatestFrameReader
-from velm_edge.sinks import JsonlSink, open_sink
-from velm_edge.sources import ImagesSource, OpenCVSource, SourceError, SynthSource, open_source
+from velm_edge.errors import OptionError, SourceError
+from velm_edge.live import pipeline, scenes
+from velm_edge.live.events import CaptionEvent
+from velm_edge.live.options import LiveOptions
+from velm_edge.live.reader import LatestFrameReader
+from velm_edge.live.sources import ImagesSource, OpenCVSource, SynthSource, open_source
+from velm_edge.sinks.jsonl import JsonlSink
+from velm_edge.sinks.kinds import open_sink
+from velm_edge.testing.faults import ScriptedSource
 
 
 def test_synth_through_the_pipeline_to_jsonl_matches_the_ground_truth(captioner, tmp_path):
@@ -55,7 +60,7 @@ def test_a_video_file_is_captioned_frame_by_frame_and_ends(captioner, tmp_path):
     source = open_source(path)
     assert isinstance(source, OpenCVSource) and not source.live
     events = list(pipeline.captions(source, captioner))
-    assert [e["frame"] for e in events] == list(range(12))  # a file is not live: no frame is dropped
+    assert [e.frame for e in events] == list(range(12))  # a file is not live: no frame is dropped
 
 
 def test_an_image_folder_is_captioned_in_name_order(captioner, tmp_path):
@@ -63,7 +68,7 @@ def test_an_image_folder_is_captioned_in_name_order(captioner, tmp_path):
         cv2.imwrite(str(tmp_path / f"img{i}.png"), scenes.generate(2_000_000_400 + i, scenes.SceneConfig(size=80))[0])
     (tmp_path / "notes.txt").write_text("not an image")
     events = list(pipeline.captions(open_source(str(tmp_path)), captioner))
-    assert [os.path.basename(e["image"]) for e in events] == ["img0.png", "img1.png", "img2.png"]
+    assert [os.path.basename(e.image) for e in events] == ["img0.png", "img1.png", "img2.png"]
     assert isinstance(open_source(str(tmp_path / "*.png")), ImagesSource)
 
 
@@ -73,10 +78,11 @@ def test_overlapping_vision_and_decoding_gives_the_same_captions(captioner, tmp_
     for i in range(12):
         cv2.imwrite(str(tmp_path / f"img{i:02d}.png"), scenes.generate(2_000_000_500 + i,
                                                                        scenes.SceneConfig(size=80))[0])
-    runs = {o: list(pipeline.captions(open_source(str(tmp_path)), captioner, overlap=o)) for o in (False, True)}
-    assert [(e["image"], e["text"], e["tokens"]) for e in runs[True]] == \
-        [(e["image"], e["text"], e["tokens"]) for e in runs[False]]
-    assert len(runs[True]) == 12 and all(e["text"] for e in runs[True])
+    runs = {o: list(pipeline.captions(open_source(str(tmp_path)), captioner, LiveOptions(overlap=o)))
+            for o in (False, True)}
+    assert [(e.image, e.text, e.tokens) for e in runs[True]] == \
+        [(e.image, e.text, e.tokens) for e in runs[False]]
+    assert len(runs[True]) == 12 and all(e.text for e in runs[True])
 
     class Frames(SynthSource):  # not live: every frame is handed over; frame 3 is refused by preprocessing
         live = False
@@ -87,8 +93,8 @@ def test_overlapping_vision_and_decoding_gives_the_same_captions(captioner, tmp_
                 return dataclasses.replace(frame, image=np.full((80, 80, 3), 2.0, np.float32))  # floats above 1
             return frame
 
-    events = list(pipeline.captions(Frames(size=80, frames=8, realtime=False), captioner, overlap=True))
-    assert [e["frame"] for e in events] == [0, 1, 2, 4, 5, 6, 7] and events[-1]["bad_frames"] == 1
+    events = list(pipeline.captions(Frames(size=80, frames=8, realtime=False), captioner, LiveOptions(overlap=True)))
+    assert [e.frame for e in events] == [0, 1, 2, 4, 5, 6, 7] and events[-1].bad_frames == 1
 
     class Failing:  # a captioner whose vision half breaks on the third frame: the caller gets the error
         def __init__(self):
@@ -104,32 +110,34 @@ def test_overlapping_vision_and_decoding_gives_the_same_captions(captioner, tmp_
             return captioner.decode_encoded(encoded)
 
     with pytest.raises(RuntimeError, match="vision graph failed"):
-        list(pipeline.captions(Frames(size=80, frames=8, realtime=False), Failing(), overlap=True))
+        list(pipeline.captions(Frames(size=80, frames=8, realtime=False), Failing(), LiveOptions(overlap=True)))
 
 
 def test_source_and_sink_names_are_checked():
     with pytest.raises(SourceError, match="not a camera index"):
         open_source("no/such/thing.mp4")
-    with pytest.raises(ValueError, match="synth: options are"):
+    with pytest.raises(OptionError, match="unknown option colour; known: fps, size, seed, hold_s, frames, render"):
         open_source("synth:?colour=red")
     with pytest.raises(ValueError, match="synth: needs size >= 32, render >= 32"):
         open_source("synth:?size=8")
-    with pytest.raises(ValueError, match="unknown sink"):
+    with pytest.raises(OptionError, match="unknown sink 'screen'; sinks: print; jsonl"):
+        open_sink("screen")
+    with pytest.raises(OptionError, match="the window sink takes nothing after its name"):
         open_sink("window:2")
-    with pytest.raises(ValueError, match="jsonl: needs a target"):
+    with pytest.raises(OptionError, match="the jsonl sink needs a target"):
         open_sink("jsonl:")
     with pytest.raises(SourceError, match="could not open"):
         OpenCVSource("/dev/video99").open()
 
 
 def test_the_embedding_api_yields_events():
-    events = list(pipeline.live_captions("synth:?fps=60&size=80&frames=10", max_frames=3))
-    assert len(events) == 3 and {"text", "frame_age_ms", "truth", "correct", "dropped"} <= set(events[0])
+    events = list(pipeline.live_captions("synth:?fps=60&size=80&frames=10", live=LiveOptions(max_frames=3)))
+    assert len(events) == 3 and {"text", "frame_age_ms", "truth", "correct", "dropped"} <= set(events[0].to_json())
 
 
 def test_sigterm_stops_cleanly_with_every_jsonl_line_whole(tmp_path):
     out = tmp_path / "run.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=30&size=80",
+    proc = subprocess.Popen([sys.executable, "-m", "velm_edge.tools.cli", "run", "synth:?fps=30&size=80",
                              "--sink", f"jsonl:{out}", "--sink", "print"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -147,12 +155,13 @@ def test_sigterm_stops_cleanly_with_every_jsonl_line_whole(tmp_path):
 
 @pytest.mark.skipif(bool(__import__("glob").glob("/dev/video*")), reason="this machine has a camera")
 def test_no_source_and_no_camera_suggests_synth():
-    out = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "no camera found" in out.stderr and "velm-edge run synth:" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "velm_edge.tools.cli", "run"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1 and "no camera found" in out.stderr and "velm-edge run synth:" in out.stderr
 
 
 def test_the_stabilizer_needs_n_in_a_row_and_ignores_flicker():
-    from velm_edge.stabilize import Stabilizer
+    from velm_edge.live.events import Stabilizer
 
     s = Stabilizer(hold=3)
     announced = [s.update(t) for t in ["a", "a", "a", "b", "a", "b", "a", "b", "b", "b", "B."]]
@@ -161,7 +170,7 @@ def test_the_stabilizer_needs_n_in_a_row_and_ignores_flicker():
 
 
 def test_the_gate_skips_unchanged_frames_and_still_captions_periodically():
-    from velm_edge.stabilize import SceneGate
+    from velm_edge.live.scene_gate import SceneGate
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 200, (120, 160, 3), dtype=np.uint8)
@@ -176,7 +185,8 @@ def test_the_gate_skips_unchanged_frames_and_still_captions_periodically():
 
 def test_run_with_gate_and_stabilizer_announces_each_scene_once(tmp_path):
     out = tmp_path / "stable.jsonl"
-    run = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=30&size=80&hold_s=1&frames=90",
+    run = subprocess.run([sys.executable, "-m", "velm_edge.tools.cli", "run",
+                          "synth:?fps=30&size=80&hold_s=1&frames=90",
                           "--stable", "3", "--gate", "1", "--sink", f"jsonl:{out}"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -191,7 +201,8 @@ def test_subtitles_have_one_cue_per_caption_change(tmp_path, fmt):
 
     sink = open_sink(f"{fmt}:{tmp_path}/subs.{fmt}").start()
     for t, text in [(10.0, "a red circle"), (10.5, "a red circle"), (11.25, "two blue stars"), (73.0, "a cross")]:
-        sink.write({"captured": t, "text": text})
+        sink.write(CaptionEvent(text=text, tokens=(), score=0.0, complete=True, frame=0, captured=t, frame_age_ms=0.0,
+                                latency_ms=0.0))
     sink.stop()
     body = (tmp_path / f"subs.{fmt}").read_text()
     sep = "," if fmt == "srt" else r"\."
@@ -203,42 +214,12 @@ def test_subtitles_have_one_cue_per_caption_change(tmp_path, fmt):
     assert body.startswith("WEBVTT\n\n") if fmt == "vtt" else body.startswith("1\n00:00:00,000 --> ")
 
 
-class FaultySource:
-    """A live source scripted to fail, stall and return garbage between good synthetic frames."""
-
-    live, fps, uri = True, 30.0, "faulty:"
-
-    def __init__(self, script):
-        self.script, self.i, self.opens, self.closes = list(script), 0, 0, 0
-        self.synth = SynthSource(fps=1000, size=64, realtime=False)
-
-    def open(self):
-        self.opens += 1
-        return self
-
-    def close(self):
-        self.closes += 1
-
-    def read(self):
-        step = self.script.pop(0) if self.script else "end"
-        if step == "fail":
-            raise OSError("device unplugged")
-        if step == "stall":
-            time.sleep(3.0)  # blocks far longer than the reader's stall limit
-        if step == "end":
-            return None
-        frame = self.synth.read()
-        if step == "garbage":
-            return type(frame)(np.zeros((0, 5), np.float32), frame.index, frame.captured)
-        time.sleep(0.005)
-        return frame
-
-
 def test_failures_stalls_and_garbage_are_survived(captioner):
     import threading
 
-    source = FaultySource(["ok"] * 5 + ["fail", "fail"] + ["ok"] * 5 + ["garbage"] * 3 + ["ok"] * 5 + ["stall"]
-                          + ["ok"] * 5)
+    source = ScriptedSource(SynthSource(fps=1000, size=64, realtime=False),
+                            ["ok"] * 5 + ["fail", "fail"] + ["ok"] * 5 + ["garbage"] * 3 + ["ok"] * 5 + ["stall"]
+                            + ["ok"] * 5)
     threads_before = threading.active_count()
     reader = LatestFrameReader(source, stall_s=0.5, max_backoff_s=0.2)
     events = list(pipeline.captions(source, captioner, reader=reader))
@@ -272,7 +253,7 @@ def test_window_sink_says_what_to_install_on_a_headless_opencv():
 
 def test_an_http_mjpeg_stream_is_a_source(free_port, wait_for_http, run_to_jsonl):
     """One velm-edge serves its kiosk preview; a second one captions that stream over HTTP (OpenCV's FFmpeg)."""
-    server = subprocess.Popen([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=15&seed=8",
+    server = subprocess.Popen([sys.executable, "-m", "velm_edge.tools.cli", "run", "synth:?fps=15&seed=8",
                                "--sink", f"kiosk:127.0.0.1:{free_port}", "--duration", "60"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -316,7 +297,7 @@ def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path, free_port, run_
     finally:
         server.terminate()
         server.wait(10)
-    from velm_edge.tokenizer import normalize
+    from velm_edge.runtime.tokenizer import normalize
 
     right = [any(normalize(e["text"]) == normalize(t) for t in truths) for e in events]
     assert len(events) == 20 and np.mean(right) >= 0.8  # RTP/JPEG over loopback still gives the scenes' captions
@@ -325,7 +306,7 @@ def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path, free_port, run_
 def test_push_frames_and_receive_captions_through_a_callback(shapes_bundle, held_out):
     import threading
 
-    from velm_edge.pipeline import PushCaptioner
+    from velm_edge.live.push import PushCaptioner
 
     got, done = [], threading.Event()
 
@@ -344,5 +325,5 @@ def test_push_frames_and_receive_captions_through_a_callback(shapes_bundle, held
             if done.is_set():
                 break
         assert done.wait(10)
-    assert all(e["text"] for e in got) and [e["frame"] for e in got] == sorted(e["frame"] for e in got)
-    assert max(e["bad_frames"] for e in got) >= 1
+    assert all(e.text for e in got) and [e.frame for e in got] == sorted(e.frame for e in got)
+    assert max(e.bad_frames for e in got) >= 1

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from velm_edge import preprocess
-from velm_edge.quant import QParams, quantize
+from velm_edge.runtime import preprocess
+from velm_edge.runtime.quant import QParams, quantize
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from velm_edge.bundle import SHAPES_BUNDLE
+from velm_edge.runtime.bundle import SHAPES_BUNDLE
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,9 +10,11 @@ import time
 
 import pytest
 
-from velm_edge import pipeline
-from velm_edge.sinks import open_sink
-from velm_edge.sources import SynthSource
+from velm_edge.live import pipeline
+from velm_edge.live.options import LiveOptions
+from velm_edge.live.sources import SynthSource
+from velm_edge.sinks.base import Sink
+from velm_edge.sinks.kinds import open_sink
 
 
 def test_speak_reads_out_only_steady_captions(captioner, tmp_path, monkeypatch):
@@ -25,15 +27,9 @@ def test_speak_reads_out_only_steady_captions(captioner, tmp_path, monkeypatch):
     sink = open_sink("speak")
     events = []
 
-    class Record:
-        def start(self):
-            return self
-
+    class Record(Sink):
         def write(self, e):
-            events.append(e["text"])
-
-        def stop(self):
-            pass
+            events.append(e.text)
 
     pipeline.run(SynthSource(fps=30, size=80, seed=6, hold_s=1.0, frames=90), captioner, [sink, Record()])
     said = log.read_text().splitlines()
@@ -81,7 +77,7 @@ def test_mqtt_sink_publishes_every_caption_to_a_real_broker(captioner, broker):
     sub.loop_start()
     time.sleep(0.5)
     sink = open_sink(f"mqtt://127.0.0.1:{broker}/kiosks/lobby/captions")
-    counts = pipeline.run(SynthSource(fps=30, size=80, frames=30), captioner, [sink], max_frames=20)
+    counts = pipeline.run(SynthSource(fps=30, size=80, frames=30), captioner, [sink], LiveOptions(max_frames=20))
     deadline = time.monotonic() + 5
     while len(got) < counts["captions"] and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -7,11 +7,12 @@ import sys
 import threading
 import time
 
-from velm_edge import pipeline
-from velm_edge.faults import Fault, FaultySource
-from velm_edge.reader import LatestFrameReader
-from velm_edge.sources import SynthSource
-from velm_edge.systemd import Notifier
+from velm_edge.live import pipeline
+from velm_edge.live.options import LiveOptions
+from velm_edge.live.reader import LatestFrameReader
+from velm_edge.live.sources import SynthSource
+from velm_edge.live.systemd import Notifier
+from velm_edge.testing.faults import Fault, FaultySource
 
 
 class Listener:
@@ -44,7 +45,7 @@ class Listener:
 def test_velm_edge_run_notifies_systemd(tmp_path):
     listener = Listener(tmp_path / "notify")
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"}
-    run = subprocess.run([sys.executable, "-m", "velm_edge.cli", "run", "synth:?fps=30", "--duration", "3",
+    run = subprocess.run([sys.executable, "-m", "velm_edge.tools.cli", "run", "synth:?fps=30", "--duration", "3",
                           "--sink", f"jsonl:{tmp_path / 'c.jsonl'}"], env=env, capture_output=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
     messages = [m for _, m in listener.messages()]
@@ -60,7 +61,8 @@ def test_watchdog_pings_stop_while_no_frame_is_processed(tmp_path, captioner):
     source = FaultySource(SynthSource(fps=60, size=64), [Fault(1.0, "stall", 1.5)])
     reader = LatestFrameReader(source, stall_s=10)  # the stall is waited out, not reconnected
     t0 = time.monotonic()
-    for _ in pipeline.captions(source, captioner, duration_s=3.5, reader=reader, on_progress=notifier.progress):
+    live = LiveOptions(duration_s=3.5)
+    for _ in pipeline.captions(source, captioner, live, reader=reader, on_progress=notifier.progress):
         pass
     pings = [t - t0 for t, m in listener.messages() if m == "WATCHDOG=1"]
     gaps = [b - a for a, b in zip(pings, pings[1:])]

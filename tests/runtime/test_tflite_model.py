@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from velm_edge import tflite_model
-from velm_edge.info import bundle_info
+from velm_edge.tools import tflite_model
+from velm_edge.tools.info import bundle_info
 
 
 def hand_count(cfg: dict) -> dict:

@@ -1,6 +1,6 @@
 import pytest
 
-from velm_edge.tokenizer import SPECIALS, Vocab, normalize
+from velm_edge.runtime.tokenizer import SPECIALS, Vocab, normalize
 
 
 def test_normalize_lowercases_and_strips_punctuation():
