@@ -2,7 +2,8 @@
 
 This package is the device half: numpy + OpenCV (+ a TFLite interpreter), never TensorFlow.  Its rooms,
 in the order a frame passes through them: ``live/`` (sources -> reader -> captions), ``runtime/``
-(bundle -> caption), ``sinks/`` (where captions go); ``tools/`` holds the command line and its reports.
+(bundle -> caption), ``sinks/`` (where captions go); ``service/`` serves captions over local HTTP, and
+``tools/`` holds the command line and its reports.
 
     from velm_edge import Captioner
     with Captioner.open() as cap:                 # the shipped photo bundle (real-world; "shapes" for synth:)

@@ -1,6 +1,7 @@
 """``velm-edge``: the device command line (never imports TensorFlow).
 
     velm-edge run [SOURCE] [--sink S]...                 live captions (camera, file, stream, synth:)
+    velm-edge serve [SOURCE] [--port P]                  captions over local HTTP for any program
     velm-edge caption IMAGE... [--bundle B] [--json]     captions for image files
     velm-edge info [BUNDLE]                              what a bundle holds
     velm-edge bench [BUNDLE] [--against OTHER]           where a caption's time goes
@@ -155,6 +156,46 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import dataclasses
+    import signal
+    import threading
+
+    from velm_edge.httpd import EventBoard
+    from velm_edge.live import pipeline, sources
+    from velm_edge.runtime.captioner import Captioner
+    from velm_edge.service.server import CaptionService, ServiceOptions
+
+    options = from_args(ServiceOptions, args)
+    runtime = from_args(RuntimeOptions, args)
+    if runtime.threads is None and options.workers > 1:  # the workers share the cores: one thread each
+        runtime = dataclasses.replace(runtime, threads=1)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    source = sources.open_source(args.source, loop=args.loop) if args.source else None
+    with Captioner.open(resolve(args.bundle, args.source), runtime, resize=args.resize, isolate=args.isolate) as cap:
+        cap.options = decode_options(args, cap.options)
+        board = EventBoard() if source is not None else None
+        live = None
+        if source is not None:
+            def follow() -> None:  # the live source's captions, onto the board that /v1/latest and /v1/events read
+                for event in pipeline.captions(source, cap, stop=stopping.is_set):
+                    board.publish(event)
+
+            live = threading.Thread(target=follow, name="serve live", daemon=True)
+        with CaptionService(cap, options, board, args.source) as service:
+            if live is not None:
+                live.start()
+            print(f"velm-edge serve: listening on {service.url} (POST an image to {service.url}/v1/caption; "
+                  f"API: {service.url}/v1/openapi.json)", file=sys.stderr, flush=True)
+            stopping.wait()
+        if live is not None:
+            live.join(5)
+    print("velm-edge serve: stopped", file=sys.stderr)
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from velm_edge.tools import doctor
 
@@ -208,6 +249,7 @@ def _decode_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from velm_edge.live.options import LiveOptions
     from velm_edge.live.sources import help_text as source_help
+    from velm_edge.service.server import ServiceOptions
     from velm_edge.sinks.kinds import help_text as sink_help
 
     parser = argparse.ArgumentParser(prog="velm-edge", description="Live, offline image captions on edge devices.")
@@ -238,6 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(sp, "--sink", action="append", default=None, metavar="SINK",
              help="where captions go, repeat for several (default: print): " + sink_help())
     add_fields(sp, LiveOptions, defaults={"overlap": None})
+    add_flag(sp, "--loop", action="store_true", help="start a video file or image folder again at its end")
+
+    sp = sub.add_parser("serve", formatter_class=fmt, help="captions over local HTTP for any program",
+                        description="Serve captions over HTTP: POST an image (JPEG, PNG or BMP) to /v1/caption and "
+                                    "get its caption as JSON; /v1/info, /health and the OpenAPI description at "
+                                    "/v1/openapi.json.  With a SOURCE, also its live captions at /v1/latest and "
+                                    "/v1/events (server-sent events).  Loopback only unless --token is given; "
+                                    "Ctrl-C or SIGTERM stops it.")
+    sp.add_argument("source", nargs="?", default=None, help="an optional live source (as for run)")
+    _bundle_options(sp)
+    _resize_option(sp)
+    _decode_flags(sp)
+    add_fields(sp, ServiceOptions)
     add_flag(sp, "--loop", action="store_true", help="start a video file or image folder again at its end")
 
     sp = sub.add_parser("info", formatter_class=fmt, help="what a bundle holds",
@@ -281,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"run": cmd_run, "caption": cmd_caption, "info": cmd_info, "bench": cmd_bench, "doctor": cmd_doctor,
+COMMANDS = {"run": cmd_run, "serve": cmd_serve, "caption": cmd_caption, "info": cmd_info, "bench": cmd_bench,
+            "doctor": cmd_doctor,
             "synth": cmd_synth}
 
 

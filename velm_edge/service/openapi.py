@@ -1,0 +1,59 @@
+"""The caption service described as OpenAPI 3.0 (``GET /v1/openapi.json``), built from its route table so
+the description cannot list a route that does not exist or miss one that does."""
+
+from __future__ import annotations
+
+from velm_edge import __version__
+
+_ERROR = {"description": "an error: what to fix", "content": {"application/json": {"schema": {
+    "type": "object", "required": ["error", "status"],
+    "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}}
+_JSON = {"application/json": {"schema": {"type": "object"}}}
+_CAPTION = {"type": "object", "required": ["text", "tokens", "score", "complete", "timings_ms", "image"],
+            "properties": {"text": {"type": "string"}, "tokens": {"type": "array", "items": {"type": "integer"}},
+                           "score": {"type": "number"}, "complete": {"type": "boolean"},
+                           "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+                           "image": {"type": "object", "properties": {
+                               "type": {"type": "string", "enum": ["jpeg", "png", "bmp"]},
+                               "width": {"type": "integer"}, "height": {"type": "integer"}}}}}
+
+OPERATIONS = {  # (method, path) -> what it does and what it answers
+    ("POST", "/v1/caption"): {
+        "summary": "Caption an image sent as the request body (JPEG, PNG or BMP, sniffed from the bytes)",
+        "requestBody": {"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                                      for t in ("image/jpeg", "image/png", "image/bmp",
+                                                                "application/octet-stream")}},
+        "responses": {"200": {"description": "the caption", "content": {"application/json": {"schema": _CAPTION}}},
+                      **{str(code): _ERROR for code in (400, 401, 403, 408, 411, 413, 415, 503, 504)}}},
+    ("GET", "/v1/info"): {"summary": "The bundle, the runtime and the limits",
+                          "responses": {"200": {"description": "the summary", "content": _JSON}}},
+    ("GET", "/v1/latest"): {"summary": "The newest caption of the live source (null before the first)",
+                            "responses": {"200": {"description": "a caption event", "content": _JSON},
+                                          "404": _ERROR}},
+    ("GET", "/v1/events"): {"summary": "The live captions as server-sent events, one JSON caption event each",
+                            "responses": {"200": {"description": "an event stream",
+                                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                          "404": _ERROR}},
+    ("GET", "/v1/openapi.json"): {"summary": "This description",
+                                  "responses": {"200": {"description": "OpenAPI 3.0", "content": _JSON}}},
+    ("GET", "/health"): {"summary": "Whether the service is up, with counters",
+                         "responses": {"200": {"description": "ok", "content": _JSON}}},
+}
+
+
+def describe(routes: dict[tuple[str, str], str], decode_keys) -> dict:
+    """The OpenAPI document of ``routes`` (the handler's own table); ``decode_keys``: the caption's query keys."""
+    paths: dict = {}
+    for method, path in sorted(routes):
+        op = dict(OPERATIONS[(method, path)])
+        op["operationId"] = routes[(method, path)]
+        if (method, path) == ("POST", "/v1/caption"):
+            op["parameters"] = [{"name": k.name, "in": "query", "required": False, "description": k.help,
+                                 "schema": {"type": "integer" if k.type is int else "number"}} for k in decode_keys]
+        op["responses"] = {**op["responses"], "401": _ERROR, "403": _ERROR}
+        paths.setdefault(path, {})[method.lower()] = op
+    return {"openapi": "3.0.3",
+            "info": {"title": "velm-edge caption service", "version": __version__,
+                     "description": "Local, offline image captions. Loopback only unless started with a token."},
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "paths": paths}

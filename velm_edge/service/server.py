@@ -1,0 +1,288 @@
+"""``CaptionService``: captions over local HTTP for programs in any language (``velm-edge serve``).
+
+=========================  ===========================================================================
+``POST /v1/caption``       an image body (JPEG, PNG or BMP) -> the caption as JSON; decoding options in
+                           the query (``?beam_size=3&max_length=12``)
+``GET /v1/info``           the bundle, the runtime and the limits
+``GET /v1/latest``         the newest caption of the live source (``velm-edge serve SOURCE``)
+``GET /v1/events``         the live captions as server-sent events
+``GET /v1/openapi.json``   this API, described as OpenAPI 3
+``GET /health``            ``{"ok": true, ...}``
+=========================  ===========================================================================
+
+Safe by default, on the same HTTP layer as the kiosk (``velm_edge.httpd``): loopback only unless a
+token is given, the Host header checked, a body limit (413 before reading), a pixel limit read from the
+image header before decoding (413), a per-request time limit (408 for a slow upload, 504 for a slow
+caption), and a bounded queue (503 with ``Retry-After`` when full).  Every error is JSON:
+``{"error": "what to fix", "status": N}``.
+
+Requests are captioned by a fixed pool of threads, each with its own interpreters (``Captioner`` keeps
+them per thread), so concurrent clients share the cores without building interpreters per request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import cv2
+import numpy as np
+
+from velm_edge import __version__
+from velm_edge.errors import FrameError, OptionError
+from velm_edge.httpd import BoundedServer, EventBoard, GuardedHandler, check_bind
+from velm_edge.runtime.captioner import Caption, Captioner
+from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.service import images
+from velm_edge.service.openapi import describe
+from velm_edge.specs import Key, parse_query
+
+DECODE_KEYS = (Key("beam_size", int, "1 = greedy; more = beam search of that width"),
+               Key("length_penalty", float, "beam: log-probability / (words + 1) ** this"),
+               Key("no_repeat_ngram", int, "forbid repeating any n-gram of this size (0 = off)"),
+               Key("min_length", int, "words before the caption may end"),
+               Key("max_length", int, "words at most"),
+               Key("time_budget_ms", float, "stop decoding after this long, keep the best caption so far"))
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    host: str = field(default="127.0.0.1", metadata={
+        "help": "address to bind; anything but loopback needs --token"})
+    port: int = field(default=8090, metadata={"help": "TCP port (0: any free port)"})
+    token: str | None = field(default=None, metadata={
+        "help": "bearer token every request must carry (Authorization: Bearer TOKEN or ?token=)"})
+    workers: int = field(default=os.cpu_count() or 2, metadata={
+        "help": "captioning threads, each with its own interpreters (default: the number of cores)"})
+    max_body_bytes: int = field(default=10_000_000, metadata={"help": "largest image upload in bytes (413 above)"})
+    max_pixels: int = field(default=40_000_000, metadata={
+        "help": "largest image in pixels, read from its header before decoding (413 above)"})
+    timeout_s: float = field(default=10.0, metadata={
+        "help": "time limit of one request: upload (408) and caption (504)"})
+    max_queue: int = field(default=16, metadata={
+        "help": "requests that may wait for a captioning thread; more get 503 with Retry-After"})
+    max_connections: int = field(default=64, metadata={"help": "open connections at most; more are closed"})
+
+    def __post_init__(self) -> None:
+        check_bind("serve", self.host, self.port, self.token)
+        if min(self.workers, self.max_body_bytes, self.max_pixels, self.max_connections) < 1 or self.max_queue < 0 \
+                or self.timeout_s <= 0:
+            raise OptionError(f"serve: workers, max_body_bytes, max_pixels and max_connections must be >= 1, max_queue "
+                              f">= 0 and timeout_s > 0; got {self}")
+
+
+class Busy(Exception):
+    """The queue is full."""
+
+
+class CaptionService:
+    def __init__(self, captioner: Captioner, options: ServiceOptions | None = None, live: EventBoard | None = None,
+                 live_source: str | None = None):
+        self.captioner, self.options = captioner, options or ServiceOptions()
+        self.live, self.live_source = live, live_source
+        self.served = 0
+        self.started = time.monotonic()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="caption")
+        self._server: BoundedServer | None = None
+        self.port = self.options.port
+
+    # -- lifecycle
+    def start(self) -> CaptionService:
+        o = self.options
+        handler = type("Handler", (_Handler,), {"service": self, "bind_host": o.host, "token": o.token,
+                                                "timeout": o.timeout_s})
+        self._server = BoundedServer((o.host, o.port), handler, o.max_connections, min(5.0, o.timeout_s))
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name="serve http", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> CaptionService:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.options.host}:{self.port}"
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    # -- captioning
+    def _decode_and_caption(self, data: bytes, options: DecodeOptions) -> Caption:
+        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise FrameError("the image could not be decoded (truncated or damaged)")
+        return self.captioner.caption(frame, options)
+
+    def caption(self, data: bytes, options: DecodeOptions) -> Caption:
+        """Caption an encoded image on the pool; Busy when the queue is full, FutureTimeout after the limit."""
+        o = self.options
+        with self._lock:
+            if self._pending >= o.workers + o.max_queue:
+                raise Busy
+            self._pending += 1
+        future = self._pool.submit(self._decode_and_caption, data, options)
+
+        def done(_):
+            with self._lock:
+                self._pending -= 1
+
+        future.add_done_callback(done)
+        caption = future.result(timeout=o.timeout_s)
+        with self._lock:
+            self.served += 1
+        return caption
+
+    def info(self) -> dict:
+        m = self.captioner.bundle.manifest
+        o = self.options
+        return {"version": __version__, "bundle": {"name": m.get("name"), "path": str(self.captioner.bundle.root),
+                                                   "precision": m["precision"], "input_size": self.captioner.size,
+                                                   "vocab_size": m["vocab_size"], "training": m.get("training")},
+                "decoding": dataclasses.asdict(self.captioner.options), "runtime": self.captioner.info,
+                "workers": o.workers, "live_source": self.live_source,
+                "limits": {"max_body_bytes": o.max_body_bytes, "max_pixels": o.max_pixels, "timeout_s": o.timeout_s,
+                           "max_queue": o.max_queue, "max_connections": o.max_connections}}
+
+
+class _Handler(GuardedHandler):
+    service: CaptionService
+    json_errors = True
+    routes = {("POST", "/v1/caption"): "caption", ("GET", "/v1/info"): "info", ("GET", "/v1/latest"): "latest",
+              ("GET", "/v1/events"): "events", ("GET", "/v1/openapi.json"): "openapi", ("GET", "/health"): "health"}
+
+    def _body(self) -> bytes | None:
+        """The request body within the limits, or None after refusing it."""
+        o = self.service.options
+        if self.headers.get("Transfer-Encoding"):
+            self.refuse(HTTPStatus.LENGTH_REQUIRED, "send the image with a Content-Length (no chunked uploads)",
+                        close=True)
+            return None
+        text = self.headers.get("Content-Length")
+        if text is None:
+            self.refuse(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required", close=True)
+            return None
+        if not text.isdigit():
+            self.refuse(HTTPStatus.BAD_REQUEST, f"Content-Length must be a whole number, got {text[:40]!r}", close=True)
+            return None
+        length = int(text)
+        if length > o.max_body_bytes:
+            self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body has {length} bytes; at most "
+                        f"{o.max_body_bytes} are accepted (--max-body-bytes)", close=True)
+            return None
+        if length == 0:
+            self.refuse(HTTPStatus.BAD_REQUEST, "the body is empty: send the image bytes (JPEG, PNG or BMP)")
+            return None
+        deadline, chunks, got = time.monotonic() + o.timeout_s, [], 0
+        while got < length:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.refuse(HTTPStatus.REQUEST_TIMEOUT, f"the upload took longer than {o.timeout_s:g} s", close=True)
+                return None
+            self.connection.settimeout(left)
+            try:
+                chunk = self.rfile.read1(min(65536, length - got))
+            except TimeoutError:
+                chunk = None
+            if not chunk:
+                if chunk is None:
+                    continue  # the deadline check above answers
+                self.close_connection = True  # the client hung up mid-body
+                return None
+            chunks.append(chunk)
+            got += len(chunk)
+        self.connection.settimeout(self.timeout)
+        return b"".join(chunks)
+
+    def caption(self) -> None:
+        data = self._body()
+        if data is None:
+            return
+        service = self.service
+        try:
+            given = parse_query("POST /v1/caption", self.path.partition("?")[2],
+                                (*DECODE_KEYS, Key("token", str, "the bearer token, if not in a header")))
+            given.pop("token", None)
+            beam = given.pop("beam_size", None)
+            if beam is not None and not 1 <= beam <= 16:
+                raise OptionError(f"beam_size must be 1-16, got {beam}")
+            options = dataclasses.replace(service.captioner.options, **given)
+            options = options if beam is None else options.with_beam(beam)
+            kind = images.sniff(data)
+            width, height = images.size(data, kind)
+            if width * height <= service.options.max_pixels:
+                images.check_complete(data, kind)
+        except OptionError as e:
+            self.refuse(HTTPStatus.BAD_REQUEST, str(e))
+            return
+        except FrameError as e:
+            self.refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE if "not a JPEG" in str(e) else HTTPStatus.BAD_REQUEST, str(e))
+            return
+        if width * height > service.options.max_pixels:
+            self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the image is {width} x {height} pixels; at most "
+                        f"{service.options.max_pixels} pixels are accepted (--max-pixels)")
+            return
+        try:
+            caption = service.caption(data, options)
+        except Busy:
+            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, "all captioning threads are busy and the queue is full; "
+                        "retry later", {"Retry-After": "1"})
+            return
+        except FutureTimeout:
+            self.refuse(HTTPStatus.GATEWAY_TIMEOUT, f"the caption took longer than {service.options.timeout_s:g} s")
+            return
+        except FrameError as e:
+            self.refuse(HTTPStatus.BAD_REQUEST, str(e))
+            return
+        self.reply_json(HTTPStatus.OK, {**caption.to_json(), "image": {"type": kind, "width": width,
+                                                                       "height": height}})
+
+    def info(self) -> None:
+        self.reply_json(HTTPStatus.OK, self.service.info())
+
+    def health(self) -> None:
+        s = self.service
+        self.reply_json(HTTPStatus.OK, {"ok": True, "uptime_s": round(time.monotonic() - s.started, 1),
+                                        "captions": s.served, "pending": s.pending, "workers": s.options.workers})
+
+    def openapi(self) -> None:
+        self.reply_json(HTTPStatus.OK, describe(self.routes, DECODE_KEYS))
+
+    def _live(self) -> EventBoard | None:
+        if self.service.live is None:
+            self.refuse(HTTPStatus.NOT_FOUND, "no live source: start the service with one, e.g. "
+                                              "velm-edge serve /dev/video0")
+        return self.service.live
+
+    def latest(self) -> None:
+        board = self._live()
+        if board is not None:
+            self.reply_json(HTTPStatus.OK, board.latest and board.latest.to_json())
+
+    def events(self) -> None:
+        board = self._live()
+        if board is not None:
+            try:
+                board.stream(self, lambda e: e.to_json())
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                pass  # the client left
