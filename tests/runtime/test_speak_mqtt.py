@@ -6,10 +6,12 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
+from velm_edge.errors import OptionError
 from velm_edge.live import pipeline
 from velm_edge.live.options import LiveOptions
 from velm_edge.live.sources import SynthSource
@@ -89,3 +91,83 @@ def test_mqtt_sink_publishes_every_caption_to_a_real_broker(captioner, broker):
 def test_mqtt_urls_are_checked():
     with pytest.raises(ValueError, match="expected mqtt://HOST"):
         open_sink("mqtt://broker-without-topic")
+
+
+def _subscriber(port: int, topics: list[str]):
+    import paho.mqtt.client as mqtt
+
+    got: list[tuple[str, bytes, bool]] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda c, u, m: got.append((m.topic, m.payload, bool(m.retain)))
+    sub.connect("127.0.0.1", port)
+    for t in topics:
+        sub.subscribe(t, qos=1)
+    sub.loop_start()
+    return sub, got
+
+
+def _wait(got, predicate, seconds: float = 30.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        hits = [m for m in list(got) if predicate(m)]
+        if hits:
+            return hits
+        time.sleep(0.05)
+    raise AssertionError(f"not received within {seconds} s; got {[(t, p[:80]) for t, p, _ in got][:10]}")
+
+
+def check_home_assistant_sensor_config(config: dict) -> None:
+    """The keys and types Home Assistant's MQTT sensor and device schemas document (those we send)."""
+    strings = ("name", "unique_id", "object_id", "state_topic", "value_template", "json_attributes_topic",
+               "json_attributes_template", "availability_topic", "payload_available", "payload_not_available",
+               "icon")
+    for key in strings:
+        assert isinstance(config[key], str) and config[key], key
+    assert set(config) <= {*strings, "device"}, set(config) - {*strings, "device"}
+    device = config["device"]
+    assert isinstance(device["identifiers"], list) and all(isinstance(i, str) and i for i in device["identifiers"])
+    for key in ("name", "manufacturer", "model", "sw_version"):
+        assert isinstance(device[key], str) and device[key], key
+    assert config["icon"].startswith("mdi:") and "value_json.text" in config["value_template"]
+
+
+def test_home_assistant_discovery_and_the_last_will_on_a_real_broker(broker):
+    topic = "velm/lobby"
+    sub, got = _subscriber(broker, ["homeassistant/#", f"{topic}/#", topic])
+    url = f"mqtt://127.0.0.1:{broker}/{topic}?discovery=homeassistant&client_id=lobby&name=Lobby camera"
+    proc = subprocess.Popen([sys.executable, "-m", "velm_edge.tools.cli", "run", "synth:?fps=15&size=80",
+                             "--bundle", "shapes", "--sink", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        (config_msg,) = _wait(got, lambda m: m[0] == "homeassistant/sensor/lobby/caption/config")[:1]
+        config = json.loads(config_msg[1])
+        check_home_assistant_sensor_config(config)
+        assert config["state_topic"] == topic and config["availability_topic"] == f"{topic}/availability"
+        assert config["unique_id"] == "lobby_caption" and config["device"]["name"] == "Lobby camera"
+        _wait(got, lambda m: m[0] == f"{topic}/availability" and m[1] == b"online")
+        caption = json.loads(_wait(got, lambda m: m[0] == topic)[0][1])
+        assert caption["text"] and "truth" in caption  # the state the sensor's value_template reads
+        got.clear()
+        proc.kill()  # SIGKILL: no goodbye; the broker publishes the last will
+        proc.wait(10)
+        _wait(got, lambda m: m[0] == f"{topic}/availability" and m[1] == b"offline", seconds=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # a new subscriber finds the retained config and the retained "offline" (Home Assistant after a restart)
+    late, seen = _subscriber(broker, ["homeassistant/#", f"{topic}/availability"])
+    _wait(seen, lambda m: m[0].endswith("/config") and m[2])
+    _wait(seen, lambda m: m[0] == f"{topic}/availability" and m[1] == b"offline" and m[2])
+    late.loop_stop()
+    sub.loop_stop()
+
+
+def test_a_clean_stop_says_offline_itself(captioner, broker):
+    topic = "velm/door"
+    sub, got = _subscriber(broker, [f"{topic}/availability"])
+    sink = open_sink(f"mqtt://127.0.0.1:{broker}/{topic}?discovery=homeassistant")
+    pipeline.run(SynthSource(fps=30, size=80, frames=10), captioner, [sink], LiveOptions(max_frames=5))
+    _wait(got, lambda m: m[1] == b"online")
+    _wait(got, lambda m: m[1] == b"offline")
+    sub.loop_stop()
+    with pytest.raises(OptionError, match="discovery must be a topic prefix"):
+        open_sink(f"mqtt://127.0.0.1:{broker}/{topic}?discovery=home assistant!")

@@ -26,8 +26,10 @@ SINK_KINDS = (
           Key("max_clients", int, "streams served at once"))),
     Kind("speak", "speak[:VOICE][?hold=3]", "steady captions read aloud by espeak-ng",
          (Key("hold", int, "identical captions in a row before one is spoken"),)),
-    Kind("mqtt", "mqtt://HOST[:PORT]/TOPIC[?qos=0&client_id=ID]", "every caption published as JSON (paho-mqtt)",
-         (Key("qos", int, "MQTT quality of service 0-2"), Key("client_id", str, "the client's id"))),
+    Kind("mqtt", "mqtt://HOST[:PORT]/TOPIC[?qos=0&client_id=ID&discovery=homeassistant&name=N]",
+         "every caption published as JSON (paho-mqtt); discovery=homeassistant makes it a Home Assistant sensor",
+         (Key("qos", int, "MQTT quality of service 0-2"), Key("client_id", str, "the client's id"),
+          Key("discovery", str, "Home Assistant's discovery prefix"), Key("name", str, "the device's name"))),
 )
 KINDS = {k.name: k for k in SINK_KINDS}
 

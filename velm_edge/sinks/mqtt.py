@@ -3,20 +3,31 @@
 Uses paho-mqtt (``pip install 'velm-edge[mqtt]'``).  The client runs its own network thread and
 reconnects by itself; publishing never blocks the pipeline (messages made while the broker is away
 are dropped, not queued without bound).  ``?client_id=...`` and ``?qos=1`` are optional.
+
+``?discovery=homeassistant`` (the discovery prefix) makes the caption a Home Assistant sensor with no
+YAML: a retained discovery config on ``PREFIX/sensor/NODE/caption/config`` (unique_id, device,
+state_topic, value_template, availability), ``online`` on ``TOPIC/availability`` (retained), and an MQTT
+last will that makes the broker publish ``offline`` there when the process dies.  A clean stop publishes
+``offline`` itself.  ``?name=Lobby camera`` names the device; NODE is the client id or, without one,
+the host name and topic.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 from urllib.parse import urlsplit
 
+from velm_edge import __version__
 from velm_edge.errors import OptionError, SinkError
 from velm_edge.live.events import CaptionEvent
 from velm_edge.sinks.base import Sink
 
 
 class MqttSink(Sink):
-    def __init__(self, url: str, qos: int = 0, client_id: str = ""):
+    def __init__(self, url: str, qos: int = 0, client_id: str = "", discovery: str | None = None,
+                 name: str | None = None):
         """``url``: mqtt://HOST[:PORT]/TOPIC (its query, if any, is the caller's: see sinks.kinds)."""
         try:
             import paho.mqtt.client as mqtt
@@ -31,11 +42,27 @@ class MqttSink(Sink):
             raise OptionError(f"{url}: expected mqtt://HOST[:PORT]/TOPIC")
         if qos not in (0, 1, 2):
             raise OptionError(f"{url}: qos must be 0, 1 or 2, got {qos}")
+        if discovery is not None and not re.fullmatch(r"[A-Za-z0-9_\-/]+", discovery):
+            raise OptionError(f"{url}: discovery must be a topic prefix such as homeassistant, got {discovery!r}")
         self.host, self.port = parts.hostname, port or 1883
         self.topic, self.qos, self.name = parts.path.strip("/"), qos, url
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.max_queued_messages_set(100)
         self.published = 0
+        self.discovery = None
+        if discovery is not None:
+            node = re.sub(r"[^A-Za-z0-9_]", "_", client_id or f"{socket.gethostname()}_{self.topic}")
+            self.availability = f"{self.topic}/availability"
+            self.discovery = (f"{discovery.strip('/')}/sensor/{node}/caption/config",
+                              discovery_config(node, self.topic, self.availability, name))
+            self.client.will_set(self.availability, "offline", qos=1, retain=True)
+            self.client.on_connect = self._announce
+
+    def _announce(self, client, userdata, flags, reason, properties=None) -> None:
+        """On every (re)connection: the discovery config and "online", both retained."""
+        topic, config = self.discovery
+        client.publish(topic, json.dumps(config), qos=1, retain=True)
+        client.publish(self.availability, "online", qos=1, retain=True)
 
     def start(self) -> MqttSink:
         self.client.connect_async(self.host, self.port, keepalive=30)
@@ -47,5 +74,26 @@ class MqttSink(Sink):
         self.published += info.rc == 0
 
     def stop(self) -> None:
+        if self.discovery is not None and self.client.is_connected():
+            info = self.client.publish(self.availability, "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(2.0)
+            except (RuntimeError, ValueError):
+                pass  # the connection went away: the broker publishes the last will instead
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def discovery_config(node: str, state_topic: str, availability_topic: str, name: str | None = None) -> dict:
+    """Home Assistant's MQTT discovery payload for a sensor whose state is the caption's text."""
+    return {
+        "name": "Caption", "unique_id": f"{node}_caption", "object_id": f"{node}_caption",
+        "state_topic": state_topic, "value_template": "{{ value_json.text[:255] }}",
+        "json_attributes_topic": state_topic,
+        "json_attributes_template": "{{ {'frame': value_json.frame, 'frame_age_ms': value_json.frame_age_ms, "
+                                    "'score': value_json.score} | tojson }}",
+        "availability_topic": availability_topic, "payload_available": "online", "payload_not_available": "offline",
+        "icon": "mdi:image-text",
+        "device": {"identifiers": [f"velm_edge_{node}"], "name": name or f"velm-edge {node}",
+                   "manufacturer": "velm-edge", "model": "velm-edge live captions", "sw_version": __version__},
+    }
