@@ -69,7 +69,7 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
         if lo < 0.0 or hi > 1.0:
             raise FrameError(f"float images must hold values in [0, 1], found [{lo:g}, {hi:g}] "
                              f"(divide 0-255 images by 255, or pass them as uint8)")
-        return np.rint(frame.astype(np.float32) * 255.0).astype(np.uint8)
+        return np.floor(frame.astype(np.float64) * 255.0 + 0.5).astype(np.uint8)  # half up, in float64: exact
     raise FrameError(f"unsupported image dtype {kind}: pass uint8, uint16 or float in [0, 1]")
 
 
