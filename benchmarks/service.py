@@ -31,6 +31,7 @@ import numpy as np
 from velm_edge.live import scenes
 from velm_edge.runtime.bundle import resolve
 from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.image_file import decode_image
 from velm_edge.runtime.options import RuntimeOptions
 from velm_edge.tools.flags import add_flag
 
@@ -123,7 +124,7 @@ def load_ab(port: int, images: list[bytes], clients: int, total: int) -> dict:
 def direct(bundle: str, images: list[bytes], total: int, workers: int) -> dict:
     """Captions/s of the same JPEG files captioned in this process: decoded (as the service must) and captioned."""
     def caption(cap: Captioner, i: int):
-        return cap.caption(cv2.imdecode(np.frombuffer(images[i % len(images)], np.uint8), cv2.IMREAD_COLOR))
+        return cap.caption(decode_image(images[i % len(images)]))  # the service's own reader
 
     out = {}
     with Captioner.open(bundle) as cap:  # one thread, the interpreter package's own threading
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         proc.wait(10)
     print(f"{Path(bundle).name}, 640x480 JPEG frames, {args.workers} workers, {os.cpu_count()} cores, "
           f"load generator: {args.loader}")
-    print(f"direct (cv2.imdecode + Captioner.caption): {base['one_thread_per_s']:.1f}/s on one thread, "
+    print(f"direct (decode_image + Captioner.caption): {base['one_thread_per_s']:.1f}/s on one thread, "
           f"{base[f'{args.workers}_threads_per_s']:.1f}/s on {args.workers} threads")
     print(f"{'clients':>7s} {'requests/s':>11s} {'p50 ms':>8s} {'p95 ms':>8s} {'of direct':>10s} {'errors':>7s}")
     for r in rows:

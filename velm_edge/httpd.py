@@ -198,12 +198,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
             return
         getattr(self, name)()
 
-    do_GET = do_HEAD = do_POST = _dispatch
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    do_DELETE = do_PATCH = do_OPTIONS = do_PUT
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
 
 
 class EventBoard:

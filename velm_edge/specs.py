@@ -74,3 +74,8 @@ def parse_query(spec: str, query: str, keys: tuple[Key, ...]) -> dict[str, Any]:
 def usage(kinds: tuple[Kind, ...], sep: str = "; ") -> str:
     """Every kind's ``form`` (for error messages and short help)."""
     return sep.join(k.form for k in kinds)
+
+
+def describe(kinds: tuple[Kind, ...]) -> str:
+    """Every kind's ``form: help``, for ``--help``."""
+    return "; ".join(k.usage() for k in kinds)

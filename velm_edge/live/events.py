@@ -36,11 +36,13 @@ class CaptionEvent:
     correct: bool | None = field(default=None)  # whether the caption equals the truth (synthetic frames)
 
     @classmethod
-    def of(cls, caption, frame: int = 0, captured: float | None = None, frame_age_ms: float = 0.0) -> CaptionEvent:
-        """The event of a ``Caption`` made in your own loop (e.g. to feed a sink): ``captured`` defaults to now."""
+    def of(cls, caption, frame: int = 0, captured: float | None = None, frame_age_ms: float = 0.0,
+           **more) -> CaptionEvent:
+        """The event of a ``Caption`` (e.g. one made in your own loop, to feed a sink): ``captured`` defaults to
+        now; ``more`` sets the other fields (counters, image, truth, correct)."""
         return cls(text=caption.text, tokens=tuple(caption.tokens), score=round(caption.score, 4),
                    complete=caption.complete, frame=frame, captured=time.time() if captured is None else captured,
-                   frame_age_ms=frame_age_ms, latency_ms=round(caption.timings_ms.get("total", 0.0), 3))
+                   frame_age_ms=frame_age_ms, latency_ms=round(caption.timings_ms.get("total", 0.0), 3), **more)
 
     def to_json(self) -> dict:
         """A JSON-ready dict; the optional fields (skipped, image, truth, correct) only when they are set."""

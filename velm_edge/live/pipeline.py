@@ -35,14 +35,10 @@ if TYPE_CHECKING:  # sinks depend on the live room, never the other way round
 
 
 def _event(frame: Frame, caption: Caption, wall_offset: float, **counters: int) -> CaptionEvent:
-    now = time.monotonic()
     truth = frame.truth
-    return CaptionEvent(text=caption.text, tokens=tuple(caption.tokens), score=round(caption.score, 4),
-                        complete=caption.complete, frame=frame.index,
-                        captured=round(frame.captured + wall_offset, 4),
-                        frame_age_ms=round((now - frame.captured) * 1e3, 2),
-                        latency_ms=round(caption.timings_ms.get("total", 0.0), 3), image=frame.name, truth=truth,
-                        correct=None if truth is None else normalize(caption.text) == normalize(truth), **counters)
+    return CaptionEvent.of(caption, frame.index, round(frame.captured + wall_offset, 4),
+                           round((time.monotonic() - frame.captured) * 1e3, 2), image=frame.name, truth=truth,
+                           correct=None if truth is None else normalize(caption.text) == normalize(truth), **counters)
 
 
 def _sequential(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,

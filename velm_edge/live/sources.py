@@ -259,11 +259,6 @@ SOURCE_KINDS = (
 )
 
 
-def help_text() -> str:
-    """One line per kind, for ``--help``."""
-    return "; ".join(k.usage() for k in SOURCE_KINDS)
-
-
 def open_source(uri: str, loop: bool = False) -> Source:
     """The source a URI-like string names (see ``SOURCE_KINDS``); raises SourceError or OptionError."""
     uri = uri.strip()

@@ -61,6 +61,12 @@ class DecodeOptions:
         """These options with greedy decoding for beam_size 1, beam search of that width above."""
         return dataclasses.replace(self, strategy="beam" if beam_size > 1 else "greedy", beam_size=max(1, beam_size))
 
+    def override(self, beam_size: int | None = None, **fields) -> DecodeOptions:
+        """These options with ``fields`` replaced and, when given, ``beam_size`` applied through ``with_beam``
+        (how a command line or a request puts its decoding options over a bundle's recommendation)."""
+        options = dataclasses.replace(self, **fields) if fields else self
+        return options if beam_size is None else options.with_beam(beam_size)
+
     @classmethod
     def for_beam(cls, beam_size: int, **kw) -> DecodeOptions:
         """New options: greedy for beam_size 1, beam search of that width above."""

@@ -31,14 +31,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
-import cv2
-import numpy as np
-
 from velm_edge import __version__
 from velm_edge.errors import FrameError, OptionError
 from velm_edge.httpd import BoundedServer, EventBoard, GuardedHandler, check_bind
 from velm_edge.runtime.captioner import Caption, Captioner
 from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.image_file import decode_image
 from velm_edge.service import images
 from velm_edge.service.openapi import describe
 from velm_edge.specs import Key, parse_query
@@ -129,10 +127,7 @@ class CaptionService:
 
     # -- captioning
     def _decode_and_caption(self, data: bytes, options: DecodeOptions) -> Caption:
-        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise FrameError("the image could not be decoded (truncated or damaged)")
-        return self.captioner.caption(frame, options)
+        return self.captioner.caption(decode_image(data), options)  # the one image reader: EXIF orientation applied
 
     def caption(self, data: bytes, options: DecodeOptions) -> Caption:
         """Caption an encoded image on the pool; Busy when the queue is full, FutureTimeout after the limit."""
@@ -223,11 +218,9 @@ class _Handler(GuardedHandler):
             given = parse_query("POST /v1/caption", self.path.partition("?")[2],
                                 (*DECODE_KEYS, Key("token", str, "the bearer token, if not in a header")))
             given.pop("token", None)
-            beam = given.pop("beam_size", None)
-            if beam is not None and not 1 <= beam <= 16:
-                raise OptionError(f"beam_size must be 1-16, got {beam}")
-            options = dataclasses.replace(service.captioner.options, **given)
-            options = options if beam is None else options.with_beam(beam)
+            if not 1 <= given.get("beam_size", 1) <= 16:
+                raise OptionError(f"beam_size must be 1-16, got {given['beam_size']}")
+            options = service.captioner.options.override(**given)
             kind = images.sniff(data)
             width, height = images.size(data, kind)
             if width * height <= service.options.max_pixels:

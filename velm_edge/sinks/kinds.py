@@ -34,11 +34,6 @@ SINK_KINDS = (
 KINDS = {k.name: k for k in SINK_KINDS}
 
 
-def help_text() -> str:
-    """One line per kind, for ``--help``."""
-    return "; ".join(k.usage() for k in SINK_KINDS)
-
-
 def _kiosk(spec: str, rest: str, opts: dict) -> Sink:
     from velm_edge.sinks.kiosk import KioskSink
 

@@ -25,6 +25,7 @@ from velm_edge.runtime.bundle import DEFAULT_BUNDLE, SHIPPED, resolve
 from velm_edge.runtime.choices import HELP, RESIZE_MODES
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.specs import describe
 from velm_edge.tools.flags import HelpFormatter, add_fields, add_flag, from_args, run_command
 
 
@@ -59,10 +60,7 @@ DECODE_FLAGS = ("beam_size", "length_penalty", "no_repeat_ngram", "min_length", 
 
 def decode_options(args, base: DecodeOptions = DecodeOptions()) -> DecodeOptions:
     """``base`` (the bundle's recommended decoding) with every decoding flag the user gave on top."""
-    given = {k: getattr(args, k) for k in DECODE_FLAGS if getattr(args, k, None) is not None}
-    beam = given.pop("beam_size", None)
-    options = dataclasses.replace(base, **given)
-    return options if beam is None else options.with_beam(beam)
+    return base.override(**{k: getattr(args, k) for k in DECODE_FLAGS if getattr(args, k, None) is not None})
 
 
 def open_captioner(args):
@@ -157,7 +155,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import dataclasses
     import signal
     import threading
 
@@ -248,9 +245,9 @@ def _decode_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from velm_edge.live.options import LiveOptions
-    from velm_edge.live.sources import help_text as source_help
+    from velm_edge.live.sources import SOURCE_KINDS
     from velm_edge.service.server import ServiceOptions
-    from velm_edge.sinks.kinds import help_text as sink_help
+    from velm_edge.sinks.kinds import SINK_KINDS
 
     parser = argparse.ArgumentParser(prog="velm-edge", description="Live, offline image captions on edge devices.")
     parser.add_argument("--version", action="version", version=f"velm-edge {__version__}")
@@ -272,13 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", formatter_class=fmt, help="live captions from a camera, file, stream or synth:",
                         description="Caption the newest frame of a source again and again and send every caption "
                                     "to the sinks.  Ctrl-C or SIGTERM stops cleanly with every sink flushed.  "
-                                    "SOURCE (default: the first camera): " + source_help() + ".")
+                                    "SOURCE (default: the first camera): " + describe(SOURCE_KINDS) + ".")
     sp.add_argument("source", nargs="?", default=None, help="what to caption (see above)")
     _bundle_options(sp)
     _resize_option(sp)
     _decode_flags(sp)
     add_flag(sp, "--sink", action="append", default=None, metavar="SINK",
-             help="where captions go, repeat for several (default: print): " + sink_help())
+             help="where captions go, repeat for several (default: print): " + describe(SINK_KINDS))
     add_fields(sp, LiveOptions, defaults={"overlap": None})
     add_flag(sp, "--loop", action="store_true", help="start a video file or image folder again at its end")
 
