@@ -1,0 +1,139 @@
+"""Beyond Flickr8k: a bundle's captions of everyday COCO photos and of the Flickr8k test split, in one table.
+
+Every photo goes through the device code exactly as ``velm-edge caption`` does (the file decoded by
+``velm_edge.runtime.image_file``, then ``Captioner.caption``).  Columns: BLEU-4 and CIDEr-D against the
+5 human captions; mention precision, recall and F1 over COCO's 80 categories and the share of photos
+whose subject is named (``velm_convert.mentions``: a photo shows a category when 2 of its 5 captions
+name it); captions holding ``<unk>``; captions that repeat a word pair.  Beside them, the human row:
+one caption scored against the other four (the ceiling).
+
+    python benchmarks/wider_world.py                          # the shipped photo bundle, its default decoding
+    python benchmarks/wider_world.py --row 'greedy=beam_size=1' --row 'beam 3=beam_size=3'
+    python benchmarks/wider_world.py --bundle runs/mine.velm --flickr8k ''   # coco-sample only
+
+``--row LABEL=QUERY`` adds a row decoded with the bundle's options overridden by QUERY (the keys of
+``POST /v1/caption``'s query, e.g. ``beam_size=1&ground=0``); without ``--row`` the bundle's own
+decoding is the one row.  The photos are read from ``../shared/data`` (their terms forbid shipping them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from velm_convert import datasets, metrics
+from velm_convert.mentions import human_row, mention_scores
+from velm_edge.runtime.bundle import DEFAULT_BUNDLE
+from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.image_file import read_image
+from velm_edge.runtime.tokenizer import UNK, normalize
+from velm_edge.service.server import DECODE_KEYS
+from velm_edge.specs import parse_query
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+COLUMNS = ("bleu4", "cider", "mention_precision", "mention_recall", "mention_f1", "subject_named", "unk", "stutter")
+
+
+def coco_sample(root: Path) -> tuple[list[Path], list[list[str]]]:
+    """coco-sample's photos and their 5 captions each (captions.csv: image,caption)."""
+    refs: dict[str, list[str]] = defaultdict(list)
+    with open(root / "captions.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            refs[row["image"]].append(row["caption"])
+    names = sorted(refs)
+    return [root / "images" / n for n in names], [refs[n] for n in names]
+
+
+def flickr8k_test(root: Path) -> tuple[list[Path], list[list[str]]]:
+    fs = datasets.file_set(datasets.flickr8k_layout(root), "test")
+    return list(fs.files), [list(c) for c in fs.captions]
+
+
+def stutters(text: str) -> bool:
+    """A caption that says the same two words twice ("a blue shirt and a blue shirt")."""
+    words = normalize(text)
+    pairs = list(zip(words, words[1:]))
+    return len(pairs) != len(set(pairs))
+
+
+def score(hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+    s = metrics.score(hyps, refs)
+    return {"bleu4": s["bleu4"], "cider": s["cider"], **mention_scores(hyps, refs),
+            "unk": sum(UNK in h for h in hyps), "stutter": sum(stutters(h) for h in hyps)}
+
+
+def human(refs: list[list[str]]) -> dict[str, float]:
+    """The first caption of each photo against the other four (as the data README measures it)."""
+    first, others = [r[0] for r in refs], [r[1:] for r in refs]
+    s = metrics.score(first, others)
+    return {"bleu4": s["bleu4"], "cider": s["cider"], **human_row(refs),
+            "unk": 0, "stutter": sum(stutters(h) for h in first)}
+
+
+def caption_all(cap: Captioner, files: list[Path], options) -> tuple[list[str], list[dict], float]:
+    texts, tags, t0 = [], [], time.perf_counter()
+    for path in files:
+        c = cap.caption(read_image(path), options)
+        texts.append(c.text)
+        tags.append(c.to_json().get("tags", []))
+    return texts, tags, (time.perf_counter() - t0) / max(1, len(files)) * 1e3
+
+
+def fmt(row: dict) -> str:
+    return (f"{row['bleu4'] * 100:.1f} | {row['cider']:.3f} | {row['mention_precision']:.2f} / "
+            f"{row['mention_recall']:.2f} / **{row['mention_f1']:.2f}** | {row['subject_named']:.0%} | "
+            f"{row['unk']} | {row['stutter']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="the bundle (default: the shipped photo bundle)")
+    ap.add_argument("--row", action="append", default=[], metavar="LABEL=QUERY",
+                    help="a row with these decoding options over the bundle's (repeatable)")
+    ap.add_argument("--coco", default=str(DATA / "coco-sample"), help="coco-sample directory ('' to skip)")
+    ap.add_argument("--flickr8k", default=str(DATA / "flickr8k"), help="Flickr8k directory ('' to skip)")
+    ap.add_argument("--examples", type=int, default=0, help="print this many coco-sample captions per row")
+    ap.add_argument("--json", help="also write every figure and caption here")
+    args = ap.parse_args()
+
+    sets = {}
+    for name, root, reader in (("coco-sample", args.coco, coco_sample), ("Flickr8k test", args.flickr8k,
+                                                                         flickr8k_test)):
+        if root and (Path(root) / "captions.csv").is_file():
+            sets[name] = reader(Path(root))
+        elif root:
+            print(f"{name}: no captions.csv under {root}; skipped")
+    if not sets:
+        raise SystemExit("no evaluation set found: pass --coco and/or --flickr8k")
+    out: dict = {"bundle": args.bundle, "rows": {}}
+    with Captioner.open(args.bundle) as cap:
+        rows = [(label, parse_query(f"--row {spec}", query, DECODE_KEYS))
+                for spec in (args.row or ["bundle's decoding="]) for label, _, query in [spec.partition("=")]]
+        for label, given in rows:
+            options = cap.options.override(**given)
+            for set_name, (files, refs) in sets.items():
+                texts, tags, ms = caption_all(cap, files, options)
+                s = {**score(texts, refs), "ms_per_photo": ms}
+                out["rows"][f"{label} | {set_name}"] = {**s, "captions": dict(zip(map(str, files), texts)),
+                                                       "tags": tags}
+                print(f"| {label} | {set_name} | {fmt(s)} | {ms:.0f} |", flush=True)
+                if set_name == "coco-sample":
+                    for path, text in list(zip(files, texts))[:args.examples]:
+                        print(f"    {path.name}: {text}")
+    for set_name, (_, refs) in sets.items():
+        h = human(refs)
+        out["rows"][f"human | {set_name}"] = h
+        print(f"| one human caption vs the other four | {set_name} | {fmt(h)} | |")
+    print("columns: decoding | set | BLEU-4 | CIDEr-D | mention P / R / F1 | subject named | captions with <unk> | "
+          "captions repeating a word pair | ms per photo")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

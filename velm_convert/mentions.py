@@ -1,0 +1,203 @@
+"""Does a caption name what the photo shows?  COCO's 80 object categories and the everyday words for them.
+
+``CATEGORIES`` maps each of MS-COCO's 80 categories to the words and phrases captions use for it ("cat":
+cat, kitten, kitty; "tv": tv, television; "person": man, woman, child, skier, ...).  Plurals are added by
+``forms``; a phrase ("teddy bear", "fire hydrant") is matched before its words, so a teddy bear is not a
+bear.  Words that mostly mean something else in captions are left out on purpose: "orange" (a colour far
+more often than the fruit: only "oranges" counts), "glass" alone (windows), "bag", "vehicle", "computer".
+
+The measure (``mention_scores``): an image *shows* a category when at least ``agree`` of its reference
+captions name it; a caption's mentions are scored against that set, summed over images (precision,
+recall, F1), and an image's *subject is named* when the caption names at least one category it shows.
+One human caption against the other four gives precision 0.87 and recall 0.78 on coco-sample
+(``human_row``), which is the ceiling a model is compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from velm_edge.runtime.tokenizer import normalize
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "person": ("person", "people", "persons", "man", "men", "woman", "women", "boy", "girl", "child", "children",
+               "kid", "baby", "toddler", "guy", "lady", "ladies", "gentleman", "gentlemen", "player", "skier",
+               "surfer", "skateboarder", "snowboarder", "rider", "biker", "cyclist", "bicyclist", "crowd",
+               "family", "couple", "teenager", "teen", "adult", "batter", "catcher", "umpire", "pitcher", "chef",
+               "officer", "policeman", "worker", "tourist", "pedestrian", "spectator", "student", "someone",
+               "athlete", "soldier", "cowboy", "groom", "bride", "son", "daughter", "mother", "father", "infant"),
+    "bicycle": ("bicycle", "bike", "cycle"),
+    "car": ("car", "taxi", "cab", "suv", "sedan", "jeep", "minivan"),
+    "motorcycle": ("motorcycle", "motorbike", "motor bike", "dirt bike", "scooter", "moped", "motor scooter"),
+    "airplane": ("airplane", "plane", "jet", "aircraft", "airliner", "aeroplane", "jetliner"),
+    "bus": ("bus", "busses", "double decker"),
+    "train": ("train", "locomotive", "tram", "trolley", "subway"),
+    "truck": ("truck", "pickup", "lorry", "firetruck", "fire truck", "tow truck"),
+    "boat": ("boat", "ship", "sailboat", "canoe", "kayak", "yacht", "ferry", "raft", "rowboat"),
+    "traffic light": ("traffic light", "stop light", "stoplight", "traffic signal"),
+    "fire hydrant": ("fire hydrant", "hydrant"),
+    "stop sign": ("stop sign",),
+    "parking meter": ("parking meter", "meter"),
+    "bench": ("bench",),
+    "bird": ("bird", "parrot", "pigeon", "seagull", "gull", "duck", "goose", "geese", "swan", "owl", "eagle",
+             "hawk", "chicken", "hen", "rooster", "chick", "macaw", "penguin", "sparrow", "crow", "finch"),
+    "cat": ("cat", "kitten", "kitty"),
+    "dog": ("dog", "puppy", "pup", "doggy"),
+    "horse": ("horse", "pony", "foal", "stallion", "mare"),
+    "sheep": ("sheep", "lamb", "ram"),
+    "cow": ("cow", "cattle", "bull", "calf", "calves", "ox", "oxen"),
+    "elephant": ("elephant",),
+    "bear": ("bear", "grizzly"),
+    "zebra": ("zebra",),
+    "giraffe": ("giraffe",),
+    "backpack": ("backpack", "back pack", "rucksack"),
+    "umbrella": ("umbrella", "parasol"),
+    "handbag": ("handbag", "purse"),
+    "tie": ("tie", "necktie"),
+    "suitcase": ("suitcase", "luggage", "baggage"),
+    "frisbee": ("frisbee",),
+    "skis": ("ski", "skis"),
+    "snowboard": ("snowboard",),
+    "sports ball": ("ball", "soccer ball", "tennis ball", "football", "basketball", "volleyball"),
+    "kite": ("kite",),
+    "baseball bat": ("baseball bat", "bat"),
+    "baseball glove": ("baseball glove", "glove", "mitt"),
+    "skateboard": ("skateboard", "skate board"),
+    "surfboard": ("surfboard", "surf board"),
+    "tennis racket": ("tennis racket", "racket", "racquet"),
+    "bottle": ("bottle",),
+    "wine glass": ("wine glass", "wineglass", "glass of wine"),
+    "cup": ("cup", "mug", "teacup", "coffee cup"),
+    "fork": ("fork",),
+    "knife": ("knife", "knives"),
+    "spoon": ("spoon",),
+    "bowl": ("bowl",),
+    "banana": ("banana",),
+    "apple": ("apple",),
+    "sandwich": ("sandwich", "burger", "hamburger", "sub"),
+    "orange": ("oranges",),
+    "broccoli": ("broccoli",),
+    "carrot": ("carrot",),
+    "hot dog": ("hot dog", "hotdog"),
+    "pizza": ("pizza",),
+    "donut": ("donut", "doughnut"),
+    "cake": ("cake", "cupcake"),
+    "chair": ("chair",),
+    "couch": ("couch", "sofa", "loveseat"),
+    "potted plant": ("potted plant", "plant", "houseplant"),
+    "bed": ("bed",),
+    "dining table": ("table", "dining table", "desk"),
+    "toilet": ("toilet",),
+    "tv": ("tv", "television", "tvs"),
+    "laptop": ("laptop",),
+    "mouse": ("mouse", "computer mouse"),
+    "remote": ("remote", "remote control", "controller"),
+    "keyboard": ("keyboard",),
+    "cell phone": ("phone", "cellphone", "cell phone", "smartphone", "mobile phone", "telephone"),
+    "microwave": ("microwave",),
+    "oven": ("oven", "stove"),
+    "toaster": ("toaster",),
+    "sink": ("sink",),
+    "refrigerator": ("refrigerator", "fridge"),
+    "book": ("book",),
+    "clock": ("clock",),
+    "vase": ("vase",),
+    "scissors": ("scissors",),
+    "teddy bear": ("teddy bear", "teddy", "stuffed animal"),
+    "hair drier": ("hair drier", "hair dryer", "blow dryer"),
+    "toothbrush": ("toothbrush",),
+}
+
+_IRREGULAR = {"man": "men", "woman": "women", "child": "children", "person": "people", "mouse": "mice",
+              "knife": "knives", "calf": "calves", "goose": "geese", "sheep": "sheep", "fish": "fish",
+              "scissors": "scissors", "skis": "skis", "broccoli": "broccoli", "luggage": "luggage",
+              "baggage": "baggage", "cattle": "cattle", "family": "families", "lady": "ladies", "baby": "babies",
+              "kitty": "kitties", "doggy": "doggies", "pony": "ponies", "teddy": "teddies", "ferry": "ferries",
+              "trolley": "trolleys", "gentleman": "gentlemen", "bus": "buses", "ox": "oxen"}
+
+
+def plural(word: str) -> str:
+    """The plural of a category word or phrase (its last word): dog -> dogs, bench -> benches, lady -> ladies."""
+    *head, last = word.split(" ")
+    if last in _IRREGULAR:
+        last = _IRREGULAR[last]
+    elif last.endswith(("s", "x", "ch", "sh")):
+        last += "es"
+    elif last.endswith("y") and last[-2:-1] not in "aeiou":
+        last = last[:-1] + "ies"
+    else:
+        last += "s"
+    return " ".join([*head, last])
+
+
+def forms(category: str) -> tuple[str, ...]:
+    """Every word or phrase that names ``category``: its listed words and their plurals."""
+    words = CATEGORIES[category]
+    return tuple(dict.fromkeys(w for word in words for w in (word, plural(word))))
+
+
+@lru_cache(maxsize=1)
+def _phrases() -> dict[tuple[str, ...], str]:
+    """Normalized phrase -> category, for every form of every category."""
+    table: dict[tuple[str, ...], str] = {}
+    for category in CATEGORIES:
+        for form in forms(category):
+            key = tuple(normalize(form))
+            if table.setdefault(key, category) != category:
+                raise ValueError(f"{form!r} names both {table[key]!r} and {category!r}")
+    return table
+
+
+def mentioned(caption: str) -> set[str]:
+    """The categories a caption names; the longest phrase at each position wins ("teddy bear" over "bear")."""
+    table = _phrases()
+    longest = max(len(k) for k in table)
+    words, found, i = normalize(caption), set(), 0
+    while i < len(words):
+        for n in range(min(longest, len(words) - i), 0, -1):
+            category = table.get(tuple(words[i:i + n]))
+            if category is not None:
+                found.add(category)
+                i += n
+                break
+        else:
+            i += 1
+    return found
+
+
+def shown(references: Iterable[str], agree: int = 2) -> set[str]:
+    """The categories that at least ``agree`` of the reference captions name."""
+    counts: dict[str, int] = {}
+    for ref in references:
+        for category in mentioned(ref):
+            counts[category] = counts.get(category, 0) + 1
+    return {c for c, n in counts.items() if n >= agree}
+
+
+def mention_scores(hyps: Sequence[str], refs: Sequence[Sequence[str]], agree: int = 2) -> dict[str, float]:
+    """Mention precision, recall and F1 over all images, and the share of images whose subject is named
+    (the caption names at least one category the references agree on, among images that show one)."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} captions but {len(refs)} reference lists")
+    hit = said = truth = named = with_subject = 0
+    for hyp, rs in zip(hyps, refs):
+        m, g = mentioned(hyp), shown(rs, agree)
+        hit, said, truth = hit + len(m & g), said + len(m), truth + len(g)
+        if g:
+            with_subject += 1
+            named += bool(m & g)
+    p = hit / said if said else 0.0
+    r = hit / truth if truth else 0.0
+    return {"mention_precision": p, "mention_recall": r, "mention_f1": 2 * p * r / (p + r) if p + r else 0.0,
+            "subject_named": named / with_subject if with_subject else 0.0}
+
+
+def human_row(refs: Sequence[Sequence[str]], agree: int = 2) -> dict[str, float]:
+    """Each reference caption scored against the others of its image, all pooled: the human ceiling."""
+    hyps, others = [], []
+    for rs in refs:
+        for i, r in enumerate(rs):
+            hyps.append(r)
+            others.append([x for j, x in enumerate(rs) if j != i])
+    return mention_scores(hyps, others, agree)
