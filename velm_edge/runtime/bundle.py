@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from velm_edge.errors import BundleError
-from velm_edge.runtime.contract import check_files, check_manifest
+from velm_edge.runtime.contract import CLASSES_FILE, check_files, check_manifest
+from velm_edge.runtime.grounding import WordTable
 from velm_edge.runtime.quant import QParams
 from velm_edge.runtime.tokenizer import Vocab
 
-__all__ = ["DEFAULT_BUNDLE", "FORMAT", "FORMAT_VERSION", "SHAPES_BUNDLE", "SHIPPED", "Bundle", "BundleError",
-           "read_manifest", "resolve", "write_manifest"]
+__all__ = ["CLASSES_FILE", "DEFAULT_BUNDLE", "FORMAT", "FORMAT_VERSION", "SHAPES_BUNDLE", "SHIPPED", "Bundle",
+           "BundleError", "read_manifest", "resolve", "write_manifest"]
 
 FORMAT = "velm-bundle"
 FORMAT_VERSION = 1
@@ -127,6 +128,7 @@ class Bundle:
     embeddings: np.ndarray  # (V, E), int8 for int8 bundles
     vocab: Vocab
     edgetpu: dict[str, bytes]  # graph name -> its edgetpu_compiler output, for graphs that have one
+    words: WordTable | None = None  # classes.json: the vision graph's ImageNet classes and their caption words
 
     @property
     def precision(self) -> str:
@@ -161,4 +163,6 @@ class Bundle:
         if table.ndim != 2 or table.shape[0] != len(vocab):
             raise BundleError(f"{root / 'embeddings.npy'}: shape {table.shape}, expected ({len(vocab)}, E) "
                               f"for the {len(vocab)} tokens of vocab.txt")
-        return cls(root, manifest, data["vision.tflite"], data["language.tflite"], table, vocab, compiled)
+        words = WordTable.from_bytes(extra[CLASSES_FILE], vocab, str(root / CLASSES_FILE)) \
+            if CLASSES_FILE in extra else None
+        return cls(root, manifest, data["vision.tflite"], data["language.tflite"], table, vocab, compiled, words)

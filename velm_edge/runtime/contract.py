@@ -27,6 +27,9 @@ TENSOR_DTYPES = ("int8", "uint8", "int16", "float32")
 SPECIAL_TOKENS = {"pad": 0, "start": 1, "end": 2, "unk": 3}  # velm_edge.runtime.tokenizer.Vocab's fixed ids
 IO_NAMES = {"vision": ({"image"}, {"feature", "state"}),
             "language": ({"embedding", "feature", "state"}, {"logits", "state"})}
+# Optional outputs: a grounded bundle's vision graph adds the ImageNet class probabilities (with classes.json).
+OPTIONAL_OUTPUTS = {"vision": {"classes"}, "language": set()}
+CLASSES_FILE = "classes.json"
 MAX_SIDE, MAX_WIDTH, MAX_STEPS, MAX_BEAM = 2048, 1 << 16, 1024, 16
 
 
@@ -107,6 +110,11 @@ def check_manifest(m: dict, where: str) -> None:
         penalty = decoding.get("length_penalty")
         if not isinstance(penalty, float) or not 0 <= penalty <= 5:
             raise BundleError(f"{at} 'length_penalty' must be a number in [0.0, 5.0], found {penalty!r}")
+        if "no_repeat_ngram" in decoding:  # later additions: optional
+            _int(decoding, "no_repeat_ngram", 0, 8, at)
+        ground = decoding.get("ground", 0.5)
+        if not isinstance(ground, float) or not 0 <= ground <= 1:
+            raise BundleError(f"{at} 'ground' must be a number in [0.0, 1.0], found {ground!r}")
     tpu = m.get("edgetpu")
     if tpu is not None:
         if not isinstance(tpu, dict) or not set(tpu) <= set(IO_NAMES):
@@ -120,8 +128,11 @@ def check_manifest(m: dict, where: str) -> None:
         g = _dict(graphs, graph, f"{where}: graphs")
         for side, names in (("inputs", inputs), ("outputs", outputs)):
             io = _dict(g, side, f"{where}: graphs.{graph}")
-            if set(io) != names:
-                raise BundleError(f"{where}: graphs.{graph}.{side} must name {sorted(names)}, found {sorted(io)}")
+            optional = OPTIONAL_OUTPUTS[graph] if side == "outputs" else set()
+            if not names <= set(io) <= names | optional:
+                extra = f" (optionally {sorted(optional)})" if optional else ""
+                raise BundleError(f"{where}: graphs.{graph}.{side} must name {sorted(names)}{extra}, "
+                                  f"found {sorted(io)}")
             for name, d in io.items():
                 at = f"{where}: graphs.{graph}.{side}.{name}"
                 if not isinstance(d, dict):
@@ -134,10 +145,11 @@ def check_manifest(m: dict, where: str) -> None:
                 _qparams(d, at)
 
 
-def expected_shapes(m: dict) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Every graph input/output's shape as the manifest's sizes imply (batch 1)."""
+def expected_shapes(m: dict, classes: int = 0) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Every graph input/output's shape as the manifest's sizes imply (batch 1); ``classes``: the rows of
+    classes.json, when the bundle has one."""
     side, f, s = m["preprocess"]["size"], m["feature_size"], m["state_size"]
-    return {"vision": {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s)},
+    return {"vision": {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s), "classes": (1, classes)},
             "language": {"embedding": (1, m["embedding_size"]), "feature": (1, f), "state": (1, s),
                          "logits": (1, m["vocab_size"])}}
 
@@ -145,16 +157,21 @@ def expected_shapes(m: dict) -> dict[str, dict[str, tuple[int, ...]]]:
 def check_graphs(bundle: Bundle, graphs: dict[str, Graph]) -> None:
     """Both graphs against the manifest and each other; the embedding table against the language graph."""
     m, root = bundle.manifest, bundle.root
-    shapes = expected_shapes(m)
+    shapes = expected_shapes(m, len(bundle.words) if bundle.words is not None else 0)
     want_dtype = "int8" if m["precision"] == "int8" else "float32"
     for name, graph in graphs.items():
         inputs, outputs = IO_NAMES[name]
         where = f"{root / (name + '.tflite')}"
         for side, names, output in (("inputs", inputs, False), ("outputs", outputs, True)):
             found = set(graph.outputs if output else graph.inputs)
-            if found != names:
-                raise BundleError(f"{where}: {side} {sorted(found)}, expected {sorted(names)}")
-            for t in sorted(names):
+            declared_names = set(m["graphs"][name][side])
+            if not names <= found or found != declared_names:
+                raise BundleError(f"{where}: {side} {sorted(found)}, expected {sorted(declared_names)} "
+                                  f"(at least {sorted(names)})")
+            if "classes" in found and bundle.words is None:
+                raise BundleError(f"{where}: outputs ImageNet classes, but the bundle has no {CLASSES_FILE} "
+                                  f"(the table of their labels and words)")
+            for t in sorted(found):
                 declared = m["graphs"][name][side][t]
                 shape, dtype, q = graph.shape(t, output), graph.dtype(t, output), graph.qparams(t, output)
                 if shape != shapes[name][t] or list(shape) != declared["shape"]:

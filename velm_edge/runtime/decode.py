@@ -43,6 +43,7 @@ class DecodeOptions:
     min_length: int = 0  # words before <end> may be chosen
     max_length: int | None = None  # words at most (None: as many as the model allows)
     time_budget_ms: float | None = None  # stop after this long and return the best caption so far
+    ground: float = 0.5  # a word the ImageNet classifier gives this probability steers the caption (0 = off)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -56,6 +57,8 @@ class DecodeOptions:
             raise OptionError(f"max_length must be >= 1 (or None), got {self.max_length}")
         if self.time_budget_ms is not None and self.time_budget_ms <= 0:
             raise OptionError(f"time_budget_ms must be > 0 (or None), got {self.time_budget_ms}")
+        if not 0 <= self.ground <= 1:
+            raise OptionError(f"ground must be a probability in [0, 1] (0 = off), got {self.ground}")
 
     def with_beam(self, beam_size: int) -> DecodeOptions:
         """These options with greedy decoding for beam_size 1, beam search of that width above."""
@@ -76,7 +79,8 @@ class DecodeOptions:
     def recommended(cls, manifest: dict) -> DecodeOptions:
         """The decoding a bundle's manifest recommends (its optional "decoding" entry), else greedy."""
         d = manifest.get("decoding") or {}
-        return cls.for_beam(int(d.get("beam_size", 1)), length_penalty=float(d.get("length_penalty", 0.0)))
+        return cls.for_beam(int(d.get("beam_size", 1)), length_penalty=float(d.get("length_penalty", 0.0)),
+                            no_repeat_ngram=int(d.get("no_repeat_ngram", 0)), ground=float(d.get("ground", 0.5)))
 
     def steps(self, model_steps: int) -> int:
         """Decoder steps (words + the <end> step): the model's limit, or fewer when max_length asks."""
@@ -114,32 +118,50 @@ def _check(max_steps: int, beam_size: int = 1) -> None:
         raise OptionError(f"beam_size and max_steps must be >= 1, got {beam_size}, {max_steps}")
 
 
+def _nudged(real: np.ndarray, bias: np.ndarray | None, boost: np.ndarray | None) -> np.ndarray:
+    """Real logits (or log-probabilities) with the grounding bias and the still-unsaid boosts added."""
+    if bias is not None:
+        real = real + bias
+    return real if boost is None else real + boost
+
+
 def greedy(step: Step, states: np.ndarray, start_id: int, end_id: int, max_steps: int, *,
            min_length: int = 0, no_repeat_ngram: int = 0, deadline: float | None = None,
-           to_real: ToReal | None = None) -> list[Decoded]:
+           to_real: ToReal | None = None, bias: np.ndarray | None = None,
+           boost: np.ndarray | None = None) -> list[Decoded]:
     """Greedy decoding of a batch of rows (one row per image), all rows stepped together.
 
     ``max_steps`` counts decoder steps including the one that emits <end>, so a caption has at most
-    max_steps - 1 words; a row that has not ended by then is returned with ``complete=False``."""
+    max_steps - 1 words; a row that has not ended by then is returned with ``complete=False``.
+    ``bias`` (V,) is added to the real logits at every step (-inf forbids a token); ``boost`` (V,) too,
+    but a boosted word's boost ends once that row has said it.  Scores stay the model's own."""
     _check(max_steps)
     n = states.shape[0]
     if n == 1 and min_length == 0 and no_repeat_ngram == 0:
-        return [_greedy_one(step, states, start_id, end_id, max_steps, deadline, to_real)]
+        return [_greedy_one(step, states, start_id, end_id, max_steps, deadline, to_real, bias, boost)]
     tokens = np.full(n, start_id, np.int64)
     out: list[list[int]] = [[] for _ in range(n)]
     chosen_logits, chosen, live = [], [], []  # per step: (B, V) rows, (B,) tokens, (B,) still decoding
     done = np.zeros(n, bool)
     ended = np.zeros(n, bool)  # reached <end>
+    boosts = None if boost is None else np.repeat(boost[None], n, 0)
+    nudged = bias is not None or boost is not None
     constrained = min_length > 0 or no_repeat_ngram > 0
     for k in range(max_steps):
         logits, states = step(tokens, states)
+        choose = logits
+        if nudged:
+            real = to_real(logits) if to_real else logits
+            choose = _nudged(real.astype(np.float64), bias, boosts)
         if constrained:
             tokens = np.array([
-                np.argmax(_masked(logits[i], banned(out[i], no_repeat_ngram)
+                np.argmax(_masked(choose[i], banned(out[i], no_repeat_ngram)
                                   | ({end_id} if len(out[i]) < min_length else set())))
                 for i in range(n)], np.int64)
         else:
-            tokens = np.argmax(logits, axis=-1)
+            tokens = np.argmax(choose, axis=-1)
+        if boosts is not None:
+            boosts[np.arange(n), tokens] = 0.0
         last = k == max_steps - 1  # the last step only takes <end>: a row without it is cut short
         scored = ~done & (tokens == end_id) if last else ~done
         chosen_logits.append(logits)
@@ -161,14 +183,24 @@ def greedy(step: Step, states: np.ndarray, start_id: int, end_id: int, max_steps
 
 
 def _greedy_one(step: Step, state: np.ndarray, start_id: int, end_id: int, max_steps: int,
-                deadline: float | None, to_real: ToReal | None) -> Decoded:
-    """``greedy`` for a single unconstrained row: the device's common case, with the least per-step work."""
+                deadline: float | None, to_real: ToReal | None, bias: np.ndarray | None = None,
+                boost: np.ndarray | None = None) -> Decoded:
+    """``greedy`` for a single unconstrained row: the device's common case, with the least per-step work
+    (without a bias, the argmax of the graph's own int8 logits; with one, of the real logits plus it)."""
     token, words, rows, ended = start_id, [], [], False
     tokens = np.array([start_id], np.int64)
+    boost = None if boost is None else boost.copy()
+    nudged = bias is not None or boost is not None
     for k in range(max_steps):
         tokens[0] = token
         logits, state = step(tokens, state)
-        token = int(logits[0].argmax())
+        if nudged:
+            real = to_real(logits[0]) if to_real else logits[0]
+            token = int(_nudged(real, bias, boost).argmax())
+            if boost is not None:
+                boost[token] = 0.0
+        else:
+            token = int(logits[0].argmax())
         rows.append(logits[0])
         if token == end_id:
             ended = True
@@ -190,30 +222,44 @@ def _greedy_one(step: Step, state: np.ndarray, start_id: int, end_id: int, max_s
 def beam_search(step: Step, state: np.ndarray, start_id: int, end_id: int, max_steps: int,
                 beam_size: int = 3, length_penalty: float = 0.0, *, min_length: int = 0,
                 no_repeat_ngram: int = 0, deadline: float | None = None,
-                to_real: ToReal | None = None) -> Decoded:
+                to_real: ToReal | None = None, bias: np.ndarray | None = None,
+                boost: np.ndarray | None = None) -> Decoded:
     """Beam search for one image.  ``state`` is (1, S); the step sees up to beam_size rows.
     ``max_steps`` includes the <end> step, as in ``greedy``.
 
-    Finished hypotheses are ranked by score / (words + 1) ** length_penalty (0 = raw log-probability).
+    Hypotheses are ranked by their log-probability plus ``bias`` and, until a hypothesis says the word,
+    ``boost`` (see ``greedy``); finished ones by that over (words + 1) ** length_penalty (0 = raw).  The
+    score returned is the model's own log-probability of the caption.
     """
     _check(max_steps, beam_size)
-    beams: list[tuple[list[int], float]] = [([], 0.0)]
+    Hyp = tuple[list[int], float, float]  # words, ranking score, the model's own log-probability
+    beams: list[Hyp] = [([], 0.0, 0.0)]
     states = state
-    finished: list[tuple[list[int], float]] = []
+    finished: list[Hyp] = []
+    nudged = bias is not None or boost is not None
 
-    def rank(h: tuple[list[int], float]) -> float:
+    def rank(h: Hyp) -> float:
         return h[1] / (len(h[0]) + 1) ** length_penalty
 
     for k in range(max_steps):
         prev = np.array([b[0][-1] if b[0] else start_id for b in beams], np.int64)
         logits, new_states = step(prev, states)
-        lp = log_softmax(to_real(logits) if to_real else logits)
-        for row, (words, _) in enumerate(beams):
+        own = log_softmax(to_real(logits) if to_real else logits)
+        if nudged:
+            boosts = None
+            if boost is not None:
+                boosts = np.repeat(boost[None], len(beams), 0)
+                for row, (words, _, _) in enumerate(beams):
+                    boosts[row, words] = 0.0
+            lp = _nudged(own, bias, boosts)
+        else:
+            lp = own.copy()
+        for row, (words, _, _) in enumerate(beams):
             ban = banned(words, no_repeat_ngram) | ({end_id} if len(words) < min_length else set())
             lp[row, list(ban)] = -np.inf
         if k == max_steps - 1:  # the last step only ends captions whose likeliest next token is <end> (see greedy)
-            finished += [(b[0], b[1] + float(lp[row, end_id])) for row, b in enumerate(beams)
-                         if int(np.argmax(lp[row])) == end_id]
+            finished += [(b[0], b[1] + float(lp[row, end_id]), b[2] + float(own[row, end_id]))
+                         for row, b in enumerate(beams) if int(np.argmax(lp[row])) == end_id]
             break
         total = lp + np.array([b[1] for b in beams])[:, None]
         flat = np.argsort(-total, axis=None)[: 2 * beam_size]
@@ -223,34 +269,40 @@ def beam_search(step: Step, state: np.ndarray, start_id: int, end_id: int, max_s
             score = float(total[row, tok])
             if score == -np.inf:
                 break
+            mine = beams[row][2] + float(own[row, tok])
             if tok == end_id:
-                finished.append((beams[row][0], score))
+                finished.append((beams[row][0], score, mine))
             else:
-                nxt.append((beams[row][0] + [tok], score))
+                nxt.append((beams[row][0] + [tok], score, mine))
                 keep.append(row)
             if len(nxt) == beam_size:
                 break
         if not nxt:
             break
         beams, states = nxt, new_states[keep]
-        # stop when no live beam can beat the best finished one (raw scores only fall)
-        if finished and length_penalty == 0.0 and max(h[1] for h in finished) >= beams[0][1]:
+        # stop when no live beam can beat the best finished one (ranking scores only fall while bias <= 0
+        # outside the boosts, which a live beam can still collect: so only without boosts)
+        if (finished and length_penalty == 0.0 and boost is None
+                and max(h[1] for h in finished) >= beams[0][1]):
             break
         if deadline is not None and time.perf_counter() > deadline:
             break
     if finished:
         best = max(finished, key=rank)
-        return Decoded(tuple(best[0]), best[1], True)
+        return Decoded(tuple(best[0]), best[2], True)
     best = max(beams, key=rank)
-    return Decoded(tuple(best[0]), best[1], False)
+    return Decoded(tuple(best[0]), best[2], False)
 
 
 def decode(step: Step, state: np.ndarray, start_id: int, end_id: int, max_steps: int,
-           options: DecodeOptions = DecodeOptions(), to_real: ToReal | None = None) -> Decoded:
-    """One image's caption with the strategy and limits of ``options``; ``state`` is (1, S)."""
+           options: DecodeOptions = DecodeOptions(), to_real: ToReal | None = None,
+           bias: np.ndarray | None = None, boost: np.ndarray | None = None) -> Decoded:
+    """One image's caption with the strategy and limits of ``options``; ``state`` is (1, S); ``bias`` and
+    ``boost`` as in ``greedy``."""
     steps, deadline = options.steps(max_steps), options.deadline()
     common = dict(min_length=options.min_length, no_repeat_ngram=options.no_repeat_ngram, deadline=deadline,
-                  to_real=to_real)
+                  to_real=to_real, bias=bias, boost=boost)
     if options.strategy == "greedy" or options.beam_size == 1:
         return greedy(step, state, start_id, end_id, steps, **common)[0]
     return beam_search(step, state, start_id, end_id, steps, options.beam_size, options.length_penalty, **common)
+

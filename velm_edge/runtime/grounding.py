@@ -1,0 +1,115 @@
+"""Grounding: what the ImageNet classifier in the vision graph sees, as tags and as a nudge to the decoder.
+
+A grounded bundle's vision graph also outputs ``classes``: ImageNet-1k class probabilities (a softmax;
+int8 in int8 bundles), computed by the classifier head the backbone was trained with.  Its
+``classes.json`` gives each class a label and, where the vocabulary can say it, a caption word
+(Egyptian cat -> cat, every dog breed -> dog; written at export by ``velm_convert.imagenet_words``).
+
+From one image's probabilities:
+
+- ``tags``: the most probable classes with their label, caption word and score, for programs that act
+  on "cat, 0.81" without parsing a sentence;
+- ``bias``: a vector added to the decoder's logits at every step.  A word whose classes together hold at
+  least ``DecodeOptions.ground`` of the probability is raised (``Nudge.boost`` times that probability, in logit
+  units) until the caption says it; while such a confident word exists, the other words the classifier
+  knows but does not see are lowered by ``Nudge.rival_penalty`` (a cat photo is not captioned "dog").  Words
+  the classifier has no class for (man, woman, water, grass ...) are never touched: people, scenes and
+  actions stay the decoder's call.  ``<unk>`` is always forbidden.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from velm_edge.errors import BundleError
+
+
+@dataclass(frozen=True)
+class Tag:
+    label: str  # the ImageNet class name ("Egyptian cat")
+    word: str | None  # the caption word it grounds ("cat"), None when the vocabulary has none
+    score: float  # the class probability
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "word": self.word, "score": round(self.score, 3)}
+
+
+@dataclass(frozen=True)
+class Nudge:
+    """How hard a confident word steers the caption (its threshold is ``DecodeOptions.ground``)."""
+    boost: float = 6.0  # logit units added to a confident word, times its probability, until it is said
+    rival_penalty: float = 4.0  # logit units taken from the classifier's other words while a word is confident
+    rival_ceiling: float = 0.05  # ...unless the classifier gives them at least this probability
+
+
+NUDGE = Nudge()
+
+
+class WordTable:
+    """``classes.json`` against the vocabulary: labels, and each class's word as a token id (-1: none)."""
+
+    def __init__(self, table: dict, vocab, where: str):
+        classes = table.get("classes") if isinstance(table, dict) else None
+        if not isinstance(classes, list) or not classes:
+            raise BundleError(f"{where}: expected an object with a non-empty 'classes' list")
+        labels, ids = [], []
+        for i, entry in enumerate(classes):
+            label, word = (entry.get("label"), entry.get("word")) if isinstance(entry, dict) else (None, None)
+            if not isinstance(label, str) or not (word is None or isinstance(word, str)):
+                raise BundleError(f"{where}: classes[{i}] must have a string 'label' and a string or null 'word'")
+            token = vocab.id(word) if word is not None else -1
+            if word is not None and token == vocab.unk_id:
+                raise BundleError(f"{where}: classes[{i}] ({label}) grounds {word!r}, which is not in vocab.txt")
+            labels.append(label)
+            ids.append(token)
+        self.labels, self.words = labels, [None if t < 0 else vocab.tokens[t] for t in ids]
+        self.token = np.array(ids, np.int64)
+        self.sayable = np.unique(self.token[self.token >= 0])  # the words the classifier can speak for
+        self.unk_id, self.vocab_size = vocab.unk_id, len(vocab)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, vocab, where: str) -> WordTable:
+        try:
+            table = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BundleError(f"{where}: not valid JSON ({e})") from None
+        return cls(table, vocab, where)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def tags(self, probs: np.ndarray, top: int = 5) -> tuple[Tag, ...]:
+        """The ``top`` most probable classes of one image's probabilities (C,)."""
+        order = np.argsort(-probs, kind="stable")[:top]
+        return tuple(Tag(self.labels[i], self.words[i], float(probs[i])) for i in order)
+
+    def word_scores(self, probs: np.ndarray) -> np.ndarray:
+        """(V,) probability of each vocabulary word: the sum over the classes that ground it."""
+        scores = np.zeros(self.vocab_size)
+        known = self.token >= 0
+        np.add.at(scores, self.token[known], probs[known])
+        return scores
+
+    def bias(self, probs: np.ndarray, threshold: float, nudge: Nudge = NUDGE) -> tuple[np.ndarray, np.ndarray | None]:
+        """(bias, boost) for one image's class probabilities (C,), both (V,) in logit units: ``bias`` holds
+        for every step, ``boost`` until the word is said (None: no word is confident).  See the module."""
+        bias = no_grounding(self.vocab_size, self.unk_id)
+        scores = self.word_scores(probs)
+        confident = np.flatnonzero(scores >= threshold)
+        if not confident.size:
+            return bias, None
+        rivals = self.sayable[scores[self.sayable] < nudge.rival_ceiling]
+        bias[rivals] -= nudge.rival_penalty
+        boost = np.zeros(self.vocab_size)
+        boost[confident] = nudge.boost * scores[confident]
+        return bias, boost
+
+
+def no_grounding(vocab_size: int, unk_id: int) -> np.ndarray:
+    """The bias of a bundle without classes: only ``<unk>`` forbidden."""
+    bias = np.zeros(vocab_size)
+    bias[unk_id] = -np.inf
+    return bias
