@@ -27,6 +27,8 @@ class CaptionEvent:
     captured: float  # wall-clock time of capture, seconds since the epoch
     frame_age_ms: float  # capture to caption
     latency_ms: float  # preprocess + graphs + decoding of this caption
+    confidence: float = 1.0  # 0..1, how sure the model is (velm_edge.runtime.confidence)
+    tags: tuple = ()  # the ImageNet classifier's top classes: runtime.grounding.Tag (label, word, score)
     dropped: int = 0  # frames the reader replaced before they were captioned, so far
     bad_frames: int = 0  # malformed frames skipped, so far
     reconnects: int = 0  # times the reader reopened the source, so far
@@ -41,7 +43,8 @@ class CaptionEvent:
         """The event of a ``Caption`` (e.g. one made in your own loop, to feed a sink): ``captured`` defaults to
         now; ``more`` sets the other fields (counters, image, truth, correct)."""
         return cls(text=caption.text, tokens=tuple(caption.tokens), score=round(caption.score, 4),
-                   complete=caption.complete, frame=frame, captured=time.time() if captured is None else captured,
+                   confidence=round(caption.confidence, 3), tags=tuple(caption.tags), complete=caption.complete,
+                   frame=frame, captured=time.time() if captured is None else captured,
                    frame_age_ms=frame_age_ms, latency_ms=round(caption.timings_ms.get("total", 0.0), 3), **more)
 
     def to_json(self) -> dict:
@@ -51,7 +54,8 @@ class CaptionEvent:
             value = getattr(self, f.name)
             if value is None and f.default is None:
                 continue
-            out[f.name] = list(value) if f.name == "tokens" else value
+            out[f.name] = list(value) if f.name == "tokens" else [t.to_json() for t in value] \
+                if f.name == "tags" else value
         return out
 
 

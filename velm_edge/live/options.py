@@ -25,6 +25,10 @@ class LiveOptions:
     stable: int = field(default=0, metadata={
         "help": "announce a caption only after N identical results in a row (hysteresis against flicker); "
                 "0 = announce every caption"})
+    min_confidence: float = field(default=0.0, metadata={
+        "help": "announce no caption whose confidence (0-1: the model's own probability of it, and whether the frame "
+                "holds a picture at all) is below this; 0 = announce every caption. Try 0.5: dark, flat and noise frames "
+                "score near 0, photographs 0.6 and up"})
     overlap: bool = field(default=False, metadata={
         "help": "run the next frame's vision graph on a second thread while the current caption decodes: more "
                 "captions/s when the camera is faster than the captioner, on 2+ cores (velm-edge run: on with "
@@ -35,6 +39,8 @@ class LiveOptions:
             raise OptionError(f"max_frames must be >= 0 (or None), got {self.max_frames}")
         if self.duration_s is not None and self.duration_s < 0:
             raise OptionError(f"duration_s must be >= 0 (or None), got {self.duration_s}")
+        if not 0 <= self.min_confidence <= 1:
+            raise OptionError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.gate < 0 or self.gate_interval_s <= 0 or self.stable < 0:
             raise OptionError(f"gate must be >= 0, gate_interval_s > 0 and stable >= 0, got {self.gate}, "
                               f"{self.gate_interval_s}, {self.stable}")

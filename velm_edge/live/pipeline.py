@@ -90,9 +90,10 @@ def captions(source: Source, captioner: Captioner, options: LiveOptions | None =
     """Caption the newest frame of ``source`` again and again until it ends or a limit of ``options`` is reached.
 
     ``options`` (``LiveOptions``): limits, the scene gate (``skipped`` counts frames it skipped), the
-    stabilizer (an event only when the announced caption changes; ``max_frames`` still counts every
-    caption made) and overlap.  ``stop``: ends the run when it returns True.  ``reader``: a configured
-    LatestFrameReader for ``source`` (stall limit, backoff), started here.  ``on_progress``: called for
+    confidence floor (a caption under ``min_confidence`` makes no event), the stabilizer (an event only when
+    the announced caption changes; ``max_frames`` still counts every caption made) and overlap.  ``stop``:
+    ends the run when it returns True.  ``reader``: a configured LatestFrameReader for ``source`` (stall
+    limit, backoff), started here.  ``on_progress``: called for
     every frame taken and processed (captioned, skipped as unchanged or refused as malformed), e.g.
     ``systemd.Notifier.progress`` to feed a watchdog with real progress."""
     o = options or LiveOptions()
@@ -115,6 +116,8 @@ def captions(source: Source, captioner: Captioner, options: LiveOptions | None =
                 continue
             frame, caption = pair
             done += 1
+            if caption.confidence < o.min_confidence:  # nothing recognisable: no event
+                continue
             if stabilizer is not None and not stabilizer.update(caption.text):
                 continue
             skipped = {} if gate is None else {"skipped": gate.skipped}

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from velm_edge.runtime import decode, preprocess
+from velm_edge.runtime import confidence, decode, preprocess
 from velm_edge.runtime.bundle import DEFAULT_BUNDLE, Bundle, resolve
 from velm_edge.runtime.choices import RESIZE_MODES, check
 from velm_edge.runtime.contract import check_graphs
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.graph import Graph
+from velm_edge.runtime.grounding import Tag, no_grounding
 from velm_edge.runtime.options import RuntimeOptions
 from velm_edge.runtime.quant import dequantize, requantizer
 
@@ -38,9 +39,12 @@ class Caption:
     score: float  # sum of token log-probabilities
     timings_ms: dict[str, float] = field(default_factory=dict)  # preprocess, vision, decode, total, ...
     complete: bool = True  # False when the length limit or time budget cut the caption short
+    tags: tuple[Tag, ...] = ()  # the ImageNet classifier's top classes (grounded bundles; empty otherwise)
+    confidence: float = 1.0  # 0..1: how sure the model is of this caption (see velm_edge.runtime.confidence)
 
     def to_json(self) -> dict:
         return {"text": self.text, "tokens": list(self.tokens), "score": round(self.score, 4),
+                "confidence": round(self.confidence, 3), "tags": [t.to_json() for t in self.tags],
                 "complete": self.complete, "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
 
 
@@ -50,6 +54,8 @@ class Encoded:
     feature: np.ndarray  # (1, F) in the language graph's feature-input domain
     state: np.ndarray  # (1, S) initial state, in its state-input domain
     timings_ms: dict[str, float]  # preprocess, vision
+    classes: np.ndarray | None = None  # (C,) ImageNet class probabilities (grounded bundles)
+    signal: float = 1.0  # 0..1: how much picture the frame holds (velm_edge.runtime.confidence.image_signal)
 
 
 class _Graphs:
@@ -66,6 +72,7 @@ class _Graphs:
         self.state0_in = requantizer(v.qparams("state", True), lang.qparams("state"))
         self.state_in = requantizer(lang.qparams("state", True), lang.qparams("state"))
         self.q_logits = lang.qparams("logits", True)
+        self.q_classes = v.qparams("classes", True) if "classes" in v.outputs else None
 
 
 class Captioner:
@@ -80,6 +87,8 @@ class Captioner:
         self.resize_mode = check("resize mode", resize or pre["resize"], RESIZE_MODES)
         self.max_steps = int(bundle.manifest["max_length"]) - 1
         self.table = bundle.embeddings
+        self.words = bundle.words  # the classifier's labels and caption words (None: not a grounded bundle)
+        self.plain_bias = no_grounding(len(self.vocab), self.vocab.unk_id)  # <unk> is never said
         self._local = threading.local()
         self._closed = False
         self._graphs()  # build and check now, so a bad bundle fails at open(), not at the first frame
@@ -139,10 +148,16 @@ class Captioner:
     # -- stages
     def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """RGB uint8 (size, size, 3) -> (feature, state0), both in the language graph's input domain."""
+        feature, state, _ = self.see(rgb)
+        return feature, state
+
+    def see(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``encode`` and, for a grounded bundle, the ImageNet class probabilities (C,) (else None)."""
         g = self._graphs()
         g.vision.set("image", preprocess.to_input(rgb, g.q_image, self.input_scale))
         g.vision.invoke()
-        return g.feature_in(g.vision.get("feature")), g.state0_in(g.vision.get("state"))
+        classes = None if g.q_classes is None else dequantize(g.vision.get("classes")[0], g.q_classes)
+        return g.feature_in(g.vision.get("feature")), g.state0_in(g.vision.get("state")), classes
 
     def step_fn(self, feature: np.ndarray) -> decode.Step:
         """A decode.Step for one image's feature (1, F); rows of a batch (beams) run one by one.
@@ -169,12 +184,23 @@ class Captioner:
 
         return step
 
-    def decode_features(self, feature: np.ndarray, state: np.ndarray,
-                        options: DecodeOptions | None = None) -> decode.Decoded:
+    def decode_features(self, feature: np.ndarray, state: np.ndarray, options: DecodeOptions | None = None,
+                        classes: np.ndarray | None = None) -> decode.Decoded:
+        """The decode loop from (feature, state); ``classes`` (a grounded bundle's class probabilities) steer it
+        when ``options.ground`` is on (see ``velm_edge.runtime.grounding``)."""
         g = self._graphs()
-        v = self.vocab
-        return decode.decode(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps,
-                             options or self.options, to_real=lambda x: dequantize(x, g.q_logits))
+        v, options = self.vocab, options or self.options
+        bias, boost = self.plain_bias, None
+        if classes is not None and self.words is not None and options.ground > 0:
+            bias, boost = self.words.bias(classes, options.ground)
+        return decode.decode(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps, options,
+                             lambda x: dequantize(x, g.q_logits), bias, boost)
+
+    def _result(self, d: decode.Decoded, classes: np.ndarray | None, signal: float,
+                timings: dict[str, float]) -> Caption:
+        tags = self.words.tags(classes) if classes is not None and self.words is not None else ()
+        return Caption(self.vocab.decode(d.tokens), d.tokens, d.score, timings, d.complete, tags,
+                       confidence.of_caption(d.score, len(d.tokens), signal))
 
     def encode_frame(self, frame: np.ndarray) -> Encoded:
         """The first half of ``caption``: preprocess and the vision graph (``decode_encoded`` is the rest).
@@ -182,28 +208,29 @@ class Captioner:
         t0 = time.perf_counter()
         image = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb, self.color_order)
         t1 = time.perf_counter()
-        feature, state = self.encode(image)
+        feature, state, classes = self.see(image)
         t2 = time.perf_counter()
-        return Encoded(feature, state, {"preprocess": (t1 - t0) * 1e3, "vision": (t2 - t1) * 1e3})
+        return Encoded(feature, state, {"preprocess": (t1 - t0) * 1e3, "vision": (t2 - t1) * 1e3}, classes,
+                       confidence.image_signal(image))
 
     def decode_encoded(self, encoded: Encoded, options: DecodeOptions | None = None) -> Caption:
         """The second half of ``caption``: the decode loop over an ``encode_frame`` result."""
         t0 = time.perf_counter()
-        d = self.decode_features(encoded.feature, encoded.state, options)
+        d = self.decode_features(encoded.feature, encoded.state, options, encoded.classes)
         timings = {**encoded.timings_ms, "decode": (time.perf_counter() - t0) * 1e3}
         timings["total"] = sum(timings.values())
-        return Caption(self.vocab.decode(d.tokens), d.tokens, d.score, timings, d.complete)
+        return self._result(d, encoded.classes, encoded.signal, timings)
 
     def caption_rgb(self, rgb: np.ndarray, options: DecodeOptions | None = None) -> Caption:
         """A uint8 image already at the model's size and in its colour order (RGB unless the bundle's
         preprocess.color_order says BGR) -> Caption (timings: vision, decode)."""
         t0 = time.perf_counter()
-        feature, state = self.encode(rgb)
+        feature, state, classes = self.see(rgb)
         t1 = time.perf_counter()
-        d = self.decode_features(feature, state, options)
+        d = self.decode_features(feature, state, options, classes)
         t2 = time.perf_counter()
-        return Caption(self.vocab.decode(d.tokens), d.tokens, d.score,
-                       {"vision": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3}, d.complete)
+        return self._result(d, classes, confidence.image_signal(rgb),
+                            {"vision": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3})
 
     def caption(self, frame: np.ndarray, options: DecodeOptions | None = None, beam_size: int | None = None) -> Caption:
         """A frame of any size and accepted dtype (see preprocess) -> Caption.

@@ -9,9 +9,13 @@ _ERROR = {"description": "an error: what to fix", "content": {"application/json"
     "type": "object", "required": ["error", "status"],
     "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}}}}
 _JSON = {"application/json": {"schema": {"type": "object"}}}
-_CAPTION = {"type": "object", "required": ["text", "tokens", "score", "complete", "timings_ms", "image"],
+_TAG = {"type": "object", "required": ["label", "word", "score"],
+        "properties": {"label": {"type": "string"}, "word": {"type": ["string", "null"]}, "score": {"type": "number"}}}
+_CAPTION = {"type": "object", "required": ["text", "tokens", "score", "confidence", "tags", "complete", "timings_ms",
+                                           "image"],
             "properties": {"text": {"type": "string"}, "tokens": {"type": "array", "items": {"type": "integer"}},
-                           "score": {"type": "number"}, "complete": {"type": "boolean"},
+                           "score": {"type": "number"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                           "tags": {"type": "array", "items": _TAG}, "complete": {"type": "boolean"},
                            "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
                            "image": {"type": "object", "properties": {
                                "type": {"type": "string", "enum": ["jpeg", "png", "bmp"]},

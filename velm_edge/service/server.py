@@ -46,7 +46,9 @@ DECODE_KEYS = (Key("beam_size", int, "1 = greedy; more = beam search of that wid
                Key("no_repeat_ngram", int, "forbid repeating any n-gram of this size (0 = off)"),
                Key("min_length", int, "words before the caption may end"),
                Key("max_length", int, "words at most"),
-               Key("time_budget_ms", float, "stop decoding after this long, keep the best caption so far"))
+               Key("time_budget_ms", float, "stop decoding after this long, keep the best caption so far"),
+               Key("ground", float, "a word the ImageNet classifier gives this probability steers the caption "
+                                    "(0 = off)"))
 
 
 @dataclass(frozen=True)
