@@ -23,7 +23,9 @@ $(TFLITE)/bin/pytest: pyproject.toml
 	$(TFLITE)/bin/pip install --quiet -e ".[tflite,mqtt]" "pytest>=8" "hypothesis>=6.100"
 	@touch $@
 
-demo: setup  ## live captions: a camera if there is one (photo bundle), else 10 s of the synthetic camera (shapes bundle)
+demo: setup  ## the photo bundle on the sample photos, then live captions: a camera if there is one (photo bundle), else 10 s of the synthetic camera (shapes bundle)
+	@echo "the photo bundle on the public-domain and CC0 photos that ship with velm-edge (classifier's words in brackets):"
+	@$(BIN)/velm-edge caption --samples --tags
 	@if ls /dev/video* >/dev/null 2>&1; then $(BIN)/velm-edge run --duration 10; \
 	else echo "no camera: captioning the synthetic camera"; $(BIN)/velm-edge run synth: --duration 10; fi
 

@@ -81,6 +81,7 @@ ALLOWED = {  # room -> what its modules may import besides their own room (as ea
     "velm_edge.service": {"velm_edge.errors", "velm_edge.specs", "velm_edge.httpd", "velm_edge.runtime",
                           "velm_edge.live"},
     "velm_edge.testing": {"velm_edge.errors", "velm_edge.live"},
+    "velm_edge.samples": set(),
 }
 
 
@@ -107,7 +108,7 @@ def test_the_events_module_is_all_sinks_see_of_the_live_room(graph):
     assert from_live == {"velm_edge.live.events"}
 
 
-@pytest.mark.parametrize("room", ["runtime", "live", "sinks", "service", "tools", "testing"])
+@pytest.mark.parametrize("room", ["runtime", "live", "sinks", "service", "tools", "testing", "samples"])
 def test_each_room_says_what_it_does_and_may_import(room):
     doc = ast.get_docstring(ast.parse((ROOT / "velm_edge" / room / "__init__.py").read_text()))
     assert doc and "May import" in doc, f"velm_edge/{room}/__init__.py must say what the room may import"

@@ -55,7 +55,9 @@ def cmd_synth(args) -> int:
     return 0
 
 
-DECODE_FLAGS = ("beam_size", "length_penalty", "no_repeat_ngram", "min_length", "max_length", "time_budget_ms")
+DECODE_FLAGS = ("beam_size", "length_penalty", "no_repeat_ngram", "min_length", "max_length", "time_budget_ms",
+                "ground")
+NOTHING = "nothing recognisable"  # what caption prints for a frame under --min-confidence
 
 
 def decode_options(args, base: DecodeOptions = DecodeOptions()) -> DecodeOptions:
@@ -75,19 +77,31 @@ def open_captioner(args):
 def cmd_caption(args) -> int:
     from velm_edge.runtime.image_file import read_image
 
+    images = list(args.images)
+    if args.samples:
+        from velm_edge import samples
+
+        images += [str(p) for p in samples.paths()]
+    if not images:
+        raise OptionError("name at least one IMAGE, or pass --samples for the photos that ship with velm-edge")
     failed = 0
     with open_captioner(args) as cap:
-        for path in args.images:
+        for path in images:
             try:
                 c = cap.caption(read_image(path))
             except (VelmError, OSError) as e:
                 print(f"velm-edge caption: error: {path}: {e}", file=sys.stderr)
                 failed += 1
                 continue
+            quiet = c.confidence < args.min_confidence
             if args.json:
-                print(json.dumps({"image": path, **c.to_json()}), flush=True)
+                print(json.dumps({"image": path, **c.to_json(), "recognised": not quiet}), flush=True)
+            elif quiet:
+                print(f"{path}: ({NOTHING}: {c.text!r}, confidence {c.confidence:.2f})", flush=True)
             else:
-                print(f"{path}: {c.text}" + ("" if c.complete else "  [cut short]"), flush=True)
+                print(f"{path}: {c.text}" + ("" if c.complete else "  [cut short]")
+                      + (f"  [{', '.join(f'{t.word} {t.score:.2f}' for t in c.tags if t.word)}]"
+                         if args.tags and c.tags else ""), flush=True)
     return 1 if failed else 0
 
 
@@ -103,12 +117,13 @@ def cmd_bench(args) -> int:
     from velm_edge.runtime.bundle import read_manifest
     from velm_edge.tools import bench
 
+    def shipped(path):  # each bundle with the decoding its manifest recommends, the flags on top
+        return decode_options(args, DecodeOptions.recommended(read_manifest(path)))
+
     path = resolve(args.bundle)
-    options = decode_options(args, DecodeOptions.recommended(read_manifest(path)))
-    kw = dict(runtime=from_args(RuntimeOptions, args), options=options, images=args.images,
-              cold_runs=args.cold_runs, frame=args.frame)
-    result = bench.run(path, **kw)
-    other = bench.run(args.against, **kw) if args.against else None
+    kw = dict(runtime=from_args(RuntimeOptions, args), images=args.images, cold_runs=args.cold_runs, frame=args.frame)
+    result = bench.run(path, options=shipped(path), **kw)
+    other = bench.run(args.against, options=shipped(resolve(args.against)), **kw) if args.against else None
     if args.json:
         print(json.dumps({"result": result, "against": other}, indent=2))
     else:
@@ -241,6 +256,9 @@ def _decode_flags(p: argparse.ArgumentParser) -> None:
     add_flag(g, "--max-length", type=int, default=None, help="words at most (default: the model's limit)")
     add_flag(g, "--time-budget-ms", type=float, default=None,
              help="stop decoding after this long and keep the best caption so far")
+    add_flag(g, "--ground", type=float, default=None,
+             help="a word the bundle's ImageNet classifier gives at least this probability steers the caption "
+                  "(0 = off; bundles with classes only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,12 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Caption image files (PNG, JPEG, ...; 8- or 16-bit, grey, colour or with alpha) "
                                     "with a bundle, one line per image.  Unreadable files are reported and skipped; "
                                     "the exit code is 1 if any was.")
-    sp.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    sp.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
+    add_flag(sp, "--samples", action="store_true",
+             help="also caption the public-domain and CC0 sample photos that ship with velm-edge")
     _bundle_options(sp)
     _resize_option(sp)
     _decode_flags(sp)
     sp.add_argument("--json", action="store_true", help="one JSON object per line: image, text, tokens, score, "
-                                                        "complete, timings_ms")
+                                                        "confidence, tags, complete, timings_ms, recognised")
+    add_flag(sp, "--tags", action="store_true", help="also print the classifier's words and scores after each caption")
+    add_flag(sp, "--min-confidence", type=float, default=0.0,
+             help="print 'nothing recognisable' (and the caption) for an image whose confidence is below this (0-1)")
 
     sp = sub.add_parser("run", formatter_class=fmt, help="live captions from a camera, file, stream or synth:",
                         description="Caption the newest frame of a source again and again and send every caption "
@@ -304,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and the Python glue, plus cold start and peak memory in fresh processes.")
     _bundle_options(sp, positional=True, isolate=False)
     _decode_flags(sp)
-    add_flag(sp, "--against", default=None, metavar="OTHER", help="a second bundle to compare (e.g. float32)")
+    add_flag(sp, "--against", default=None, metavar="OTHER",
+             help="a second bundle to compare (e.g. float32), each with its own recommended decoding")
     add_flag(sp, "--images", type=int, default=50, help="frames to caption")
     add_flag(sp, "--frame", type=_frame_size, default=(640, 480), metavar="WxH",
              help="frame size: preprocessing (resizing) cost grows with it (default: 640x480)")
