@@ -70,6 +70,14 @@ def _decoding_options(p: argparse.ArgumentParser, what: str = "") -> None:
                    help="beam search ranks captions by log-probability / (words + 1) ** this")
 
 
+def _device_decoding_options(p: argparse.ArgumentParser) -> None:
+    add_flag(p, "--no-repeat-ngram", type=int, default=0,
+             help="the device forbids repeating any n-gram of this size (0 = off; stored in the manifest)")
+    add_flag(p, "--ground", type=float, default=0.5,
+             help="a word the ImageNet classifier gives this probability steers the device's captions (0 = off; "
+                  "stored in the manifest; EfficientNet-Lite0 bundles only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from velm_convert import __version__
 
@@ -116,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(ex, "--overwrite", action="store_true", help="replace an existing bundle at --out")
     _decoding_options(ex, ": the decoding stored in the manifest as the device's default, and used for the parity "
                           "check")
+    _device_decoding_options(ex)
     add_flag(ex, "--terms", help="the training data's terms, for the manifest (default: known for synth and "
                                     "Flickr8k, otherwise 'not recorded')")
     add_flag(ex, "--progress", action=argparse.BooleanOptionalAction, default=True,
@@ -262,7 +271,8 @@ def cmd_export(args) -> int:
         held_out = data.subset(rest) if len(rest) else None
     if args.edgetpu and args.precision != "int8":
         raise OptionError("--edgetpu needs --precision int8: the Edge TPU runs full-integer graphs only")
-    decoding = {"beam_size": args.beam_size, "length_penalty": args.length_penalty}
+    decoding = {"beam_size": args.beam_size, "length_penalty": args.length_penalty,
+                "no_repeat_ngram": args.no_repeat_ngram, "ground": args.ground}
     out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite,
                  progress=args.progress, edgetpu=args.edgetpu, decoding=decoding, terms=args.terms)
     manifest = json.loads((out / "manifest.json").read_text())

@@ -59,6 +59,12 @@ def state_dict(path: str | None = None) -> dict[str, np.ndarray]:
     return sd
 
 
+def classifier(weights: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ImageNet-1k head ``_fc`` as a Keras Dense's (kernel (1280, 1000), bias (1000,))."""
+    sd = state_dict(weights)
+    return sd["_fc.weight"].T.astype(np.float32), sd["_fc.bias"].astype(np.float32)
+
+
 def blocks(sd: dict[str, np.ndarray]) -> list[dict]:
     """Each block's shape, read from the weights: expand ratio present?, kernel, stride, in and out widths."""
     out, i = [], 0

@@ -180,14 +180,22 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
            decoding: dict | None = None, terms: str | None = None) -> Path:
     """Write the bundle OUT (a directory, conventionally NAME.velm) and return its path.  ``edgetpu``: also
     compile both graphs with edgetpu_compiler and store the compiled graphs (int8 only).  ``decoding``: the
-    decoding the device uses by default ({"beam_size", "length_penalty"}; None: greedy).  ``terms``: the
-    training data's terms, when ``velm_convert.provenance`` cannot tell them from the dataset."""
+    decoding the device uses by default ({"beam_size", "length_penalty", "no_repeat_ngram", "ground"}; None:
+    greedy).  ``terms``: the training data's terms, when ``velm_convert.provenance`` cannot tell them from the
+    dataset.  An EfficientNet-Lite0 model's vision graph also outputs its ImageNet class probabilities
+    ("classes"), and the bundle carries classes.json (``velm_convert.imagenet_words``)."""
     check("precision", precision, PRECISIONS)
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
     cfg = velm.config
-    vision_k, step_k = vision_model(velm.model), step_model(velm.model)
+    classifier = words = None
+    if cfg.backbone == "efficientnet_lite0":  # ground captions in its ImageNet classifier (velm_edge.runtime.grounding)
+        from velm_convert import efficientnet_lite, imagenet_words
+
+        classifier = efficientnet_lite.classifier(cfg.backbone_weights)
+        words = imagenet_words.word_table(set(velm.vocab.tokens[4:]))
+    vision_k, step_k = vision_model(velm.model, classifier), step_model(velm.model)
     n = min(calib_images, len(calibration))
     images = preprocess.to_float(calibration.images[:n])
     traj = None
@@ -216,12 +224,16 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
         q_emb = loaded["language"].qparams("embedding")
         np.save(tmp / "embeddings.npy", quantize(velm.embedding_table, q_emb))  # float bundles: the float table
         (tmp / "vocab.txt").write_text(velm.vocab.to_text())
+        if words is not None:
+            (tmp / bundle.CLASSES_FILE).write_text(json.dumps(words, indent=1) + "\n")
         (tmp / "op_check.json").write_text(json.dumps({k: r.to_json() for k, r in reports.items()}, indent=2))
         calib = {"source": calibration.source, "images": n, **traj.summary()} if traj else None
         manifest = _manifest(velm, out.name.removesuffix(".velm"), precision, loaded, reports, calib, terms)
         if decoding:
             manifest["decoding"] = {"beam_size": int(decoding.get("beam_size", 1)),
-                                    "length_penalty": float(decoding.get("length_penalty", 0.0))}
+                                    "length_penalty": float(decoding.get("length_penalty", 0.0)),
+                                    "no_repeat_ngram": int(decoding.get("no_repeat_ngram", 0)),
+                                    "ground": float(decoding.get("ground", 0.5))}
         manifest["edgetpu"] = compile_edgetpu(tmp) if edgetpu and precision == "int8" else None
         bundle.write_manifest(tmp, manifest)
         umask = os.umask(0)

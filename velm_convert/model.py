@@ -101,12 +101,18 @@ def transfer_head(source: keras.Model, target: keras.Model) -> None:
         target.get_layer(name).set_weights(source.get_layer(name).get_weights())
 
 
-def vision_model(model: keras.Model) -> keras.Model:
+def vision_model(model: keras.Model, classifier: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
     """image -> {"feature": (F,), "state": (S,)}, sharing the training model's layers (for a head built on
-    cached features: pooled -> feature, state)."""
+    cached features: pooled -> feature, state).  ``classifier``: (kernel (D, C), bias (C,)) of a classifier
+    over the pooled backbone output (EfficientNet-Lite0's ImageNet head): adds "classes", its softmax (C,)."""
     image = model.input["image"] if "image" in model.input else model.input["pooled"]
-    return keras.Model(image, {"feature": model.get_layer("feature").output,
-                               "state": model.get_layer("init_state").output}, name="velm_vision")
+    outputs = {"feature": model.get_layer("feature").output, "state": model.get_layer("init_state").output}
+    if classifier is not None:
+        kernel, bias = classifier
+        head = keras.layers.Dense(kernel.shape[1], activation="softmax", name="imagenet_classes")
+        outputs["classes"] = head(model.get_layer("feature").input)  # the pooled backbone output
+        head.set_weights([kernel, bias])
+    return keras.Model(image, outputs, name="velm_vision")
 
 
 def step_model(model: keras.Model) -> keras.Model:

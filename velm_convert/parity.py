@@ -68,7 +68,10 @@ def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None =
         bar = progress_bar(len(data), f"captioning {len(data)} images with {Path(bundle_path).name}", progress)
         ours = []
         for img in data.images:
-            ours.append(cap.caption_rgb(img, DecodeOptions.for_beam(beam_size, length_penalty=length_penalty)))
+            # like for like with the float model: no grounding, no n-gram ban (benchmarks/wider_world.py measures
+            # the bundle's own decoding)
+            ours.append(cap.caption_rgb(img, DecodeOptions.for_beam(beam_size, length_penalty=length_penalty,
+                                                                    ground=0.0)))
             bar.update(1)
         bar.close()
         texts = [c.text for c in ours]

@@ -52,13 +52,15 @@ RECIPES = {
     # The bundle in velm_edge/models/photo.velm: Flickr8k (research use only) on frozen ImageNet features.
     "photo": Recipe(
         "the shipped real-world model: EfficientNet-Lite0 (ImageNet, frozen) + GRU on Flickr8k's 6,000 training "
-        "photos, 8 epochs, seed 0, int8, beam search 3 (needs --data, a Flickr8k directory)",
+        "photos, 8 epochs, seed 0, int8, beam search 3 with no repeated word pair, grounded in its ImageNet classes "
+        "(needs --data, a Flickr8k directory)",
         train=("--dataset", "flickr8k", "--annotations", DATA, "--backbone", "efficientnet_lite0",
                "--image-size", "224", "--feature-dim", "512", "--embed-dim", "256", "--units", "512",
                "--dropout", "0.5", "--label-smoothing", "0.1", "--max-length", "18", "--min-count", "5",
                "--batch-size", "64", "--epochs", "8", "--learning-rate", "0.002", "--patience", "3", "--seed", "0"),
         export=("--dataset", "flickr8k", "--annotations", DATA, "--precision", "int8", "--calib-images", "300",
-                "--calib-samples", "3000", "--parity-images", "1000", "--beam-size", "3", "--length-penalty", "0"),
+                "--calib-samples", "3000", "--parity-images", "1000", "--beam-size", "3", "--length-penalty", "0",
+                "--no-repeat-ngram", "2", "--ground", "0.3"),
         shipped="photo", compare=("bleu4", "cider"),
     ),
     # The bundle in velm_edge/models/shapes.velm.  About 40 minutes on 2 x86-64 cores.
