@@ -29,6 +29,7 @@ from velm_convert import datasets, metrics
 from velm_convert.mentions import human_row, mention_scores
 from velm_edge.runtime.bundle import DEFAULT_BUNDLE
 from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.grounding import Nudge
 from velm_edge.runtime.image_file import read_image
 from velm_edge.runtime.tokenizer import UNK, normalize
 from velm_edge.service.server import DECODE_KEYS
@@ -97,6 +98,9 @@ def main() -> int:
     ap.add_argument("--coco", default=str(DATA / "coco-sample"), help="coco-sample directory ('' to skip)")
     ap.add_argument("--flickr8k", default=str(DATA / "flickr8k"), help="Flickr8k directory ('' to skip)")
     ap.add_argument("--examples", type=int, default=0, help="print this many coco-sample captions per row")
+    ap.add_argument("--nudge", action="append", default=[], metavar="BOOST,PENALTY",
+                    help="grounding strengths to compare (runtime.grounding.Nudge; repeatable): every row is run "
+                         "with each")
     ap.add_argument("--json", help="also write every figure and caption here")
     args = ap.parse_args()
 
@@ -113,7 +117,12 @@ def main() -> int:
     with Captioner.open(args.bundle) as cap:
         rows = [(label, parse_query(f"--row {spec}", query, DECODE_KEYS))
                 for spec in (args.row or ["bundle's decoding="]) for label, _, query in [spec.partition("=")]]
-        for label, given in rows:
+        nudges = [Nudge(*map(float, n.split(","))) for n in args.nudge] or [None]
+        rows = [(label if n is None else f"{label}, boost {n.boost:g} penalty {n.rival_penalty:g}", given, n)
+                for label, given in rows for n in nudges]
+        for label, given, nudge in rows:
+            if nudge is not None and cap.words is not None:
+                cap.words.nudge = nudge
             options = cap.options.override(**given)
             for set_name, (files, refs) in sets.items():
                 texts, tags, ms = caption_all(cap, files, options)

@@ -1,5 +1,6 @@
 """Make docs/photos.png: real photographs captioned by the shipped photo bundle (the default), each caption drawn
-under its photo by the project's own overlay.  Only photos whose licence allows it: scikit-image's sample photos
+under its photo by the project's own overlay, with the classifier's first tag that has a caption word in brackets.
+Only photos whose licence allows it: scikit-image's sample photos
 (astronaut: NASA, public domain; chelsea, coffee: CC0 by Stefan van der Walt and Rachel Michaels; the motorcycle
 from the Middlebury stereo set) and matplotlib's Grace Hopper portrait (US Navy, public domain).
 
@@ -36,7 +37,9 @@ def main() -> int:
     tiles = []
     with Captioner.open() as cap:  # the shipped default: the photo bundle, with its recommended decoding
         for name, image in photos().items():
-            text = cap.caption(image).text
+            caption = cap.caption(image)
+            tag = next((t for t in caption.tags if t.word), None)
+            text = caption.text + (f" [{tag.word} {tag.score:.2f}]" if tag else "")
             print(f"{name}: {text}")
             tile = cv2.resize(image, (360, 270), interpolation=cv2.INTER_AREA)  # the grid's cell, captioned
             tiles.append(np.pad(draw_caption(tile, text), ((4, 4), (4, 4), (0, 0)), constant_values=255))

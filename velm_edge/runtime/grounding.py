@@ -40,7 +40,7 @@ class Tag:
 @dataclass(frozen=True)
 class Nudge:
     """How hard a confident word steers the caption (its threshold is ``DecodeOptions.ground``)."""
-    boost: float = 6.0  # logit units added to a confident word, times its probability, until it is said
+    boost: float = 2.0  # logit units added to a confident word, times its probability, until it is said
     rival_penalty: float = 4.0  # logit units taken from the classifier's other words while a word is confident
     rival_ceiling: float = 0.05  # ...unless the classifier gives them at least this probability
 
@@ -69,6 +69,7 @@ class WordTable:
         self.token = np.array(ids, np.int64)
         self.sayable = np.unique(self.token[self.token >= 0])  # the words the classifier can speak for
         self.unk_id, self.vocab_size = vocab.unk_id, len(vocab)
+        self.nudge = NUDGE  # how hard a confident word steers (benchmarks/wider_world.py --nudge compares others)
 
     @classmethod
     def from_bytes(cls, data: bytes, vocab, where: str) -> WordTable:
@@ -93,7 +94,7 @@ class WordTable:
         np.add.at(scores, self.token[known], probs[known])
         return scores
 
-    def bias(self, probs: np.ndarray, threshold: float, nudge: Nudge = NUDGE) -> tuple[np.ndarray, np.ndarray | None]:
+    def bias(self, probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
         """(bias, boost) for one image's class probabilities (C,), both (V,) in logit units: ``bias`` holds
         for every step, ``boost`` until the word is said (None: no word is confident).  See the module."""
         bias = no_grounding(self.vocab_size, self.unk_id)
@@ -101,6 +102,7 @@ class WordTable:
         confident = np.flatnonzero(scores >= threshold)
         if not confident.size:
             return bias, None
+        nudge = self.nudge
         rivals = self.sayable[scores[self.sayable] < nudge.rival_ceiling]
         bias[rivals] -= nudge.rival_penalty
         boost = np.zeros(self.vocab_size)
