@@ -12,11 +12,12 @@ from velm_convert.mentions import CATEGORIES, mention_scores, mentioned, plural,
 
 COCO_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-sample"
 COCO_80 = """person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign
-parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase
-frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle wine_glass cup fork
-knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair couch potted_plant bed
-dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven toaster sink refrigerator book clock vase
-scissors teddy_bear hair_drier toothbrush""".split()
+parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie
+suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard
+tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot
+hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard
+cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear hair_drier
+toothbrush""".split()
 
 
 def test_the_list_is_exactly_cocos_80_categories():
