@@ -283,11 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     _bundle_options(sp)
     _resize_option(sp)
     _decode_flags(sp)
+    add_flag(sp, "--min-confidence", type=float, default=0.0,
+             help="print 'nothing recognisable' (and the caption) for an image whose confidence is below this (0-1)")
     sp.add_argument("--json", action="store_true", help="one JSON object per line: image, text, tokens, score, "
                                                         "confidence, tags, complete, timings_ms, recognised")
     add_flag(sp, "--tags", action="store_true", help="also print the classifier's words and scores after each caption")
-    add_flag(sp, "--min-confidence", type=float, default=0.0,
-             help="print 'nothing recognisable' (and the caption) for an image whose confidence is below this (0-1)")
 
     sp = sub.add_parser("run", formatter_class=fmt, help="live captions from a camera, file, stream or synth:",
                         description="Caption the newest frame of a source again and again and send every caption "
