@@ -25,8 +25,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from velm_convert import datasets, metrics
-from velm_convert.mentions import human_row, mention_scores
+from velm_convert.mentions import mention_scores
 from velm_edge.runtime.bundle import DEFAULT_BUNDLE
 from velm_edge.runtime.captioner import Captioner
 from velm_edge.runtime.grounding import Nudge
@@ -71,7 +73,7 @@ def human(refs: list[list[str]]) -> dict[str, float]:
     """The first caption of each photo against the other four (as the data README measures it)."""
     first, others = [r[0] for r in refs], [r[1:] for r in refs]
     s = metrics.score(first, others)
-    return {"bleu4": s["bleu4"], "cider": s["cider"], **human_row(refs),
+    return {"bleu4": s["bleu4"], "cider": s["cider"], **mention_scores(first, others),
             "unk": 0, "stutter": sum(stutters(h) for h in first)}
 
 
@@ -82,6 +84,28 @@ def caption_all(cap: Captioner, files: list[Path], options) -> tuple[list[str], 
         texts.append(c.text)
         tags.append(c.to_json().get("tags", []))
     return texts, tags, (time.perf_counter() - t0) / max(1, len(files)) * 1e3
+
+
+def time_against(bundle: str, other: str, files: list[Path], rounds: int = 3) -> dict:
+    """Median caption time of two bundles over the same photos, alternating, after one warm-up pass each."""
+    frames = [read_image(p) for p in files]
+    times: dict[str, list[float]] = {bundle: [], other: []}
+    with Captioner.open(bundle) as a, Captioner.open(other) as b:
+        for cap in (a, b):
+            cap.caption(frames[0])
+        for _ in range(rounds):
+            for frame in frames:
+                for path, cap in ((bundle, a), (other, b)):
+                    t0 = time.perf_counter()
+                    cap.caption(frame)
+                    times[path].append((time.perf_counter() - t0) * 1e3)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    mean = {k: float(np.mean(v)) for k, v in times.items()}
+    print(f"caption time on {len(frames)} coco-sample photos x {rounds}, alternating: {bundle} median "
+          f"{med[bundle]:.2f} ms (mean {mean[bundle]:.2f}), {other} median {med[other]:.2f} ms (mean "
+          f"{mean[other]:.2f}); {bundle} / {other} = {med[bundle] / med[other]:.3f} (median), "
+          f"{mean[bundle] / mean[other]:.3f} (mean)")
+    return {"median_ms": med, "mean_ms": mean}
 
 
 def fmt(row: dict) -> str:
@@ -101,6 +125,9 @@ def main() -> int:
     ap.add_argument("--nudge", action="append", default=[], metavar="BOOST,PENALTY",
                     help="grounding strengths to compare (runtime.grounding.Nudge; repeatable): every row is run "
                          "with each")
+    ap.add_argument("--time-against", metavar="OTHER",
+                    help="also time --bundle against OTHER on the coco-sample photos, alternating photo by photo in "
+                         "one run, each bundle with its own decoding (median ms per caption, and the ratio)")
     ap.add_argument("--json", help="also write every figure and caption here")
     args = ap.parse_args()
 
@@ -133,6 +160,8 @@ def main() -> int:
                 if set_name == "coco-sample":
                     for path, text in list(zip(files, texts))[:args.examples]:
                         print(f"    {path.name}: {text}")
+    if args.time_against and "coco-sample" in sets:
+        out["timing"] = time_against(args.bundle, args.time_against, sets["coco-sample"][0])
     for set_name, (_, refs) in sets.items():
         h = human(refs)
         out["rows"][f"human | {set_name}"] = h

@@ -187,14 +187,22 @@ class Captioner:
     def decode_features(self, feature: np.ndarray, state: np.ndarray, options: DecodeOptions | None = None,
                         classes: np.ndarray | None = None) -> decode.Decoded:
         """The decode loop from (feature, state); ``classes`` (a grounded bundle's class probabilities) steer it
-        when ``options.ground`` is on (see ``velm_edge.runtime.grounding``)."""
+        when ``options.ground`` is on (see ``velm_edge.runtime.grounding``): a caption that names none of the
+        classifier's confident words is decoded a second time, greedily, with them raised."""
         g = self._graphs()
         v, options = self.vocab, options or self.options
         bias, boost = self.plain_bias, None
         if classes is not None and self.words is not None and options.ground > 0:
             bias, boost = self.words.bias(classes, options.ground)
-        return decode.decode(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps, options,
-                             lambda x: dequantize(x, g.q_logits), bias, boost)
+
+        def run(boost, options):
+            return decode.decode(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps, options,
+                                 lambda x: dequantize(x, g.q_logits), bias, boost)
+
+        d = run(None, options)  # the decoder's own caption, with <unk> and the classifier's unseen words held back
+        if boost is not None and not boost[list(d.tokens)].any():  # it misses every confident word: again, raised,
+            d = run(boost, options.with_beam(1))  # greedy: the raised word leads, a third of beam 3's cost
+        return d
 
     def _result(self, d: decode.Decoded, classes: np.ndarray | None, signal: float,
                 timings: dict[str, float]) -> Caption:

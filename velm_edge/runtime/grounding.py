@@ -9,12 +9,14 @@ From one image's probabilities:
 
 - ``tags``: the most probable classes with their label, caption word and score, for programs that act
   on "cat, 0.81" without parsing a sentence;
-- ``bias``: a vector added to the decoder's logits at every step.  A word whose classes together hold at
-  least ``DecodeOptions.ground`` of the probability is raised (``Nudge.boost`` times that probability, in logit
-  units) until the caption says it; while such a confident word exists, the other words the classifier
-  knows but does not see are lowered by ``Nudge.rival_penalty`` (a cat photo is not captioned "dog").  Words
-  the classifier has no class for (man, woman, water, grass ...) are never touched: people, scenes and
-  actions stay the decoder's call.  ``<unk>`` is always forbidden.
+- ``bias``: what steers the decoder, in logit units.  While some word's classes together hold at least
+  ``DecodeOptions.ground`` of the probability (a *confident* word), the other words the classifier knows but
+  does not see are lowered by ``Nudge.rival_penalty`` at every step (a cat photo is not captioned "dog");
+  and when the caption still names no confident word, the Captioner decodes it again (greedily) with each
+  confident word raised by ``Nudge.boost`` times its probability until it is said.  Raising only then keeps the
+  decoder's own wording wherever it already named the object ("a black dog", not "a dog").  Words the
+  classifier has no class for (man, woman, water, grass ...) are never touched: people, scenes and actions
+  stay the decoder's call.  ``<unk>`` is always forbidden.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Tag:
 @dataclass(frozen=True)
 class Nudge:
     """How hard a confident word steers the caption (its threshold is ``DecodeOptions.ground``)."""
-    boost: float = 2.0  # logit units added to a confident word, times its probability, until it is said
+    boost: float = 6.0  # logit units added to a confident word, times its probability, until it is said
     rival_penalty: float = 4.0  # logit units taken from the classifier's other words while a word is confident
     rival_ceiling: float = 0.05  # ...unless the classifier gives them at least this probability
 
@@ -96,7 +98,8 @@ class WordTable:
 
     def bias(self, probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
         """(bias, boost) for one image's class probabilities (C,), both (V,) in logit units: ``bias`` holds
-        for every step, ``boost`` until the word is said (None: no word is confident).  See the module."""
+        for every step, ``boost`` (for a second decoding) until the word is said (None: no word is confident).
+        See the module."""
         bias = no_grounding(self.vocab_size, self.unk_id)
         scores = self.word_scores(probs)
         confident = np.flatnonzero(scores >= threshold)
