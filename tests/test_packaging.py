@@ -41,9 +41,14 @@ def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
         tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
         assert tops == {"velm_edge", "velm_convert"}  # no generic top-level name such as "convert"
         rooms = {n.split("/")[1] for n in names if n.startswith("velm_edge/") and n.count("/") >= 2}
-        assert {"runtime", "live", "sinks", "tools", "testing", "models"} <= rooms
+        assert {"runtime", "live", "sinks", "tools", "testing", "models", "samples"} <= rooms
         assert not [n for n in names if n.startswith("tests/")]
-        assert not [n for n in names if n.lower().endswith((".jpg", ".jpeg", ".csv"))]  # no Flickr8k photo or caption
+        photos = [n for n in names if n.lower().endswith((".jpg", ".jpeg", ".png", ".csv"))]
+        # the only pictures are the public-domain and CC0 samples, and none of them is a Flickr8k or COCO file
+        assert sorted(photos) == [f"velm_edge/samples/{n}.jpg" for n in ("astronaut", "cat", "coffee", "rocket")]
+        third_party = {line.split()[0] for sums in ROOT.parent.glob("shared/data/*/SHA256SUMS")
+                       for line in sums.read_text().splitlines() if line.strip()}
+        assert not {hashlib.sha256(z.read(n)).hexdigest() for n in photos} & third_party
         for name, root in SHIPPED.items():  # both shipped bundles, byte for byte
             shipped = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.iterdir() if p.is_file()}
             inside = {Path(n).name: hashlib.sha256(z.read(n)).hexdigest() for n in names
@@ -70,6 +75,8 @@ def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
 
     assert run("--version").strip() == f"velm-edge {_version()}"
     assert run("caption", str(png)).strip() == f"{png}: {expected}"
+    samples = run("caption", "--samples").strip().splitlines()  # the photos ship inside the installed package
+    assert len(samples) == 4 and all(str(env) in line for line in samples), samples
     where = subprocess.run([str(env / "bin" / "python"), "-c", "import velm_edge; print(velm_edge.DEFAULT_BUNDLE)"],
                            capture_output=True, text=True, cwd=tmp_path, timeout=60).stdout.strip()
     assert where.startswith(str(env)) and where.endswith("photo.velm")

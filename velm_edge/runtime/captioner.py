@@ -188,7 +188,7 @@ class Captioner:
                         classes: np.ndarray | None = None) -> decode.Decoded:
         """The decode loop from (feature, state); ``classes`` (a grounded bundle's class probabilities) steer it
         when ``options.ground`` is on (see ``velm_edge.runtime.grounding``): a caption that names none of the
-        classifier's confident words is decoded a second time, greedily, with them raised."""
+        classifier's confident words is decoded a second time, with them raised, by a beam of at most 2."""
         g = self._graphs()
         v, options = self.vocab, options or self.options
         bias, boost = self.plain_bias, None
@@ -201,7 +201,7 @@ class Captioner:
 
         d = run(None, options)  # the decoder's own caption, with <unk> and the classifier's unseen words held back
         if boost is not None and not boost[list(d.tokens)].any():  # it misses every confident word: again, raised,
-            d = run(boost, options.with_beam(1))  # greedy: the raised word leads, a third of beam 3's cost
+            d = run(boost, options.with_beam(min(2, options.beam_size)))  # a narrower beam: two thirds of the cost
         return d
 
     def _result(self, d: decode.Decoded, classes: np.ndarray | None, signal: float,

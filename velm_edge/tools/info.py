@@ -23,6 +23,9 @@ def bundle_info(path: str | Path, runtime: RuntimeOptions | None = None, isolate
                 "ops": g.ops(),
             }
         interpreter = cap.info
+        words = cap.bundle.words
+        classes = None if words is None else {"classes": len(words), "with_a_word": sum(w is not None
+                                                                                        for w in words.words)}
     model = m.get("model") or {}
     return {
         "path": str(path), "name": m.get("name"), "created": m.get("created"), "precision": m["precision"],
@@ -34,7 +37,7 @@ def bundle_info(path: str | Path, runtime: RuntimeOptions | None = None, isolate
         "graphs": graphs,
         "model": {k: model.get(k) for k in ("backbone", "parameters", "macs", "dataset", "train_images")},
         "metrics": m.get("metrics") or {},
-        "training": m.get("training"), "decoding": m.get("decoding"),
+        "training": m.get("training"), "decoding": m.get("decoding"), "grounding": classes,
         "edgetpu": m.get("edgetpu"),
     }
 
@@ -81,7 +84,13 @@ def format_info(info: dict) -> str:
     if d:
         lines.append("decoding   " + ("greedy" if d["beam_size"] == 1 else
                                       f"beam search {d['beam_size']}, length penalty {d['length_penalty']:g}")
+                     + (f", no repeated {d['no_repeat_ngram']}-gram" if d.get("no_repeat_ngram") else "")
                      + " (the bundle's recommendation; --beam-size overrides it)")
+    g = info.get("grounding")
+    if g:
+        ground = (d or {}).get("ground", 0.5)
+        lines.append(f"grounding  {g['classes']} ImageNet classes in the vision graph, {g['with_a_word']} with a "
+                     f"caption word (classes.json); a word they give {ground:g} steers the caption (--ground)")
     metrics = info["metrics"]
     if metrics.get("bundle"):
         b = metrics["bundle"]

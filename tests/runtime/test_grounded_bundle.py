@@ -1,0 +1,83 @@
+"""The grounded photo bundle: its vision graph's ImageNet classes, classes.json, tags in every result, and the
+contract that refuses a grounded bundle whose parts disagree (older bundles, without classes, still load)."""
+
+import json
+import shutil
+
+import pytest
+from bundle_mutations import reseal
+
+from velm_edge import samples
+from velm_edge.errors import BundleError
+from velm_edge.runtime.bundle import DEFAULT_BUNDLE, SHAPES_BUNDLE, Bundle
+from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.image_file import read_image
+
+
+@pytest.fixture(scope="module")
+def photo():
+    with Captioner.open(DEFAULT_BUNDLE) as cap:
+        yield cap
+
+
+def test_the_vision_graph_outputs_int8_class_probabilities_on_edge_tpu_ops(photo):
+    vision = photo.vision
+    assert vision.shape("classes", True) == (1, 1000) and vision.dtype("classes", True) == "int8"
+    assert len(photo.bundle.words) == 1000
+    manifest = photo.bundle.manifest
+    assert manifest["op_check"]["vision"]["not_edgetpu"] == [] and "SOFTMAX" in manifest["op_check"]["vision"]["ops"]
+
+
+def test_the_cat_photo_is_tagged_cat_and_captioned_cat(photo):
+    caption = photo.caption(read_image(samples.FOLDER / "cat.jpg"))
+    assert caption.tags[0].word == "cat" and caption.tags[0].score > 0.5, caption.tags
+    assert "cat" in caption.text.split(), caption.text
+    tags = caption.to_json()["tags"]
+    assert len(tags) == 5 and set(tags[0]) == {"label", "word", "score"}
+    assert [t["score"] for t in tags] == sorted((t["score"] for t in tags), reverse=True)
+
+
+def test_grounding_can_be_turned_off_and_tags_stay(photo):
+    on = photo.caption(read_image(samples.FOLDER / "cat.jpg"))
+    off = photo.caption(read_image(samples.FOLDER / "cat.jpg"), photo.options.override(ground=0.0))
+    assert off.tags == on.tags and "cat" not in off.text.split(), off.text  # Flickr8k's prior, ungrounded
+
+
+def test_a_bundle_without_classes_still_loads_and_has_no_tags():
+    with Captioner.open(SHAPES_BUNDLE) as cap:
+        assert cap.bundle.words is None and "classes" not in cap.vision.outputs
+        assert cap.caption(read_image(samples.FOLDER / "rocket.jpg")).tags == ()
+
+
+def damaged(tmp_path, change) -> Bundle:
+    root = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b.velm")
+    change(root)
+    reseal(root)
+    return Bundle.load(root)
+
+
+def edit_json(name, edit):
+    def change(root):
+        data = json.loads((root / name).read_text())
+        edit(data)
+        (root / name).write_text(json.dumps(data))
+    return change
+
+
+@pytest.mark.parametrize("label, change, message", [
+    ("no classes.json", lambda root: ((root / "classes.json").unlink(), edit_json(
+        "manifest.json", lambda m: m["files"].pop("classes.json"))(root)), "has no classes.json"),
+    ("a class too many", edit_json("classes.json", lambda t: t["classes"].append({"label": "x", "word": None})),
+     "classes has shape"),
+    ("a word outside the vocabulary", edit_json("classes.json", lambda t: t["classes"][0].update(word="zebroid")),
+     "not in vocab.txt"),
+    ("no class list", edit_json("classes.json", lambda t: t.pop("classes")), "'classes' list"),
+    ("an output the manifest does not declare", edit_json(
+        "manifest.json", lambda m: m["graphs"]["vision"]["outputs"].pop("classes")), "outputs"),
+    ("an unknown output declared", edit_json(
+        "manifest.json", lambda m: m["graphs"]["vision"]["outputs"].update(
+            colour=m["graphs"]["vision"]["outputs"]["state"])), "must name"),
+])
+def test_a_grounded_bundle_whose_parts_disagree_is_refused(tmp_path, label, change, message):
+    with pytest.raises(BundleError, match=message):
+        Captioner(damaged(tmp_path, change)).close()
