@@ -62,6 +62,8 @@ def test_confidence_is_the_lower_of_the_models_probability_and_the_picture():
     assert of_caption(np.log(0.5) * 6, 5) == 1.0  # a likely caption of a picture
     assert of_caption(np.log(0.2) * 6, 5) == pytest.approx(0.5)  # an unlikely one: half
     assert of_caption(np.log(0.5) * 6, 5, signal=0.1) == 0.1  # a likely caption of nothing
+    assert of_caption(np.log(0.1) * 6, 5, support=0.9) == 0.9  # an unlikely one the classifier vouches for
+    assert of_caption(np.log(0.1) * 6, 5, signal=0.2, support=0.9) == 0.2  # ...but never above the picture
 
 
 def test_a_live_run_with_min_confidence_announces_only_the_photos(photo, tmp_path):

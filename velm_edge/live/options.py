@@ -28,7 +28,7 @@ class LiveOptions:
     min_confidence: float = field(default=0.0, metadata={
         "help": "announce no caption whose confidence (0-1: the model's own probability of it, and whether the "
                 "frame holds a picture at all) is below this; 0 = announce every caption. Try 0.5: dark, flat and "
-                "noise frames score near 0, photographs 0.6 and up"})
+                "noise frames score near 0, nearly all photographs 0.6 and up"})
     overlap: bool = field(default=False, metadata={
         "help": "run the next frame's vision graph on a second thread while the current caption decodes: more "
                 "captions/s when the camera is faster than the captioner, on 2+ cores (velm-edge run: on with "

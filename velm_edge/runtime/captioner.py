@@ -206,9 +206,12 @@ class Captioner:
 
     def _result(self, d: decode.Decoded, classes: np.ndarray | None, signal: float,
                 timings: dict[str, float]) -> Caption:
-        tags = self.words.tags(classes) if classes is not None and self.words is not None else ()
+        tags, support = (), 0.0
+        if classes is not None and self.words is not None:
+            tags = self.words.tags(classes)
+            support = float(self.words.word_scores(classes)[list(d.tokens)].max(initial=0.0))
         return Caption(self.vocab.decode(d.tokens), d.tokens, d.score, timings, d.complete, tags,
-                       confidence.of_caption(d.score, len(d.tokens), signal))
+                       confidence.of_caption(d.score, len(d.tokens), signal, support))
 
     def encode_frame(self, frame: np.ndarray) -> Encoded:
         """The first half of ``caption``: preprocess and the vision graph (``decode_encoded`` is the rest).

@@ -2,8 +2,11 @@
 
 ``confidence`` (0..1) in every ``Caption`` is the smaller of two figures:
 
-- the caption's mean per-token probability under the model (the geometric mean over its words and the
-  <end> token: ``exp(score / (words + 1))``), mapped linearly from ``MODEL_FLOOR`` (0) to ``MODEL_SURE`` (1);
+- how well the caption is supported: the caption's mean per-token probability under the model (the
+  geometric mean over its words and the <end> token: ``exp(score / (words + 1))``), mapped linearly from
+  ``MODEL_FLOOR`` (0) to ``MODEL_SURE`` (1), or, when higher, the probability the ImageNet classifier gives a
+  word the caption says (a grounded caption the decoder alone found unlikely, "... holding a red cat", is
+  vouched for by the classifier's "cat, 0.96");
 - ``image_signal``: whether the frame holds a picture, the smallest of three ramps over its grey image
   (at ``ANALYSIS`` pixels square): the spread of grey levels (a black or flat frame has none), the fine detail (a frame
   blurred to nothing has none) and fine detail against spread (sensor noise is nearly all fine detail;
@@ -57,6 +60,7 @@ def model_probability(score: float, words: int) -> float:
     return math.exp(score / (words + 1))
 
 
-def of_caption(score: float, words: int, signal: float = 1.0) -> float:
-    """A caption's confidence from its score (sum of log-probabilities), word count and image signal."""
-    return min(_ramp(model_probability(score, words), MODEL_FLOOR, MODEL_SURE), signal)
+def of_caption(score: float, words: int, signal: float = 1.0, support: float = 0.0) -> float:
+    """A caption's confidence from its score (sum of log-probabilities), word count, image signal and the
+    classifier's support (the probability of a word it says; 0 without a classifier)."""
+    return min(max(_ramp(model_probability(score, words), MODEL_FLOOR, MODEL_SURE), support), signal)
