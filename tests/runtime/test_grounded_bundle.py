@@ -81,3 +81,15 @@ def edit_json(name, edit):
 def test_a_grounded_bundle_whose_parts_disagree_is_refused(tmp_path, label, change, message):
     with pytest.raises(BundleError, match=message):
         Captioner(damaged(tmp_path, change)).close()
+
+
+def test_the_second_decoding_keeps_within_the_time_budget(photo):
+    """The budget is the whole caption's: when the first decoding spends it, no raised second one runs."""
+    encoded = photo.encode_frame(read_image(samples.FOLDER / "cat.jpg"))
+    whole = photo.decode_encoded(encoded)
+    assert "cat" in whole.text.split() and photo.decode_encoded(encoded, photo.options.override(
+        ground=0.0)).text != whole.text  # the cat is named by the second decoding
+    language = photo.language
+    before = language.invokes
+    cut = photo.decode_encoded(encoded, photo.options.override(time_budget_ms=0.001))  # over after one step
+    assert language.invokes - before == 1 and not cut.complete and "cat" not in cut.text.split()

@@ -14,6 +14,7 @@ from the bundle bytes already in memory); one Captioner can be shared by several
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -199,9 +200,17 @@ class Captioner:
             return decode.decode(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps, options,
                                  lambda x: dequantize(x, g.q_logits), bias, boost)
 
+        t0 = time.perf_counter()
         d = run(None, options)  # the decoder's own caption, with <unk> and the classifier's unseen words held back
         if boost is not None and not boost[list(d.tokens)].any():  # it misses every confident word: again, raised,
-            d = run(boost, options.with_beam(min(2, options.beam_size)))  # a narrower beam: two thirds of the cost
+            second = options.with_beam(min(2, options.beam_size))  # a narrower beam: two thirds of the cost
+            if options.time_budget_ms is not None:  # the budget is the whole caption's: only what is left of it
+                left = options.time_budget_ms - (time.perf_counter() - t0) * 1e3
+                if left <= 0:
+                    return d
+                second = dataclasses.replace(second, time_budget_ms=left)
+            again = run(boost, second)
+            d = again if again.complete or not d.complete else d  # never trade a finished caption for a cut one
         return d
 
     def _result(self, d: decode.Decoded, classes: np.ndarray | None, signal: float,
