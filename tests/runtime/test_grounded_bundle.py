@@ -2,6 +2,7 @@
 contract that refuses a grounded bundle whose parts disagree (older bundles, without classes, still load)."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -93,3 +94,11 @@ def test_the_second_decoding_keeps_within_the_time_budget(photo):
     before = language.invokes
     cut = photo.decode_encoded(encoded, photo.options.override(time_budget_ms=0.001))  # over after one step
     assert language.invokes - before == 1 and not cut.complete and "cat" not in cut.text.split()
+
+
+def test_caption_tags_prints_each_word_once(capsys):
+    from velm_edge.tools import cli
+
+    assert cli.main(["caption", str(samples.FOLDER / "cat.jpg"), "--tags"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert re.search(r"  \[cat 0\.\d\d\]$", line), line  # four cat classes in the tags, one word printed

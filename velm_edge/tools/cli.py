@@ -99,9 +99,13 @@ def cmd_caption(args) -> int:
             elif quiet:
                 print(f"{path}: ({NOTHING}: {c.text!r}, confidence {c.confidence:.2f})", flush=True)
             else:
+                words = {}  # each word once, with its likeliest class's score
+                for t in c.tags:
+                    if t.word and t.score >= 0.01:
+                        words.setdefault(t.word, t.score)
                 print(f"{path}: {c.text}" + ("" if c.complete else "  [cut short]")
-                      + (f"  [{', '.join(f'{t.word} {t.score:.2f}' for t in c.tags if t.word)}]"
-                         if args.tags and c.tags else ""), flush=True)
+                      + (f"  [{', '.join(f'{w} {p:.2f}' for w, p in words.items())}]" if args.tags and words else ""),
+                      flush=True)
     return 1 if failed else 0
 
 
