@@ -64,6 +64,17 @@ def test_a_caption_for_each_image_type_equals_the_direct_one(service, captioner)
         assert answer["text"] == direct.text and answer["tokens"] == list(direct.tokens)
         assert answer["image"] == {"type": kind, "width": 96, "height": 96} and answer["complete"] is True
         assert set(answer["timings_ms"]) >= {"preprocess", "vision", "decode", "total"}
+        assert answer["confidence"] == round(direct.confidence, 3) and answer["tags"] == []  # shapes: no classes
+
+
+def test_the_photo_bundle_answers_with_its_tags():
+    from velm_edge import samples
+    from velm_edge.runtime.captioner import Captioner
+
+    with Captioner.open("photo") as cap, CaptionService(cap, ServiceOptions(port=0, workers=1)) as service:
+        status, answer = post(service.url, (samples.FOLDER / "cat.jpg").read_bytes())
+    assert status == 200 and answer["tags"][0]["word"] == "cat" and answer["tags"][0]["score"] > 0.5, answer
+    assert set(answer["tags"][0]) == {"label", "word", "score"} and 0.5 <= answer["confidence"] <= 1
 
 
 def np_bytes(data: bytes):

@@ -3,6 +3,7 @@ mosquitto broker on loopback, a real subscriber)."""
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -146,6 +147,9 @@ def test_home_assistant_discovery_and_the_last_will_on_a_real_broker(broker):
         _wait(got, lambda m: m[0] == f"{topic}/availability" and m[1] == b"online")
         caption = json.loads(_wait(got, lambda m: m[0] == topic)[0][1])
         assert caption["text"] and "truth" in caption  # the state the sensor's value_template reads
+        # every field the attributes template reads is in the message (confidence and tags among them)
+        used = set(re.findall(r"value_json\.(\w+)", config["json_attributes_template"]))
+        assert {"confidence", "tags"} <= used and used <= set(caption), used - set(caption)
         got.clear()
         proc.kill()  # SIGKILL: no goodbye; the broker publishes the last will
         proc.wait(10)
