@@ -38,7 +38,10 @@ def test_caption_image_prints_the_captioners_caption_for_each_file(tmp_path, cap
     assert len(lines) == 3
     for path, line in zip(images, lines):
         expected = captioner.caption(cv2.imread(path, cv2.IMREAD_UNCHANGED)).text
-        assert re.fullmatch(rf"{re.escape(path)}: {re.escape(expected)}  \(\d+\.\d ms\)", line), line
+        pattern = rf"{re.escape(path)}: {re.escape(expected)}  \(confidence [01]\.\d\d, \d+\.\d ms\)"
+        assert re.fullmatch(pattern, line), line
+    cat = example("caption_image.py", str(ROOT / "velm_edge" / "samples" / "cat.jpg"))  # the photo bundle: its tags
+    assert cat.returncode == 0 and re.search(r"\[\('cat', 0\.\d+\)\]$", cat.stdout.strip()), cat.stdout
     missing = example("caption_image.py", str(tmp_path / "nope.jpg"), images[0], "--bundle", "shapes")
     assert missing.returncode == 1 and "nope.jpg: cannot read: No such file or directory" in missing.stderr
     assert images[0] in missing.stdout  # the good file after the bad one is still captioned
