@@ -69,7 +69,8 @@ class WordTable:
             ids.append(token)
         self.labels, self.words = labels, [None if t < 0 else vocab.tokens[t] for t in ids]
         self.token = np.array(ids, np.int64)
-        self.sayable = np.unique(self.token[self.token >= 0])  # the words the classifier can speak for
+        self._grounding = np.flatnonzero(self.token >= 0)  # the classes that ground a word
+        self.sayable = np.unique(self.token[self._grounding])  # the words the classifier can speak for
         self.unk_id, self.vocab_size = vocab.unk_id, len(vocab)
         self.nudge = NUDGE  # how hard a confident word steers (benchmarks/wider_world.py --nudge compares others)
 
@@ -91,10 +92,8 @@ class WordTable:
 
     def word_scores(self, probs: np.ndarray) -> np.ndarray:
         """(V,) probability of each vocabulary word: the sum over the classes that ground it."""
-        scores = np.zeros(self.vocab_size)
-        known = self.token >= 0
-        np.add.at(scores, self.token[known], probs[known])
-        return scores
+        known = self._grounding
+        return np.bincount(self.token[known], weights=probs[known], minlength=self.vocab_size)
 
     def bias(self, probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
         """(bias, boost) for one image's class probabilities (C,), both (V,) in logit units: ``bias`` holds
