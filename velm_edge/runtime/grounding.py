@@ -67,7 +67,7 @@ class WordTable:
                 raise BundleError(f"{where}: classes[{i}] ({label}) grounds {word!r}, which is not in vocab.txt")
             labels.append(label)
             ids.append(token)
-        self.labels, self.words = labels, [None if t < 0 else vocab.tokens[t] for t in ids]
+        self.labels, self.class_words = labels, [None if t < 0 else vocab.tokens[t] for t in ids]
         self.token = np.array(ids, np.int64)
         self._grounding = np.flatnonzero(self.token >= 0)  # the classes that ground a word
         self.sayable = np.unique(self.token[self._grounding])  # the words the classifier can speak for
@@ -88,7 +88,7 @@ class WordTable:
     def tags(self, probs: np.ndarray, top: int = 5) -> tuple[Tag, ...]:
         """The ``top`` most probable classes of one image's probabilities (C,)."""
         order = np.argsort(-probs, kind="stable")[:top]
-        return tuple(Tag(self.labels[i], self.words[i], float(probs[i])) for i in order)
+        return tuple(Tag(self.labels[i], self.class_words[i], float(probs[i])) for i in order)
 
     def word_scores(self, probs: np.ndarray) -> np.ndarray:
         """(V,) probability of each vocabulary word: the sum over the classes that ground it."""

@@ -23,9 +23,9 @@ def bundle_info(path: str | Path, runtime: RuntimeOptions | None = None, isolate
                 "ops": g.ops(),
             }
         interpreter = cap.info
-        words = cap.bundle.words
-        classes = None if words is None else {"classes": len(words), "with_a_word": sum(w is not None
-                                                                                        for w in words.words)}
+        table = cap.bundle.words
+        classes = None if table is None else {"classes": len(table),
+                                              "with_a_word": sum(w is not None for w in table.class_words)}
     model = m.get("model") or {}
     return {
         "path": str(path), "name": m.get("name"), "created": m.get("created"), "precision": m["precision"],
