@@ -33,6 +33,15 @@ def test_a_word_scores_the_sum_of_its_classes():
     assert scores[W["man"]] == 0.0
 
 
+def test_the_word_matrix_gives_the_sayable_words_scores():
+    t = table()
+    probs = np.random.default_rng(0).dirichlet(np.ones(len(t)), 4)
+    matrix = t.word_matrix()
+    assert matrix.shape == (6, 3) and [VOCAB.tokens[i] for i in t.sayable] == ["cat", "dog", "bird"]
+    assert matrix[5].sum() == 0  # the mailbox names no word
+    np.testing.assert_allclose(probs @ matrix, [t.word_scores(p)[t.sayable] for p in probs], rtol=1e-6)
+
+
 def test_bias_raises_the_confident_word_and_lowers_the_classifiers_other_words():
     bias, boost = table().bias(np.array([0.4, 0.4, 0.01, 0.01, 0.0, 0.18]), threshold=0.5)
     assert bias[W["<unk>"]] == -np.inf

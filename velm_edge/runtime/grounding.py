@@ -95,6 +95,13 @@ class WordTable:
         known = self._grounding
         return np.bincount(self.token[known], weights=probs[known], minlength=self.vocab_size)
 
+    def word_matrix(self) -> np.ndarray:
+        """(C, W) float32: 1 where class c grounds the w-th word of ``sayable``, so probs @ it are the sayable words'
+        scores (``word_scores`` restricted to them); a decoder trained on tags computes exactly this."""
+        matrix = np.zeros((len(self), len(self.sayable)), np.float32)
+        matrix[self._grounding, np.searchsorted(self.sayable, self.token[self._grounding])] = 1.0
+        return matrix
+
     def bias(self, probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
         """(bias, boost) for one image's class probabilities (C,), both (V,) in logit units: ``bias`` holds
         for every step, ``boost`` (for a second decoding) until the word is said (None: no word is confident).
