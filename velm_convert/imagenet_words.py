@@ -39,6 +39,7 @@ establishment building facility construction machine mechanism apparatus tool ut
 instrument good goods wind game food vehicle work shop dish wear control computer cover site spot patch head arm
 string pick jack bank roll ear paper ride course beam case mini post fabric litter rubber disk bars carrier gear cream
 shade home chest toy wood bar light tank barrier beverage fruit stick board mask pool monument
+fixing setup stuff support upright
 """.split())
 # Basic-level words a caption says instead of a more specific one met first (a terrier, a hound, a poodle: a dog).
 PREFERRED = ("dog", "cat", "bird", "fish", "snake", "monkey", "bear", "horse", "spider", "butterfly", "insect")
@@ -152,6 +153,16 @@ OVERRIDES: dict[str, str | None] = {
     "n03599486": "cart",  # jinrikisha
     "n04371774": "swing",
     "n04228054": "skis",  # ski
+    # Found when COCO's words joined the vocabulary: climbing reached a word nobody would say of the photo.
+    "n03188531": None,  # diaper ("napkin")
+    "n03924679": "printer",  # photocopier
+    "n04355933": "sunglasses",  # sunglass ("lens")
+    "n03452741": "piano",  # grand piano ("grand")
+    "n04515003": "piano",  # upright
+    "n03733131": "pole",  # maypole
+    "n12620546": None,  # hip, the rose hip
+    "n07932039": "drink",  # eggnog ("alcohol")
+    "n03400231": "pan",  # frying pan ("skillet")
 }
 
 
