@@ -112,3 +112,85 @@ def metrics_bleu(hyps, refs):
     from velm_convert import metrics
 
     return metrics.score(hyps, refs)["bleu4"]
+
+
+def test_text_captions_are_read_from_their_caption_column(tmp_path):
+    from velm_convert.train_cached import text_captions
+
+    good = tmp_path / "text.csv"
+    good.write_text('image_id,caption\n1,A cat on a sofa.\n2,"A bus, parked."\n3,  \n')
+    assert text_captions(good) == ["A cat on a sofa.", "A bus, parked."]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,text\n1,a cat\n")
+    with pytest.raises(datasets.DatasetError, match="needs a 'caption' column"):
+        text_captions(bad)
+    with pytest.raises(datasets.DatasetError, match="no such file"):
+        text_captions(tmp_path / "missing.csv")
+
+
+def test_tags_need_the_imagenet_backbone_and_text_needs_tags(tmp_path, flickr_like):
+    from velm_convert.train import train
+    from velm_edge.errors import OptionError
+
+    base = dict(out=str(tmp_path / "run"), dataset="flickr8k", annotations=str(flickr_like), progress=False)
+    with pytest.raises(OptionError, match="add --tags"):
+        train(TrainConfig(backbone="efficientnet_lite0", text_captions=str(tmp_path / "t.csv"), **base))
+    with pytest.raises(OptionError, match="need --backbone efficientnet_lite0"):
+        train(TrainConfig(backbone="seed", tags=True, **base))
+    assert not (tmp_path / "run").exists()
+
+
+def test_text_tags_look_like_a_classifiers_scores_of_the_words_said():
+    from velm_convert.train_cached import Tagger
+
+    tagger = Tagger(("bus", "cat", "dog"), (np.zeros((4, 3)), np.zeros(3)), np.eye(3))
+    rng = np.random.default_rng(0)
+    image_tags = np.array([[0.0, 0.0, 0.8], [0.1, 0.0, 0.0]])
+    tags = tagger.text_tags(["A cat on a sofa."] * 400 + ["A red bus."] * 400, image_tags, rng)
+    cat, bus = tags[:400, 1], tags[400:, 0]
+    for said in (cat, bus):  # most say it, between 0.15 and 0.95; a quarter missed, left at the floor
+        assert 0.65 < (said >= 0.15).mean() < 0.85 and said.max() <= 0.95
+    assert tags[:400, 0].max() <= 0.25 * 0.1 + 1e-6 and tags[400:, 2].max() <= 0.25 * 0.8 + 1e-6  # only the floor
+    assert (tags[:, 2] > 0).any()  # the floor is a real image's tags, scaled
+
+
+@pytest.mark.slow
+def test_a_decoder_conditioned_on_tags_trains_with_text_and_exports_its_tagger(tmp_path, flickr_like):
+    """--tags --text-captions: the vocabulary takes the text's words, the saved model computes its tags inside
+    from the ImageNet classifier (so the vision graph needs no new input), and its features match the head's."""
+    from velm_convert import efficientnet_lite, imagenet_words
+    from velm_convert.model import Velm, build_on_features, transfer_head, vision_model
+    from velm_convert.provenance import training
+    from velm_convert.train import train
+    from velm_convert.train_cached import Tagger
+
+    if not (imagenet_words.DARKNET / "imagenet.labels.list").is_file() or not imagenet_words.WORDNET.is_file():
+        pytest.skip("needs Debian's darknet and wordnet-base (apt-get install darknet wordnet-base; .ci/run does)")
+    text = tmp_path / "coco.csv"
+    text.write_text("image_id,caption\n" + "".join(f"{i},A dog sits beside a pizza on a table.\n"
+                                                   for i in range(40)))
+    cfg = TrainConfig(out=str(tmp_path / "run"), dataset="flickr8k", annotations=str(flickr_like),
+                      backbone="efficientnet_lite0", image_size=SIZE, feature_dim=32, embed_dim=16, units=32,
+                      min_count=3, epochs=1, batch_size=16, feature_cache=str(tmp_path / "cache"), progress=False,
+                      tags=True, text_captions=str(text), image_dropout=0.5)
+    train(cfg)
+    loaded = Velm.load(tmp_path / "run" / "model.keras")
+    assert {"pizza", "table"} <= set(loaded.vocab.tokens)  # words only the text says
+    assert {"dog", "pizza"} <= set(loaded.config.tag_words) and loaded.info["text_captions"] == 40
+    assert "MS-COCO" in training(loaded.info, "efficientnet_lite0")["text_captions"]
+    tagger = Tagger.for_vocab(loaded.vocab)
+    assert tagger.words == loaded.config.tag_words
+    images = preprocess.to_float(datasets.load_images(
+        datasets.file_set(datasets.flickr8k_layout(flickr_like), "dev"), SIZE).images)
+    full = vision_model(loaded.model, efficientnet_lite.classifier())(images)
+    pooled = np.asarray(efficientnet_lite.backbone(SIZE)(images))
+    head_model = build_on_features(loaded.config, pooled.shape[1])
+    transfer_head(loaded.model, head_model)
+    head_vision = vision_model(head_model)
+    head = head_vision({"pooled": pooled, "tags": tagger.tags(pooled)})
+    np.testing.assert_allclose(np.asarray(full["feature"]), np.asarray(head["feature"]), atol=1e-4)
+    assert np.asarray(full["classes"]).shape == (len(images), 1000)
+    pizza = np.zeros((len(pooled), len(tagger.words)), np.float32)
+    pizza[:, tagger.words.index("pizza")] = 1.0
+    other = head_vision({"pooled": pooled, "tags": pizza})  # the tags change the feature
+    assert np.abs(np.asarray(other["feature"]) - np.asarray(head["feature"])).max() > 1e-3

@@ -37,6 +37,9 @@ class ModelConfig:
     embed_dim: int = 64  # E: word embedding size
     units: int = 256  # S: GRU state size
     dropout: float = 0.1  # dropout on the feature, the embeddings and the GRU output while training
+    # Caption words the decoder is conditioned on ("tags"): the ImageNet classifier's probability of each, summed
+    # over the classes that name it (velm_convert.imagenet_words), enters the feature beside the image.  Empty: none.
+    tag_words: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -59,6 +62,7 @@ class ModelConfig:
     def from_json(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["seed_filters"] = tuple(d.get("seed_filters", cls.seed_filters))
+        d["tag_words"] = tuple(d.get("tag_words", ()))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -100,6 +104,13 @@ class TrainConfig:
     label_smoothing: float = flag(0.0,
         "share of each target's probability spread over the vocabulary (0 = off)")
     min_count: int = flag(1, "drop words seen fewer times than this (they become <unk>)")
+    tags: bool = flag(False,
+        "condition the decoder on the caption words of the ImageNet classes it sees (efficientnet_lite0 only)")
+    text_captions: str | None = flag(None,
+        "CSV of captions without images (a 'caption' column, e.g. COCO's): trains the language side and the "
+        "vocabulary, each caption conditioned on its own tag words (needs --tags)")
+    image_dropout: float = flag(0.0,
+        "share of the image captions trained with the image withheld, so the decoder learns to use the tags")
     max_vocab: int = flag(10_000, "vocabulary cap, specials included")
     batch_size: int = flag(32,
         "sequences per step (split across GPUs when several are visible)")

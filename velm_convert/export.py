@@ -195,6 +195,11 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
 
         classifier = efficientnet_lite.classifier(cfg.backbone_weights)
         words = imagenet_words.word_table(set(velm.vocab.tokens[4:]))
+        said = tuple(sorted({c["word"] for c in words["classes"] if c["word"]}, key=velm.vocab.id))
+        if cfg.tag_words and said != cfg.tag_words:  # the decoder was trained on another class -> word table
+            raise OptionError(f"the model's decoder was trained on {len(cfg.tag_words)} class words, but this "
+                              f"velm_convert maps the classes to {len(said)} others (its word table changed "
+                              f"since): retrain with this version")
     vision_k, step_k = vision_model(velm.model, classifier), step_model(velm.model)
     n = min(calib_images, len(calibration))
     images = preprocess.to_float(calibration.images[:n])

@@ -53,6 +53,7 @@ def _mobilenet_backbone(x, cfg: ModelConfig):
 
 
 HEAD_LAYERS = ("feature", "init_state", "embedding", "gru", "logits")  # the trained part on a frozen backbone
+TAG_LAYERS = ("imagenet_classes", "class_words")  # frozen: classifier scores -> tag word scores (ModelConfig.tag_words)
 
 
 def _backbone(image, cfg: ModelConfig):
@@ -67,9 +68,28 @@ def _backbone(image, cfg: ModelConfig):
     return _mobilenet_backbone(image, cfg)
 
 
-def _head(cfg: ModelConfig, pooled, tokens):
-    """Backbone output -> feature, initial state and the teacher-forced GRU's logits."""
-    feature = keras.layers.Dense(cfg.feature_dim, activation="relu", name="feature")(pooled)
+def _tagger(cfg: ModelConfig, pooled):
+    """Pooled backbone output -> ImageNet class probabilities -> the probability of each tag word (frozen layers,
+    given their weights by ``set_tagger``)."""
+    classes = keras.layers.Dense(1000, activation="softmax", name="imagenet_classes", trainable=False)(pooled)
+    return keras.layers.Dense(len(cfg.tag_words), use_bias=False, name="class_words", trainable=False)(classes)
+
+
+def set_tagger(model: keras.Model, classifier: tuple[np.ndarray, np.ndarray], class_words: np.ndarray) -> None:
+    """Load the frozen tagger: the ImageNet head (kernel (D, 1000), bias) and the (1000, K) class -> word matrix."""
+    model.get_layer("imagenet_classes").set_weights(list(classifier))
+    model.get_layer("class_words").set_weights([class_words])
+
+
+def _head(cfg: ModelConfig, pooled, tokens, tags=None):
+    """Backbone output (and tag scores) -> feature, initial state and the teacher-forced GRU's logits."""
+    if tags is None:
+        feature = keras.layers.Dense(cfg.feature_dim, activation="relu", name="feature")(pooled)
+    else:  # relu(W pooled + b + T tags): an image without the objects its tags name is still described by them
+        image_part = keras.layers.Dense(cfg.feature_dim, name="feature")(pooled)
+        tag_part = keras.layers.Dense(cfg.feature_dim, use_bias=False, name="feature_tags")(tags)
+        mixed = keras.layers.Add(name="feature_mix")([image_part, tag_part])
+        feature = keras.layers.ReLU(name="grounded_feature")(mixed)
     state0 = keras.layers.Dense(cfg.units, activation="tanh", name="init_state")(feature)
     emb = keras.layers.Embedding(cfg.vocab_size, cfg.embed_dim, name="embedding")(tokens)
     emb = keras.layers.Dropout(cfg.dropout, name="embedding_dropout")(emb)
@@ -82,37 +102,57 @@ def _head(cfg: ModelConfig, pooled, tokens):
 
 
 def build(cfg: ModelConfig) -> keras.Model:
-    """The training model: {"image": (H,W,3) float [0,1], "tokens": (T,) int} -> logits (T, V)."""
+    """The training model: {"image": (H,W,3) float [0,1], "tokens": (T,) int} -> logits (T, V).  With
+    ``cfg.tag_words`` the tags are computed from the backbone inside (load the tagger with ``set_tagger``)."""
     image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     tokens = keras.Input((cfg.steps,), dtype="int32", name="tokens")
-    return keras.Model({"image": image, "tokens": tokens}, _head(cfg, _backbone(image, cfg), tokens), name="velm")
+    pooled = _backbone(image, cfg)
+    tags = _tagger(cfg, pooled) if cfg.tag_words else None
+    return keras.Model({"image": image, "tokens": tokens}, _head(cfg, pooled, tokens, tags), name="velm")
 
 
 def build_on_features(cfg: ModelConfig, pooled_dim: int) -> keras.Model:
-    """The same head on cached backbone outputs: {"pooled": (D,), "tokens": (T,)} -> logits (T, V).
-    Its layers have the full model's names, so ``transfer_head`` moves the trained weights across."""
+    """The same head on cached backbone outputs: {"pooled": (D,), "tokens": (T,)} -> logits (T, V), and a
+    "tags" (K,) input with ``cfg.tag_words`` (given, so captions without images can be trained with the tags of
+    their own words).  Its layers have the full model's names, so ``transfer_head`` moves the trained weights."""
     pooled = keras.Input((pooled_dim,), name="pooled")
     tokens = keras.Input((cfg.steps,), dtype="int32", name="tokens")
-    return keras.Model({"pooled": pooled, "tokens": tokens}, _head(cfg, pooled, tokens), name="velm_head")
+    inputs = {"pooled": pooled, "tokens": tokens}
+    if cfg.tag_words:
+        inputs["tags"] = keras.Input((len(cfg.tag_words),), name="tags")
+    return keras.Model(inputs, _head(cfg, pooled, tokens, inputs.get("tags")), name="velm_head")
 
 
 def transfer_head(source: keras.Model, target: keras.Model) -> None:
-    for name in HEAD_LAYERS:
+    for name in HEAD_LAYERS + (("feature_tags",) if _has(source, "feature_tags") else ()):
         target.get_layer(name).set_weights(source.get_layer(name).get_weights())
+
+
+def _has(model: keras.Model, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
 
 
 def vision_model(model: keras.Model, classifier: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
     """image -> {"feature": (F,), "state": (S,)}, sharing the training model's layers (for a head built on
-    cached features: pooled -> feature, state).  ``classifier``: (kernel (D, C), bias (C,)) of a classifier
-    over the pooled backbone output (EfficientNet-Lite0's ImageNet head): adds "classes", its softmax (C,)."""
-    image = model.input["image"] if "image" in model.input else model.input["pooled"]
-    outputs = {"feature": model.get_layer("feature").output, "state": model.get_layer("init_state").output}
-    if classifier is not None:
+    cached features: {"pooled", and "tags" when it has them} -> feature, state).  A model with a tagger also
+    outputs "classes", its ImageNet softmax (C,); ``classifier``: (kernel (D, C), bias (C,)) of a classifier over
+    the pooled backbone output (EfficientNet-Lite0's ImageNet head) adds it to a model without one."""
+    if "image" in model.input:
+        inputs = model.input["image"]
+    else:
+        inputs = {k: v for k, v in model.input.items() if k != "tokens"}
+        inputs = inputs if len(inputs) > 1 else inputs["pooled"]
+    tagged = _has(model, "grounded_feature")
+    outputs = {"feature": model.get_layer("grounded_feature" if tagged else "feature").output,
+               "state": model.get_layer("init_state").output}
+    if _has(model, "imagenet_classes"):
+        outputs["classes"] = model.get_layer("imagenet_classes").output
+    elif classifier is not None:
         kernel, bias = classifier
         head = keras.layers.Dense(kernel.shape[1], activation="softmax", name="imagenet_classes")
         outputs["classes"] = head(model.get_layer("feature").input)  # the pooled backbone output
         head.set_weights([kernel, bias])
-    return keras.Model(image, outputs, name="velm_vision")
+    return keras.Model(inputs, outputs, name="velm_vision")
 
 
 def step_model(model: keras.Model) -> keras.Model:
@@ -188,6 +228,18 @@ def _flat_layers(model: keras.Model):
 # ----------------------------------------------------------------------------- wrapper
 
 
+def _count(inputs) -> int:
+    return len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+
+
+def _rows(inputs, start: int, stop: int):
+    """Rows start..stop of an array, or of each array of a dict of inputs."""
+    if isinstance(inputs, dict):
+        return {k: v[start:stop] for k, v in inputs.items()}
+    return inputs[start:stop]
+
+
+
 class Velm:
     """A trained model with its vocabulary: captioning (float reference) and .keras I/O."""
 
@@ -247,15 +299,15 @@ class Velm:
         """The (V, E) word embeddings as float32: what the host looks up before each decoder step."""
         return np.asarray(self.model.get_layer("embedding").embeddings, np.float32)
 
-    def encode_images(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """Float images (N,H,W,3) in [0,1] (or a head's pooled features (N,D)) -> (features (N,F), initial
-        states (N,S)).  Images go through the backbone 32 at a time: an EfficientNet-Lite0 batch of 256 at
-        224x224 holds gigabytes of activations."""
-        if images.ndim == 4:
+    def encode_images(self, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Float images (N,H,W,3) in [0,1] (or a head's pooled features (N,D), or {"pooled", "tags"} arrays for a
+        head with tags) -> (features (N,F), initial states (N,S)).  Images go through the backbone 32 at a time:
+        an EfficientNet-Lite0 batch of 256 at 224x224 holds gigabytes of activations."""
+        if not isinstance(images, dict) and images.ndim == 4:
             batch_size = min(batch_size, 32)
         feats, states = [], []
-        for i in range(0, len(images), batch_size):
-            out = self.vision(images[i:i + batch_size], training=False)
+        for i in range(0, _count(images), batch_size):
+            out = self.vision(_rows(images, i, i + batch_size), training=False)
             feats.append(np.asarray(out["feature"]))
             states.append(np.asarray(out["state"]))
         return np.concatenate(feats), np.concatenate(states)
@@ -277,8 +329,8 @@ class Velm:
         search (per image)."""
         results: list[decode.Decoded] = []
         v, steps = self.vocab, self.config.steps
-        for i in range(0, len(images), batch_size):
-            feats, states = self.encode_images(images[i:i + batch_size], batch_size)
+        for i in range(0, _count(images), batch_size):
+            feats, states = self.encode_images(_rows(images, i, i + batch_size), batch_size)
             if beam_size <= 1:
                 results += decode.greedy(self.step_fn(feats), states, v.start_id, v.end_id, steps)
             else:

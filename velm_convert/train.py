@@ -25,6 +25,7 @@ from velm_convert.config import PRETRAINED, TrainConfig
 from velm_convert.malloc_tuning import KeepFreedMemory
 from velm_convert.model import Velm, build, count_macs
 from velm_convert.train_parts import CosineOnBudget, encode_captions, plot_curve, start_run
+from velm_edge.errors import OptionError
 from velm_edge.runtime import preprocess
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,9 @@ def train(cfg: TrainConfig) -> Velm:
         from velm_convert.train_cached import train_cached
 
         return train_cached(cfg)
+    if cfg.tags or cfg.text_captions:
+        raise OptionError("--tags and --text-captions need --backbone efficientnet_lite0 (its ImageNet classifier "
+                          "names the tags)")
     out, train_set, val_set, t_data, vocab, mcfg = start_run(cfg, load_data)
     tr_idx, tr_seq = encode_captions(train_set, vocab, cfg.max_length)
     va_idx, va_seq = encode_captions(val_set, vocab, cfg.max_length)

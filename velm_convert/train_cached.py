@@ -24,9 +24,10 @@ import numpy as np
 from velm_convert import datasets, metrics
 from velm_convert.config import TrainConfig
 from velm_convert.feature_cache import DEFAULT_DIR, FeatureCache, file_sha256
-from velm_convert.model import Velm, build, build_on_features, count_macs, transfer_head
+from velm_convert.model import Velm, build, build_on_features, count_macs, set_tagger, transfer_head
 from velm_convert.train_parts import CosineOnBudget, encode_captions, plot_curve, start_run
-from velm_edge.runtime.tokenizer import Vocab
+from velm_edge.errors import OptionError
+from velm_edge.runtime.tokenizer import Vocab, normalize
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +93,17 @@ def smoothed_loss(label_smoothing: float):
 
 class DevScore(keras.callbacks.Callback):
     """After each epoch: greedy captions of the dev features, BLEU-4 and CIDEr-D into the logs; keeps the
-    weights of the best BLEU-4 and stops after ``patience`` epochs without a better one."""
+    weights of the best BLEU-4 and stops after ``patience`` epochs without a better one.  ``inputs``: what the
+    head's vision part takes for the dev images (their features, or {"pooled", "tags"})."""
 
-    def __init__(self, dev: FeatureSet, vocab: Vocab, cfg, patience: int):
+    def __init__(self, dev: FeatureSet, inputs, vocab: Vocab, cfg, patience: int):
         super().__init__()
-        self.dev, self.vocab, self.cfg, self.patience = dev, vocab, cfg, patience
+        self.dev, self.inputs, self.vocab, self.cfg, self.patience = dev, inputs, vocab, cfg, patience
         self.best, self.best_epoch, self.best_weights, self.scores = -1.0, -1, None, {}
 
     def on_epoch_end(self, epoch, logs=None):
         velm = Velm(self.model, self.vocab, self.cfg)
-        s = metrics.score(velm.caption(self.dev.features), self.dev.captions)
+        s = metrics.score(velm.caption(self.inputs), self.dev.captions)
         if logs is not None:
             logs["dev_bleu4"], logs["dev_cider"] = s["bleu4"], s["cider"]
         log.info("epoch %d: dev BLEU-4 %.4f, CIDEr-D %.4f", epoch + 1, s["bleu4"], s["cider"])
@@ -112,22 +114,102 @@ class DevScore(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+@dataclasses.dataclass
+class Tagger:
+    """What a decoder conditioned on tags needs: its tag words, the ImageNet head and the class -> word matrix."""
+    words: tuple[str, ...]
+    classifier: tuple[np.ndarray, np.ndarray]  # kernel (D, 1000), bias (1000,)
+    matrix: np.ndarray  # (1000, K)
+
+    @classmethod
+    def for_vocab(cls, vocab: Vocab, backbone_weights: str | None = None) -> Tagger:
+        from velm_convert import efficientnet_lite, imagenet_words
+        from velm_edge.runtime.grounding import WordTable
+
+        table = WordTable(imagenet_words.word_table(set(vocab.tokens[4:])), vocab, "ImageNet class words")
+        return cls(tuple(vocab.tokens[t] for t in table.sayable), efficientnet_lite.classifier(backbone_weights),
+                   table.word_matrix())
+
+    def tags(self, pooled: np.ndarray) -> np.ndarray:
+        """(N, K) tag scores of pooled backbone outputs (N, D): what the exported vision graph computes."""
+        kernel, bias = self.classifier
+        logits = pooled @ kernel + bias
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        return (probs / probs.sum(1, keepdims=True)) @ self.matrix
+
+    def text_tags(self, captions: list[str], image_tags: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(N, K) tags for captions without an image, as a classifier might give them: each tag word the caption
+        says gets a score between 0.15 and 0.95, a quarter of them are missed, and under them lies a quarter of
+        the tags of a random training image (the low scores of unrelated classes)."""
+        index = {w: k for k, w in enumerate(self.words)}
+        out = 0.25 * image_tags[rng.integers(0, len(image_tags), len(captions))]
+        for i, caption in enumerate(captions):
+            for w in {w for w in normalize(caption) if w in index}:
+                if rng.random() >= 0.25:
+                    out[i, index[w]] = max(out[i, index[w]], rng.uniform(0.15, 0.95))
+        return out.astype(np.float32)
+
+
+def text_captions(path: str | Path) -> list[str]:
+    """The 'caption' column of a CSV of captions without images."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise datasets.DatasetError(f"--text-captions {path}: no such file")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if "caption" not in (reader.fieldnames or []):
+            raise datasets.DatasetError(f"--text-captions {path}: needs a 'caption' column, has {reader.fieldnames}")
+        return [row["caption"] for row in reader if row["caption"].strip()]
+
+
+def with_tags(x: dict, seq: np.ndarray, idx: np.ndarray, image_tags: np.ndarray, texts: list[str], tagger: Tagger,
+              vocab: Vocab, cfg: TrainConfig) -> tuple[dict, np.ndarray]:
+    """The training pairs of a decoder conditioned on tags: the image pairs ``x`` (pooled, tokens; of images
+    ``idx``) with their images' tags, ``cfg.image_dropout`` of them with the image withheld, then the ``texts``
+    without one."""
+    rng = np.random.default_rng(cfg.seed)
+    tags = image_tags[idx]
+    pooled = x["pooled"]
+    pooled[rng.random(len(pooled)) < cfg.image_dropout] = 0.0
+    if not texts:
+        return {**x, "tags": tags}, seq
+    t_seq = np.array([vocab.encode(c, cfg.max_length) for c in texts], np.int32)
+    return {"pooled": np.concatenate([pooled, np.zeros((len(texts), pooled.shape[1]), np.float32)]),
+            "tokens": np.concatenate([x["tokens"], t_seq[:, :-1]]),
+            "tags": np.concatenate([tags, tagger.text_tags(texts, image_tags, rng)])}, np.concatenate([seq, t_seq])
+
+
 def train_cached(cfg: TrainConfig) -> Velm:
-    out, train_set, dev_set, t_data, vocab, mcfg = start_run(cfg, feature_sets)
-    pairs = {}
+    if cfg.text_captions and not cfg.tags:
+        raise OptionError("--text-captions trains a decoder conditioned on tags: add --tags")
+    if cfg.tags and cfg.backbone != "efficientnet_lite0":
+        raise OptionError("--tags needs --backbone efficientnet_lite0 (its ImageNet classifier names the tags)")
+    texts = text_captions(cfg.text_captions) if cfg.text_captions else []
+    out, train_set, dev_set, t_data, vocab, mcfg = start_run(cfg, feature_sets, texts)
+    tagger = Tagger.for_vocab(vocab, cfg.backbone_weights) if cfg.tags else None
+    if tagger is not None:
+        mcfg = dataclasses.replace(mcfg, tag_words=tagger.words)
+    pairs, dev_inputs = {}, dev_set.features
     for name, fs in (("train", train_set), ("dev", dev_set)):
         idx, seq = encode_captions(fs, vocab, cfg.max_length)
-        pairs[name] = ({"pooled": fs.features[idx], "tokens": seq[:, :-1]}, seq[:, 1:],
-                       (seq[:, 1:] != 0).astype(np.float32))
+        x = {"pooled": fs.features[idx], "tokens": seq[:, :-1]}
+        if tagger is not None and name == "dev":
+            dev_inputs = {"pooled": fs.features, "tags": tagger.tags(fs.features)}
+            x["tags"] = dev_inputs["tags"][idx]
+        elif tagger is not None:
+            x, seq = with_tags(x, seq, idx, tagger.tags(fs.features), texts, tagger, vocab, cfg)
+        pairs[name] = (x, seq[:, 1:], (seq[:, 1:] != 0).astype(np.float32))
     head = build_on_features(mcfg, train_set.features.shape[1])
     head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=5.0),
                  loss=smoothed_loss(cfg.label_smoothing), weighted_metrics=["sparse_categorical_accuracy"])
     steps = -(-len(pairs["train"][1]) // cfg.batch_size)
     budget = CosineOnBudget(cfg.learning_rate, cfg.epochs * steps, cfg.max_minutes)
-    dev_score = DevScore(dev_set, vocab, mcfg, cfg.patience)
+    dev_score = DevScore(dev_set, dev_inputs, vocab, mcfg, cfg.patience)
     callbacks = [budget, dev_score, keras.callbacks.CSVLogger(str(out / "history.csv"))]
-    log.info("head on %s features: %d training pairs, vocabulary %d", cfg.backbone, len(pairs["train"][1]),
-             len(vocab))
+    log.info("head on %s features: %d training pairs (%d of them text only), vocabulary %d, %d tag words",
+             cfg.backbone, len(pairs["train"][1]), len(texts), len(vocab), len(mcfg.tag_words))
     t1 = time.monotonic()
     x, y, w = pairs["train"]
     history = head.fit(x, y, sample_weight=w, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
@@ -137,12 +219,15 @@ def train_cached(cfg: TrainConfig) -> Velm:
         head.set_weights(dev_score.best_weights)
     model = build(mcfg)  # the real backbone under the trained head: takes images like every VELM
     transfer_head(head, model)
+    if tagger is not None:
+        set_tagger(model, tagger.classifier, tagger.matrix)
     velm = Velm(model, vocab, mcfg)
     from velm_convert import efficientnet_lite
 
     velm.info = {
         "dataset": cfg.dataset, "train_source": train_set.source, "val_source": dev_set.source,
-        "train_images": len(train_set.captions), "train_pairs": int(len(pairs["train"][1])),
+        "train_images": len(train_set.captions), "text_captions": len(texts),
+        "train_pairs": int(len(pairs["train"][1])),
         "val_images": len(dev_set.captions), "data_seconds": round(t_data, 1), "train_seconds": round(t_train, 1),
         "epochs_run": len(history.history.get("loss", [])), "best_epoch": dev_score.best_epoch + 1,
         "selected_by": "dev BLEU-4 (greedy)", "stopped_by_time_limit": budget.hit,

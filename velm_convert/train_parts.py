@@ -60,16 +60,18 @@ class CosineOnBudget(keras.callbacks.Callback):
             logs["learning_rate"] = float(self.rate())
 
 
-def start_run(cfg: TrainConfig, load) -> tuple:
+def start_run(cfg: TrainConfig, load, text_captions: list[str] = ()) -> tuple:
     """What every training run starts with: the output folder, the seed, the data (``load(cfg)`` -> training
-    and validation sets, timed), the vocabulary of the training captions and the model configuration."""
+    and validation sets, timed), the vocabulary of the training captions (and of ``text_captions``, captions
+    without images) and the model configuration."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     t0 = time.monotonic()
     train_set, val_set = load(cfg)
     t_data = time.monotonic() - t0
-    vocab = Vocab.build((c for caps in train_set.captions for c in caps), cfg.min_count, cfg.max_vocab)
+    captions = [c for caps in train_set.captions for c in caps] + list(text_captions)
+    vocab = Vocab.build(captions, cfg.min_count, cfg.max_vocab)
     return out, train_set, val_set, t_data, vocab, cfg.model_config(len(vocab))
 
 
