@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 TFLITE := .venv-tflite
 # A Flickr8k directory (captions.csv, images/, splits/) for the photo model's recipe. Research use only: never committed.
 FLICKR8K ?= ../shared/data/flickr8k
+COCO_CAPTIONS ?= ../shared/data/coco-captions/captions.csv
 
 .PHONY: setup demo test test-tflite lint bench photo-model shapes-model wheel pi-check clean
 
@@ -43,8 +44,8 @@ lint: setup
 bench: setup  ## train the default model for 20 minutes and score it on 500 held-out scenes
 	$(BIN)/python benchmarks/train_default.py --out runs/bench
 
-photo-model: setup  ## rebuild the shipped photo bundle from $(FLICKR8K) with its fixed-seed recipe
-	$(BIN)/velm-convert recipe photo --data $(FLICKR8K) --out runs/recipe-photo
+photo-model: setup  ## rebuild the shipped photo bundle from $(FLICKR8K) and $(COCO_CAPTIONS) with its fixed-seed recipe
+	$(BIN)/velm-convert recipe photo --data $(FLICKR8K) --text-captions $(COCO_CAPTIONS) --out runs/recipe-photo
 
 shapes-model: setup  ## rebuild the shipped shapes bundle from scratch with its fixed-seed recipe (about 40 minutes on 2 cores)
 	$(BIN)/velm-convert recipe shapes --out runs/recipe-shapes

@@ -151,9 +151,13 @@ def test_the_photo_recipe_needs_a_data_folder_and_its_commands_parse(tmp_path, c
 
     assert convert_cli.main(["recipe", "photo", "--out", str(tmp_path / "p")]) == 1
     assert "needs --data" in capsys.readouterr().err
-    steps = recipe.RECIPES["photo"].commands(tmp_path, "photo", "/data/flickr8k")
+    assert convert_cli.main(["recipe", "photo", "--data", "/data/flickr8k", "--out", str(tmp_path / "p")]) == 1
+    assert "needs --text-captions" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()  # refused before anything was written
+    steps = recipe.RECIPES["photo"].commands(tmp_path, "photo", "/data/flickr8k", "/data/coco.csv")
     train = convert_cli.build_parser().parse_args(steps[0])
     assert (train.dataset, train.annotations, train.backbone, train.seed) == ("flickr8k", "/data/flickr8k",
                                                                               "efficientnet_lite0", 0)
+    assert train.tags and train.text_captions == "/data/coco.csv" and train.image_dropout == 0.25
     export = convert_cli.build_parser().parse_args(steps[1])
     assert export.annotations == "/data/flickr8k" and export.beam_size == 3 and export.precision == "int8"

@@ -21,7 +21,8 @@ EPILOG = """examples:
   velm-convert evaluate runs/default/model.keras           # 500 held-out synthetic scenes
   velm-convert caption runs/default/model.keras photo.jpg
   velm-convert train --dataset flickr8k --annotations ../shared/data/flickr8k --backbone efficientnet_lite0 --out runs/p
-  velm-convert recipe photo --data ../shared/data/flickr8k --out runs/recipe-photo   # rebuild the photo bundle
+  velm-convert recipe photo --data ../shared/data/flickr8k --text-captions ../shared/data/coco-captions/captions.csv \
+      --out runs/recipe-photo                              # rebuild the photo bundle
   velm-convert recipe shapes --out runs/recipe-shapes      # rebuild the shapes bundle (about 40 min)
 """
 
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(rc, "--out", required=True, help="output directory, e.g. runs/recipe-photo")
     add_flag(rc, "--data", help="the data directory a recipe trains on (photo: a Flickr8k directory with "
                                    "captions.csv, images/ and splits/, e.g. ../shared/data/flickr8k)")
+    add_flag(rc, "--text-captions", help="captions without images the recipe trains its language side on (photo: "
+                                         "COCO's, e.g. ../shared/data/coco-captions/captions.csv)")
     add_flag(rc, "--overwrite", action="store_true", help="rebuild into an OUT that is not empty")
     add_flag(rc, "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
     return parser
@@ -339,7 +342,7 @@ def cmd_caption(args) -> int:
 
 
 def cmd_recipe(args) -> int:
-    recipe.run(args.name, args.out, main, args.overwrite, args.progress, args.data)
+    recipe.run(args.name, args.out, main, args.overwrite, args.progress, args.data, args.text_captions)
     return 0
 
 

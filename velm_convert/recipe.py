@@ -1,8 +1,9 @@
 """Recipes: a shipped bundle rebuilt from nothing with one command and a fixed seed.
 
-``velm-convert recipe photo --data DIR --out runs/recipe-photo`` rebuilds the real-world bundle from a
-Flickr8k directory laid out like the shared copy (captions.csv, images/, splits/): training the head on
-frozen EfficientNet-Lite0 features of the 6,000 training photos, best epoch by dev BLEU-4, int8 export
+``velm-convert recipe photo --data DIR --text-captions CSV --out runs/recipe-photo`` rebuilds the real-world
+bundle from a Flickr8k directory laid out like the shared copy (captions.csv, images/, splits/) and COCO's
+text-only captions: training the head on frozen EfficientNet-Lite0 features of the 6,000 training photos and
+on the text conditioned on its own object words, best epoch by dev BLEU-4, int8 export
 calibrated on training photos, parity on the 1,000 test photos.  ``velm-convert recipe shapes --out
 runs/recipe-shapes`` rebuilds the shapes bundle (60,000 synthetic scenes, int8, parity on 2,000 held-out
 scenes).  Each runs exactly the ``velm-convert`` commands below and then compares the new bundle's
@@ -24,6 +25,7 @@ from pathlib import Path
 from velm_edge.errors import OptionError, VelmError
 
 DATA = "{data}"  # stands for the --data directory in a recipe's arguments
+TEXT = "{text}"  # stands for the --text-captions file
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,17 @@ class Recipe:
     def needs_data(self) -> bool:
         return DATA in self.train + self.export
 
-    def commands(self, out: Path, name: str, data: str | Path | None = None) -> list[list[str]]:
+    @property
+    def needs_text(self) -> bool:
+        return TEXT in self.train
+
+    def commands(self, out: Path, name: str, data: str | Path | None = None,
+                 text: str | Path | None = None) -> list[list[str]]:
         model = out / "model"
+        given = {DATA: data, TEXT: text}
 
         def fill(args: tuple[str, ...]) -> list[str]:
-            return [str(data) if a == DATA else a for a in args]
+            return [str(given[a]) if a in given else a for a in args]
 
         return [["train", "--out", str(model), *fill(self.train)],
                 ["export", str(model / "model.keras"), "--out", str(out / f"{name}.velm"), *fill(self.export)]]
@@ -52,12 +60,14 @@ RECIPES = {
     # The bundle in velm_edge/models/photo.velm: Flickr8k (research use only) on frozen ImageNet features.
     "photo": Recipe(
         "the shipped real-world model: EfficientNet-Lite0 (ImageNet, frozen) + GRU on Flickr8k's 6,000 training "
-        "photos, 8 epochs, seed 0, int8, beam search 3 with no repeated word pair, grounded in its ImageNet classes "
-        "(needs --data, a Flickr8k directory)",
+        "photos and COCO's text-only captions, the decoder conditioned on the words of its ImageNet classes, 8 "
+        "epochs, seed 0, int8, beam search 3 with no repeated word pair (needs --data, a Flickr8k directory, and "
+        "--text-captions, COCO's captions.csv)",
         train=("--dataset", "flickr8k", "--annotations", DATA, "--backbone", "efficientnet_lite0",
                "--image-size", "224", "--feature-dim", "512", "--embed-dim", "256", "--units", "512",
                "--dropout", "0.5", "--label-smoothing", "0.1", "--max-length", "18", "--min-count", "5",
-               "--batch-size", "64", "--epochs", "8", "--learning-rate", "0.002", "--patience", "3", "--seed", "0"),
+               "--batch-size", "64", "--epochs", "8", "--learning-rate", "0.002", "--patience", "3", "--seed", "0",
+               "--tags", "--text-captions", TEXT, "--image-dropout", "0.25"),
         export=("--dataset", "flickr8k", "--annotations", DATA, "--precision", "int8", "--calib-images", "300",
                 "--calib-samples", "3000", "--parity-images", "1000", "--beam-size", "3", "--length-penalty", "0",
                 "--no-repeat-ngram", "2", "--ground", "0.4"),
@@ -84,7 +94,7 @@ RECIPES = {
 
 
 def run(name: str, out: str | Path, velm_convert: Callable[[list[str]], int], overwrite: bool = False,
-        progress: bool = True, data: str | Path | None = None) -> dict:
+        progress: bool = True, data: str | Path | None = None, text: str | Path | None = None) -> dict:
     """Run recipe ``name`` into ``out`` and return (and write to OUT/recipe.json) what it measured.
     ``velm_convert``: runs one velm-convert command line and returns its exit code (``cli.main``)."""
     from velm_edge.runtime.bundle import SHIPPED
@@ -94,11 +104,14 @@ def run(name: str, out: str | Path, velm_convert: Callable[[list[str]], int], ov
     recipe = RECIPES[name]
     if recipe.needs_data and data is None:
         raise OptionError(f"recipe {name} needs --data: a Flickr8k directory (captions.csv, images/, splits/)")
+    if recipe.needs_text and text is None:
+        raise OptionError(f"recipe {name} needs --text-captions: a CSV of captions without images (COCO's "
+                          f"captions.csv, e.g. ../shared/data/coco-captions/captions.csv)")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to rebuild into it")
     out.mkdir(parents=True, exist_ok=True)
-    steps = recipe.commands(out, name, data)
+    steps = recipe.commands(out, name, data, text)
     for argv in steps:  # train and export
         argv.append("--progress" if progress else "--no-progress")
     if overwrite:
