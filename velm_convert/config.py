@@ -109,6 +109,8 @@ class TrainConfig:
     text_captions: str | None = flag(None,
         "CSV of captions without images (a 'caption' column, e.g. COCO's): trains the language side and the "
         "vocabulary, each caption conditioned on its own tag words (needs --tags)")
+    text_weight: float = flag(1.0,
+        "loss weight of each --text-captions caption beside an image caption's 1 (lower keeps the images' style)")
     image_dropout: float = flag(0.0,
         "share of the image captions trained with the image withheld, so the decoder learns to use the tags")
     max_vocab: int = flag(10_000, "vocabulary cap, specials included")

@@ -200,7 +200,10 @@ def train_cached(cfg: TrainConfig) -> Velm:
             x["tags"] = dev_inputs["tags"][idx]
         elif tagger is not None:
             x, seq = with_tags(x, seq, idx, tagger.tags(fs.features), texts, tagger, vocab, cfg)
-        pairs[name] = (x, seq[:, 1:], (seq[:, 1:] != 0).astype(np.float32))
+        weight = (seq[:, 1:] != 0).astype(np.float32)
+        if name == "train" and texts:
+            weight[len(seq) - len(texts):] *= cfg.text_weight
+        pairs[name] = (x, seq[:, 1:], weight)
     head = build_on_features(mcfg, train_set.features.shape[1])
     head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=5.0),
                  loss=smoothed_loss(cfg.label_smoothing), weighted_metrics=["sparse_categorical_accuracy"])
