@@ -154,6 +154,19 @@ def test_text_tags_look_like_a_classifiers_scores_of_the_words_said():
     assert (tags[:, 2] > 0).any()  # the floor is a real image's tags, scaled
 
 
+def test_a_text_caption_is_matched_with_a_photo_that_agrees_on_people():
+    from velm_convert.train_cached import matched_images
+
+    photos = [["a man runs"] * 5, ["a dog runs"] * 5, ["two women talk"] * 5, ["a dog in snow"] * 5]
+    texts = ["a pizza on a plate", "a woman holds a pizza", "a cat on a sofa", "a boy and his kite"] * 50
+    chosen = matched_images(texts, photos, np.random.default_rng(0))
+    people = [t in (1, 3) for t in range(len(texts)) for t in [t % 4]]
+    assert all((c in (0, 2)) == p for c, p in zip(chosen, people))
+    assert set(chosen) == {0, 1, 2, 3}  # random among the agreeing photos, not always the first
+    with pytest.raises(datasets.DatasetError, match="both with and without people"):
+        matched_images(texts, [["a man runs"] * 5], np.random.default_rng(0))
+
+
 @pytest.mark.slow
 def test_a_decoder_conditioned_on_tags_trains_with_text_and_exports_its_tagger(tmp_path, flickr_like):
     """--tags --text-captions: the vocabulary takes the text's words, the saved model computes its tags inside

@@ -111,6 +111,10 @@ class TrainConfig:
         "vocabulary, each caption conditioned on its own tag words (needs --tags)")
     text_weight: float = flag(1.0,
         "loss weight of each --text-captions caption beside an image caption's 1 (lower keeps the images' style)")
+    text_images: str = flag("none",
+        "the image a --text-captions caption trains with: none (zeros), or matched: a random training photo that "
+        "agrees on whether people are in it, so objects come from the tags and people from the image",
+        choices=("none", "matched"))
     image_dropout: float = flag(0.0,
         "share of the image captions trained with the image withheld, so the decoder learns to use the tags")
     max_vocab: int = flag(10_000, "vocabulary cap, specials included")

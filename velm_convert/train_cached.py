@@ -137,12 +137,16 @@ class Tagger:
         probs = np.exp(logits - logits.max(1, keepdims=True))
         return (probs / probs.sum(1, keepdims=True)) @ self.matrix
 
-    def text_tags(self, captions: list[str], image_tags: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def text_tags(self, captions: list[str], image_tags: np.ndarray, rng: np.random.Generator,
+                  floor: np.ndarray | None = None) -> np.ndarray:
         """(N, K) tags for captions without an image, as a classifier might give them: each tag word the caption
         says gets a score between 0.15 and 0.95, a quarter of them are missed, and under them lies a quarter of
-        the tags of a random training image (the low scores of unrelated classes)."""
+        the tags of a training image (``floor``: which, one per caption; default random): the low scores of
+        unrelated classes."""
         index = {w: k for k, w in enumerate(self.words)}
-        out = 0.25 * image_tags[rng.integers(0, len(image_tags), len(captions))]
+        if floor is None:
+            floor = rng.integers(0, len(image_tags), len(captions))
+        out = 0.25 * image_tags[floor]
         for i, caption in enumerate(captions):
             for w in {w for w in normalize(caption) if w in index}:
                 if rng.random() >= 0.25:
@@ -164,11 +168,22 @@ def text_captions(path: str | Path) -> list[str]:
         return [row["caption"] for row in reader if row["caption"].strip()]
 
 
-def with_tags(x: dict, seq: np.ndarray, idx: np.ndarray, image_tags: np.ndarray, texts: list[str], tagger: Tagger,
-              vocab: Vocab, cfg: TrainConfig) -> tuple[dict, np.ndarray]:
-    """The training pairs of a decoder conditioned on tags: the image pairs ``x`` (pooled, tokens; of images
-    ``idx``) with their images' tags, ``cfg.image_dropout`` of them with the image withheld, then the ``texts``
-    without one."""
+def matched_images(texts: list[str], image_captions: list[list[str]], rng: np.random.Generator) -> np.ndarray:
+    """For each text caption, a random image whose captions agree with it on whether people are in it."""
+    from velm_convert.mentions import mentioned, shown
+
+    has_people = np.array(["person" in shown(caps) for caps in image_captions])
+    pools = {flag: np.flatnonzero(has_people == flag) for flag in (False, True)}
+    if not all(len(p) for p in pools.values()):
+        raise datasets.DatasetError("--text-images matched needs training photos both with and without people")
+    return np.array([rng.choice(pools["person" in mentioned(t)]) for t in texts])
+
+
+def with_tags(x: dict, seq: np.ndarray, idx: np.ndarray, fs: FeatureSet, image_tags: np.ndarray, texts: list[str],
+              tagger: Tagger, vocab: Vocab, cfg: TrainConfig) -> tuple[dict, np.ndarray]:
+    """The training pairs of a decoder conditioned on tags: the image pairs ``x`` (pooled, tokens; of the images
+    ``idx`` of ``fs``) with their images' tags, ``cfg.image_dropout`` of them with the image withheld, then the
+    ``texts``, each without an image or with a matched one (``cfg.text_images``)."""
     rng = np.random.default_rng(cfg.seed)
     tags = image_tags[idx]
     pooled = x["pooled"]
@@ -176,9 +191,14 @@ def with_tags(x: dict, seq: np.ndarray, idx: np.ndarray, image_tags: np.ndarray,
     if not texts:
         return {**x, "tags": tags}, seq
     t_seq = np.array([vocab.encode(c, cfg.max_length) for c in texts], np.int32)
-    return {"pooled": np.concatenate([pooled, np.zeros((len(texts), pooled.shape[1]), np.float32)]),
-            "tokens": np.concatenate([x["tokens"], t_seq[:, :-1]]),
-            "tags": np.concatenate([tags, tagger.text_tags(texts, image_tags, rng)])}, np.concatenate([seq, t_seq])
+    if cfg.text_images == "matched":
+        images = matched_images(texts, fs.captions, rng)
+        t_pooled, t_tags = fs.features[images], tagger.text_tags(texts, image_tags, rng, floor=images)
+    else:
+        t_pooled = np.zeros((len(texts), pooled.shape[1]), np.float32)
+        t_tags = tagger.text_tags(texts, image_tags, rng)
+    return {"pooled": np.concatenate([pooled, t_pooled]), "tokens": np.concatenate([x["tokens"], t_seq[:, :-1]]),
+            "tags": np.concatenate([tags, t_tags])}, np.concatenate([seq, t_seq])
 
 
 def train_cached(cfg: TrainConfig) -> Velm:
@@ -199,7 +219,7 @@ def train_cached(cfg: TrainConfig) -> Velm:
             dev_inputs = {"pooled": fs.features, "tags": tagger.tags(fs.features)}
             x["tags"] = dev_inputs["tags"][idx]
         elif tagger is not None:
-            x, seq = with_tags(x, seq, idx, tagger.tags(fs.features), texts, tagger, vocab, cfg)
+            x, seq = with_tags(x, seq, idx, fs, tagger.tags(fs.features), texts, tagger, vocab, cfg)
         weight = (seq[:, 1:] != 0).astype(np.float32)
         if name == "train" and texts:
             weight[len(seq) - len(texts):] *= cfg.text_weight
