@@ -145,6 +145,8 @@ def vision_model(model: keras.Model, classifier: tuple[np.ndarray, np.ndarray] |
     tagged = _has(model, "grounded_feature")
     outputs = {"feature": model.get_layer("grounded_feature" if tagged else "feature").output,
                "state": model.get_layer("init_state").output}
+    if tagged:  # the start the decoder learnt from captions without an image: the tags alone
+        outputs["tag_feature"], outputs["tag_state"] = _tags_alone(model)
     if _has(model, "imagenet_classes"):
         outputs["classes"] = model.get_layer("imagenet_classes").output
     elif classifier is not None:
@@ -153,6 +155,18 @@ def vision_model(model: keras.Model, classifier: tuple[np.ndarray, np.ndarray] |
         outputs["classes"] = head(model.get_layer("feature").input)  # the pooled backbone output
         head.set_weights([kernel, bias])
     return keras.Model(inputs, outputs, name="velm_vision")
+
+
+def _tags_alone(model: keras.Model):
+    """(feature, initial state) of a tagged model with the image part withheld: relu(b + T tags), as in training
+    with ``image_dropout`` or a text caption.  The bias is added by an identity FULLY_CONNECTED layer (an op the
+    Edge TPU runs), and the initial state comes from the model's own "init_state" layer."""
+    image_part = model.get_layer("feature")
+    add_bias = keras.layers.Dense(image_part.units, name="tags_alone_bias")
+    biased = add_bias(model.get_layer("feature_tags").output)
+    add_bias.set_weights([np.eye(image_part.units, dtype=np.float32), np.asarray(image_part.bias)])
+    feature = keras.layers.ReLU(name="tags_alone_feature")(biased)
+    return feature, model.get_layer("init_state")(feature)
 
 
 def step_model(model: keras.Model) -> keras.Model:

@@ -75,6 +75,8 @@ def edit_json(name, edit):
     ("no class list", edit_json("classes.json", lambda t: t.pop("classes")), "'classes' list"),
     ("an output the manifest does not declare", edit_json(
         "manifest.json", lambda m: m["graphs"]["vision"]["outputs"].pop("classes")), "outputs"),
+    ("the tags-alone start's state not declared", edit_json(
+        "manifest.json", lambda m: m["graphs"]["vision"]["outputs"].pop("tag_state")), "outputs"),
     ("an unknown output declared", edit_json(
         "manifest.json", lambda m: m["graphs"]["vision"]["outputs"].update(
             colour=m["graphs"]["vision"]["outputs"]["state"])), "must name"),
@@ -82,6 +84,35 @@ def edit_json(name, edit):
 def test_a_grounded_bundle_whose_parts_disagree_is_refused(tmp_path, label, change, message):
     with pytest.raises(BundleError, match=message):
         Captioner(damaged(tmp_path, change)).close()
+
+
+def test_the_second_decoding_starts_from_the_tags_alone(photo):
+    """The photo bundle's decoder was trained on tags (and COCO's text): its vision graph also gives the start
+    from the tags alone, and the second decoding (the image's caption missed the confident "cat") uses it."""
+    encoded = photo.encode_frame(read_image(samples.FOLDER / "cat.jpg"))
+    assert encoded.tag_start is not None and [a.shape for a in encoded.tag_start] == [encoded.feature.shape,
+                                                                                      encoded.state.shape]
+    decode = lambda tag_start: photo.vocab.decode(photo.decode_features(  # noqa: E731
+        encoded.feature, encoded.state, None, encoded.classes, tag_start).tokens)
+    from_tags, from_image = decode(encoded.tag_start), decode(None)
+    assert "cat" in from_tags.split() and from_tags == photo.decode_encoded(encoded).text
+    assert from_image != from_tags  # without the tags-alone start, the second decoding is the image's, raised
+
+
+class FakeGraph:
+    def __init__(self, outputs):
+        self.inputs, self.outputs = {"image": {}}, dict.fromkeys(outputs, {})
+
+
+@pytest.mark.parametrize("outputs", [{"feature", "state", "classes", "tag_feature"},
+                                     {"feature", "state", "tag_feature", "tag_state"}])
+def test_a_start_from_the_tags_alone_needs_both_halves_and_the_classes(outputs):
+    from velm_edge.runtime.contract import check_graphs
+
+    bundle = Bundle.load(DEFAULT_BUNDLE)
+    bundle.manifest["graphs"]["vision"]["outputs"] = dict.fromkeys(outputs, {})
+    with pytest.raises(BundleError, match="start from the tags alone needs all of"):
+        check_graphs(bundle, {"vision": FakeGraph(outputs)})
 
 
 def test_the_second_decoding_keeps_within_the_time_budget(photo):

@@ -57,6 +57,7 @@ class Encoded:
     timings_ms: dict[str, float]  # preprocess, vision
     classes: np.ndarray | None = None  # (C,) ImageNet class probabilities (grounded bundles)
     signal: float = 1.0  # 0..1: how much picture the frame holds (velm_edge.runtime.confidence.image_signal)
+    tag_start: tuple[np.ndarray, np.ndarray] | None = None  # (feature, state) from the tags alone (tagged decoders)
 
 
 class _Graphs:
@@ -74,6 +75,10 @@ class _Graphs:
         self.state_in = requantizer(lang.qparams("state", True), lang.qparams("state"))
         self.q_logits = lang.qparams("logits", True)
         self.q_classes = v.qparams("classes", True) if "classes" in v.outputs else None
+        self.tag_start_in = None
+        if "tag_feature" in v.outputs:
+            self.tag_start_in = (requantizer(v.qparams("tag_feature", True), lang.qparams("feature")),
+                                 requantizer(v.qparams("tag_state", True), lang.qparams("state")))
 
 
 class Captioner:
@@ -149,16 +154,21 @@ class Captioner:
     # -- stages
     def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """RGB uint8 (size, size, 3) -> (feature, state0), both in the language graph's input domain."""
-        feature, state, _ = self.see(rgb)
-        return feature, state
+        seen = self.see(rgb)
+        return seen.feature, seen.state
 
-    def see(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``encode`` and, for a grounded bundle, the ImageNet class probabilities (C,) (else None)."""
+    def see(self, rgb: np.ndarray) -> Encoded:
+        """``encode`` and, for a grounded bundle, the ImageNet class probabilities (C,), and for a decoder trained
+        on tags its start from the tags alone (no timings, no image signal)."""
         g = self._graphs()
         g.vision.set("image", preprocess.to_input(rgb, g.q_image, self.input_scale))
         g.vision.invoke()
         classes = None if g.q_classes is None else dequantize(g.vision.get("classes")[0], g.q_classes)
-        return g.feature_in(g.vision.get("feature")), g.state0_in(g.vision.get("state")), classes
+        tag_start = None
+        if g.tag_start_in is not None:
+            tag_start = (g.tag_start_in[0](g.vision.get("tag_feature")), g.tag_start_in[1](g.vision.get("tag_state")))
+        return Encoded(g.feature_in(g.vision.get("feature")), g.state0_in(g.vision.get("state")), {}, classes,
+                       tag_start=tag_start)
 
     def step_fn(self, feature: np.ndarray) -> decode.Step:
         """A decode.Step for one image's feature (1, F); rows of a batch (beams) run one by one.
@@ -186,18 +196,20 @@ class Captioner:
         return step
 
     def decode_features(self, feature: np.ndarray, state: np.ndarray, options: DecodeOptions | None = None,
-                        classes: np.ndarray | None = None) -> decode.Decoded:
+                        classes: np.ndarray | None = None,
+                        tag_start: tuple[np.ndarray, np.ndarray] | None = None) -> decode.Decoded:
         """The decode loop from (feature, state); ``classes`` (a grounded bundle's class probabilities) steer it
         when ``options.ground`` is on (see ``velm_edge.runtime.grounding``): a caption that names none of the
-        classifier's confident words is decoded a second time, with them raised, by a beam of at most 2."""
+        classifier's confident words is decoded a second time, with them raised, by a beam of at most 2, and
+        from ``tag_start`` (the start from the tags alone, of a decoder trained on tags) when there is one."""
         g = self._graphs()
         v, options = self.vocab, options or self.options
         bias, boost = self.plain_bias, None
         if classes is not None and self.words is not None and options.ground > 0:
             bias, boost = self.words.bias(classes, options.ground)
 
-        def run(boost, options):
-            return decode.decode(self.step_fn(feature), state, v.start_id, v.end_id, self.max_steps, options,
+        def run(boost, options, start=(feature, state)):
+            return decode.decode(self.step_fn(start[0]), start[1], v.start_id, v.end_id, self.max_steps, options,
                                  lambda x: dequantize(x, g.q_logits), bias, boost)
 
         t0 = time.perf_counter()
@@ -209,7 +221,7 @@ class Captioner:
                 if left <= 0:
                     return d
                 second = dataclasses.replace(second, time_budget_ms=left)
-            again = run(boost, second)
+            again = run(boost, second, tag_start or (feature, state))
             d = again if again.complete or not d.complete else d  # never trade a finished caption for a cut one
         return d
 
@@ -228,15 +240,15 @@ class Captioner:
         t0 = time.perf_counter()
         image = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb, self.color_order)
         t1 = time.perf_counter()
-        feature, state, classes = self.see(image)
+        seen = self.see(image)
         t2 = time.perf_counter()
-        return Encoded(feature, state, {"preprocess": (t1 - t0) * 1e3, "vision": (t2 - t1) * 1e3}, classes,
-                       confidence.image_signal(image))
+        return dataclasses.replace(seen, timings_ms={"preprocess": (t1 - t0) * 1e3, "vision": (t2 - t1) * 1e3},
+                                   signal=confidence.image_signal(image))
 
     def decode_encoded(self, encoded: Encoded, options: DecodeOptions | None = None) -> Caption:
         """The second half of ``caption``: the decode loop over an ``encode_frame`` result."""
         t0 = time.perf_counter()
-        d = self.decode_features(encoded.feature, encoded.state, options, encoded.classes)
+        d = self.decode_features(encoded.feature, encoded.state, options, encoded.classes, encoded.tag_start)
         timings = {**encoded.timings_ms, "decode": (time.perf_counter() - t0) * 1e3}
         timings["total"] = sum(timings.values())
         return self._result(d, encoded.classes, encoded.signal, timings)
@@ -245,11 +257,11 @@ class Captioner:
         """A uint8 image already at the model's size and in its colour order (RGB unless the bundle's
         preprocess.color_order says BGR) -> Caption (timings: vision, decode)."""
         t0 = time.perf_counter()
-        feature, state, classes = self.see(rgb)
+        seen = self.see(rgb)
         t1 = time.perf_counter()
-        d = self.decode_features(feature, state, options, classes)
+        d = self.decode_features(seen.feature, seen.state, options, seen.classes, seen.tag_start)
         t2 = time.perf_counter()
-        return self._result(d, classes, confidence.image_signal(rgb),
+        return self._result(d, seen.classes, confidence.image_signal(rgb),
                             {"vision": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3})
 
     def caption(self, frame: np.ndarray, options: DecodeOptions | None = None, beam_size: int | None = None) -> Caption:

@@ -27,8 +27,10 @@ TENSOR_DTYPES = ("int8", "uint8", "int16", "float32")
 SPECIAL_TOKENS = {"pad": 0, "start": 1, "end": 2, "unk": 3}  # velm_edge.runtime.tokenizer.Vocab's fixed ids
 IO_NAMES = {"vision": ({"image"}, {"feature", "state"}),
             "language": ({"embedding", "feature", "state"}, {"logits", "state"})}
-# Optional outputs: a grounded bundle's vision graph adds the ImageNet class probabilities (with classes.json).
-OPTIONAL_OUTPUTS = {"vision": {"classes"}, "language": set()}
+# Optional outputs: a grounded bundle's vision graph adds the ImageNet class probabilities (with classes.json), and
+# one whose decoder was trained on tags also the start from the tags alone (tag_feature, tag_state: both or none).
+OPTIONAL_OUTPUTS = {"vision": {"classes", "tag_feature", "tag_state"}, "language": set()}
+TAG_START = {"tag_feature", "tag_state"}
 CLASSES_FILE = "classes.json"
 MAX_SIDE, MAX_WIDTH, MAX_STEPS, MAX_BEAM = 2048, 1 << 16, 1024, 16
 
@@ -149,7 +151,8 @@ def expected_shapes(m: dict, classes: int = 0) -> dict[str, dict[str, tuple[int,
     """Every graph input/output's shape as the manifest's sizes imply (batch 1); ``classes``: the rows of
     classes.json, when the bundle has one."""
     side, f, s = m["preprocess"]["size"], m["feature_size"], m["state_size"]
-    return {"vision": {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s), "classes": (1, classes)},
+    return {"vision": {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s), "classes": (1, classes),
+                       "tag_feature": (1, f), "tag_state": (1, s)},
             "language": {"embedding": (1, m["embedding_size"]), "feature": (1, f), "state": (1, s),
                          "logits": (1, m["vocab_size"])}}
 
@@ -162,6 +165,10 @@ def check_graphs(bundle: Bundle, graphs: dict[str, Graph]) -> None:
     for name, graph in graphs.items():
         inputs, outputs = IO_NAMES[name]
         where = f"{root / (name + '.tflite')}"
+        tag_start = set(graph.outputs) & TAG_START
+        if tag_start and (tag_start != TAG_START or "classes" not in graph.outputs):
+            raise BundleError(f"{where}: outputs {sorted(tag_start)}, but a start from the tags alone needs all of "
+                              f"{sorted(TAG_START | {'classes'})}")
         for side, names, output in (("inputs", inputs, False), ("outputs", outputs, True)):
             found = set(graph.outputs if output else graph.inputs)
             declared_names = set(m["graphs"][name][side])
