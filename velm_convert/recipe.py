@@ -70,7 +70,7 @@ RECIPES = {
                "--tags", "--text-captions", TEXT, "--image-dropout", "0.25"),
         export=("--dataset", "flickr8k", "--annotations", DATA, "--precision", "int8", "--calib-images", "300",
                 "--calib-samples", "3000", "--parity-images", "1000", "--beam-size", "3", "--length-penalty", "0",
-                "--no-repeat-ngram", "2", "--ground", "0.4"),
+                "--no-repeat-ngram", "2", "--ground", "0.3"),
         shipped="photo", compare=("bleu4", "cider"),
     ),
     # The bundle in velm_edge/models/shapes.velm.  About 40 minutes on 2 x86-64 cores.
