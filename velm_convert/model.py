@@ -6,6 +6,10 @@ Training graph (teacher forcing over whole sequences)::
     tokens (T,)   -> Embedding "embedding" (E) ++ feature at every step                 [par-inject]
                   -> GRU "gru" (S, initial state = init_state) -> Dense "logits" (V)
 
+With ``ModelConfig.tag_words`` (a decoder trained on tags) the feature is relu(W pooled + b + T tags), the tags
+being the ImageNet classifier's probability of each tag word, computed by frozen layers from the same pooled
+output; its vision graph also gives the start from the tags alone (tag_feature, tag_state).
+
 Inference/export graphs built from the same weights (see ``vision_model`` and ``step_model``):
 vision: image -> feature, state0;  step: embedding, feature, state -> logits, state.
 The step graph is plain FULLY_CONNECTED / LOGISTIC / TANH / MUL / ADD / SUB arithmetic: no loop,
@@ -53,7 +57,6 @@ def _mobilenet_backbone(x, cfg: ModelConfig):
 
 
 HEAD_LAYERS = ("feature", "init_state", "embedding", "gru", "logits")  # the trained part on a frozen backbone
-TAG_LAYERS = ("imagenet_classes", "class_words")  # frozen: classifier scores -> tag word scores (ModelConfig.tag_words)
 
 
 def _backbone(image, cfg: ModelConfig):
@@ -251,7 +254,6 @@ def _rows(inputs, start: int, stop: int):
     if isinstance(inputs, dict):
         return {k: v[start:stop] for k, v in inputs.items()}
     return inputs[start:stop]
-
 
 
 class Velm:

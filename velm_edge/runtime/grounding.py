@@ -13,7 +13,9 @@ From one image's probabilities:
   ``DecodeOptions.ground`` of the probability (a *confident* word), the other words the classifier knows but
   does not see are lowered by ``Nudge.rival_penalty`` at every step (a cat photo is not captioned "dog");
   and when the caption still names no confident word, the Captioner decodes it again (a beam of at most 2)
-  with each confident word raised by ``Nudge.boost`` times its probability until it is said.  Raising only
+  with each confident word raised by ``Nudge.boost`` times its probability until it is said; for a decoder
+  trained on tags (the vision graph also outputs ``tag_feature`` and ``tag_state``) that second decoding
+  starts from the tags alone, as the decoder learnt captions without an image.  Raising only
   then keeps the decoder's own wording wherever it already named the object ("a black dog", not "a dog").
   Words the classifier has no class for (man, woman, water, grass ...) are never touched: people, scenes
   and actions stay the decoder's call.  ``<unk>`` is always forbidden.
