@@ -135,6 +135,10 @@ def test_tags_need_the_imagenet_backbone_and_text_needs_tags(tmp_path, flickr_li
     base = dict(out=str(tmp_path / "run"), dataset="flickr8k", annotations=str(flickr_like), progress=False)
     with pytest.raises(OptionError, match="add --tags"):
         train(TrainConfig(backbone="efficientnet_lite0", text_captions=str(tmp_path / "t.csv"), **base))
+    with pytest.raises(OptionError, match="add --tags"):
+        train(TrainConfig(backbone="efficientnet_lite0", image_dropout=0.25, **base))
+    with pytest.raises(OptionError, match="--image-dropout must be in"):
+        train(TrainConfig(backbone="efficientnet_lite0", tags=True, image_dropout=1.0, **base))
     with pytest.raises(OptionError, match="need --backbone efficientnet_lite0"):
         train(TrainConfig(backbone="seed", tags=True, **base))
     assert not (tmp_path / "run").exists()

@@ -92,9 +92,9 @@ def train(cfg: TrainConfig) -> Velm:
         from velm_convert.train_cached import train_cached
 
         return train_cached(cfg)
-    if cfg.tags or cfg.text_captions:
-        raise OptionError("--tags and --text-captions need --backbone efficientnet_lite0 (its ImageNet classifier "
-                          "names the tags)")
+    if cfg.tags or cfg.text_captions or cfg.image_dropout or cfg.text_images != "none":
+        raise OptionError("--tags (and --text-captions, --image-dropout, --text-images) need --backbone "
+                          "efficientnet_lite0: its ImageNet classifier names the tags")
     out, train_set, val_set, t_data, vocab, mcfg = start_run(cfg, load_data)
     tr_idx, tr_seq = encode_captions(train_set, vocab, cfg.max_length)
     va_idx, va_seq = encode_captions(val_set, vocab, cfg.max_length)

@@ -202,8 +202,12 @@ def with_tags(x: dict, seq: np.ndarray, idx: np.ndarray, fs: FeatureSet, image_t
 
 
 def train_cached(cfg: TrainConfig) -> Velm:
-    if cfg.text_captions and not cfg.tags:
-        raise OptionError("--text-captions trains a decoder conditioned on tags: add --tags")
+    if (cfg.text_captions or cfg.image_dropout or cfg.text_images != "none") and not cfg.tags:
+        raise OptionError("--text-captions, --image-dropout and --text-images train a decoder conditioned on tags: "
+                          "add --tags")
+    if not 0 <= cfg.image_dropout < 1 or cfg.text_weight < 0:
+        raise OptionError(f"--image-dropout must be in [0, 1) and --text-weight at least 0, got {cfg.image_dropout} "
+                          f"and {cfg.text_weight}")
     if cfg.tags and cfg.backbone != "efficientnet_lite0":
         raise OptionError("--tags needs --backbone efficientnet_lite0 (its ImageNet classifier names the tags)")
     texts = text_captions(cfg.text_captions) if cfg.text_captions else []
