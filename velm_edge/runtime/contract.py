@@ -33,6 +33,7 @@ OPTIONAL_OUTPUTS = {"vision": {"classes", "tag_feature", "tag_state"}, "language
 TAG_START = {"tag_feature", "tag_state"}
 CLASSES_FILE = "classes.json"
 MAX_SIDE, MAX_WIDTH, MAX_STEPS, MAX_BEAM = 2048, 1 << 16, 1024, 16
+MAX_LENGTH_PENALTY = 5.0  # decoding's length penalty: a bundle's recommendation and a request alike
 
 
 def _where(manifest_path: str, key: str) -> str:
@@ -110,8 +111,8 @@ def check_manifest(m: dict, where: str) -> None:
             raise BundleError(f"{at} must be an object, found {type(decoding).__name__}")
         _int(decoding, "beam_size", 1, MAX_BEAM, at)
         penalty = decoding.get("length_penalty")
-        if not isinstance(penalty, float) or not 0 <= penalty <= 5:
-            raise BundleError(f"{at} 'length_penalty' must be a number in [0.0, 5.0], found {penalty!r}")
+        if not isinstance(penalty, float) or not 0 <= penalty <= MAX_LENGTH_PENALTY:
+            raise BundleError(f"{at} 'length_penalty' must be a number in [0.0, {MAX_LENGTH_PENALTY}], found {penalty!r}")
         if "no_repeat_ngram" in decoding:  # later additions: optional
             _int(decoding, "no_repeat_ngram", 0, 8, at)
         ground = decoding.get("ground", 0.5)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from velm_edge.errors import OptionError
+from velm_edge.runtime.contract import MAX_BEAM, MAX_LENGTH_PENALTY, MAX_STEPS
 
 Step = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 ToReal = Callable[[np.ndarray], np.ndarray]
@@ -48,21 +49,26 @@ class DecodeOptions:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise OptionError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.beam_size < 1:
-            raise OptionError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.beam_size <= MAX_BEAM:
+            raise OptionError(f"beam_size must be 1-{MAX_BEAM}, got {self.beam_size}")
+        if not 0 <= self.length_penalty <= MAX_LENGTH_PENALTY:  # NaN and infinities fail too
+            raise OptionError(f"length_penalty must be in [0, {MAX_LENGTH_PENALTY:g}], got {self.length_penalty}")
         if self.no_repeat_ngram < 0 or self.min_length < 0:
             raise OptionError(f"no_repeat_ngram and min_length must be >= 0, got {self.no_repeat_ngram}, "
                              f"{self.min_length}")
-        if self.max_length is not None and self.max_length < 1:
-            raise OptionError(f"max_length must be >= 1 (or None), got {self.max_length}")
-        if self.time_budget_ms is not None and self.time_budget_ms <= 0:
-            raise OptionError(f"time_budget_ms must be > 0 (or None), got {self.time_budget_ms}")
+        if self.no_repeat_ngram > MAX_STEPS or self.min_length > MAX_STEPS:
+            raise OptionError(f"no_repeat_ngram and min_length must be <= {MAX_STEPS}, got {self.no_repeat_ngram}, "
+                              f"{self.min_length}")
+        if self.max_length is not None and not 1 <= self.max_length <= MAX_STEPS:
+            raise OptionError(f"max_length must be 1-{MAX_STEPS} (or None), got {self.max_length}")
+        if self.time_budget_ms is not None and not 0 < self.time_budget_ms <= 3_600_000:
+            raise OptionError(f"time_budget_ms must be in (0, 3600000] (or None), got {self.time_budget_ms}")
         if not 0 <= self.ground <= 1:
             raise OptionError(f"ground must be a probability in [0, 1] (0 = off), got {self.ground}")
 
     def with_beam(self, beam_size: int) -> DecodeOptions:
         """These options with greedy decoding for beam_size 1, beam search of that width above."""
-        return dataclasses.replace(self, strategy="beam" if beam_size > 1 else "greedy", beam_size=max(1, beam_size))
+        return dataclasses.replace(self, strategy="beam" if beam_size > 1 else "greedy", beam_size=beam_size)
 
     def override(self, beam_size: int | None = None, **fields) -> DecodeOptions:
         """These options with ``fields`` replaced and, when given, ``beam_size`` applied through ``with_beam``

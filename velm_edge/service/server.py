@@ -11,10 +11,11 @@
 =========================  ===========================================================================
 
 Safe by default, on the same HTTP layer as the kiosk (``velm_edge.httpd``): loopback only unless a
-token is given, the Host header checked, a body limit (413 before reading), a pixel limit read from the
-image header before decoding (413), a per-request time limit (408 for a slow upload, 504 for a slow
-caption), and a bounded queue (503 with ``Retry-After`` when full).  Every error is JSON:
-``{"error": "what to fix", "status": N}``.
+token is given, the Host header checked, web pages of other origins refused (403), a body limit (413
+before reading), pixel and decoded-byte limits read from the image header before decoding (413), a
+per-request time limit (408 for a slow upload, 504 for a slow caption), a bounded queue (503 with
+``Retry-After`` when full), a cap on event streams, and a graceful stop (every request read is
+answered).  Every error is JSON: ``{"error": "what to fix", "status": N}``.
 
 Requests are captioned by a fixed pool of threads, each with its own interpreters (``Captioner`` keeps
 them per thread), so concurrent clients share the cores without building interpreters per request.
@@ -63,18 +64,27 @@ class ServiceOptions:
     max_body_bytes: int = field(default=10_000_000, metadata={"help": "largest image upload in bytes (413 above)"})
     max_pixels: int = field(default=40_000_000, metadata={
         "help": "largest image in pixels, read from its header before decoding (413 above)"})
+    max_decoded_bytes: int = field(default=120_000_000, metadata={
+        "help": "largest decoded image in bytes (width x height x channels x bytes per sample, read from its "
+                "header; 413 above): 40 Mpx of 8-bit RGB, or 15 Mpx of 16-bit RGBA"})
     timeout_s: float = field(default=10.0, metadata={
         "help": "time limit of one request: upload (408) and caption (504)"})
     max_queue: int = field(default=16, metadata={
         "help": "requests that may wait for a captioning thread; more get 503 with Retry-After"})
-    max_connections: int = field(default=64, metadata={"help": "open connections at most; more are closed"})
+    max_connections: int = field(default=64, metadata={
+        "help": "requests handled at once (a thread each); idle and slow connections wait without a thread"})
+    max_streams: int = field(default=16, metadata={
+        "help": "/v1/events subscribers at once; more get 503 (the rest of the API stays available)"})
+    allow_origin: tuple[str, ...] = field(default=(), metadata={
+        "help": "a web page origin (scheme://host:port) besides the service's own that may call the API (CORS); "
+                "repeat for more, * for any.  Requests from any other page get 403"})
 
     def __post_init__(self) -> None:
         check_bind("serve", self.host, self.port, self.token)
-        if min(self.workers, self.max_body_bytes, self.max_pixels, self.max_connections) < 1 or self.max_queue < 0 \
-                or self.timeout_s <= 0:
-            raise OptionError(f"serve: workers, max_body_bytes, max_pixels and max_connections must be >= 1, max_queue "
-                              f">= 0 and timeout_s > 0; got {self}")
+        if min(self.workers, self.max_body_bytes, self.max_pixels, self.max_decoded_bytes, self.max_connections,
+               self.max_streams) < 1 or self.max_queue < 0 or not 0 < self.timeout_s < float("inf"):
+            raise OptionError(f"serve: workers, max_body_bytes, max_pixels, max_decoded_bytes, max_connections and "
+                              f"max_streams must be >= 1, max_queue >= 0 and timeout_s > 0; got {self}")
 
 
 class Busy(Exception):
@@ -91,6 +101,7 @@ class CaptionService:
         self._pending = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="caption")
+        self.streams = threading.BoundedSemaphore(self.options.max_streams)
         self._server: BoundedServer | None = None
         self.port = self.options.port
 
@@ -98,20 +109,25 @@ class CaptionService:
     def start(self) -> CaptionService:
         o = self.options
         handler = type("Handler", (_Handler,), {"service": self, "bind_host": o.host, "token": o.token,
-                                                "timeout": o.timeout_s})
+                                                "timeout": o.timeout_s, "allow_origins": tuple(o.allow_origin)})
         self._server = BoundedServer((o.host, o.port), handler, o.max_connections, min(5.0, o.timeout_s))
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name="serve http", daemon=True).start()
         return self
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop accepting, answer every request already read (its caption, or 503 once ``timeout_s`` of grace
+        is over), then stop the captioning threads.  True when every request was answered within the grace."""
         if self.live is not None:
             self.live.close()
+        answered = True
         if self._server is not None:
             self._server.shutdown()
+            answered = self._server.drain(self.options.timeout_s + 1.0)
             self._server.server_close()
             self._server = None
         self._pool.shutdown(wait=True, cancel_futures=True)
+        return answered
 
     def __enter__(self) -> CaptionService:
         return self.start()
@@ -138,14 +154,23 @@ class CaptionService:
             if self._pending >= o.workers + o.max_queue:
                 raise Busy
             self._pending += 1
-        future = self._pool.submit(self._decode_and_caption, data, options)
+        try:
+            future = self._pool.submit(self._decode_and_caption, data, options)
+        except RuntimeError:  # the pool is shut down: the service is stopping
+            with self._lock:
+                self._pending -= 1
+            raise Busy from None
 
         def done(_):
             with self._lock:
                 self._pending -= 1
 
         future.add_done_callback(done)
-        caption = future.result(timeout=o.timeout_s)
+        try:
+            caption = future.result(timeout=o.timeout_s)
+        except FutureTimeout:
+            future.cancel()  # still queued: it never runs, and its place in the queue is free again
+            raise
         with self._lock:
             self.served += 1
         return caption
@@ -153,13 +178,13 @@ class CaptionService:
     def info(self) -> dict:
         m = self.captioner.bundle.manifest
         o = self.options
-        return {"version": __version__, "bundle": {"name": m.get("name"), "path": str(self.captioner.bundle.root),
-                                                   "precision": m["precision"], "input_size": self.captioner.size,
+        return {"version": __version__, "bundle": {"name": m.get("name"), "precision": m["precision"], "input_size": self.captioner.size,
                                                    "vocab_size": m["vocab_size"], "training": m.get("training")},
                 "decoding": dataclasses.asdict(self.captioner.options), "runtime": self.captioner.info,
                 "workers": o.workers, "live_source": self.live_source,
-                "limits": {"max_body_bytes": o.max_body_bytes, "max_pixels": o.max_pixels, "timeout_s": o.timeout_s,
-                           "max_queue": o.max_queue, "max_connections": o.max_connections}}
+                "limits": {"max_body_bytes": o.max_body_bytes, "max_pixels": o.max_pixels,
+                           "max_decoded_bytes": o.max_decoded_bytes, "timeout_s": o.timeout_s, "max_queue": o.max_queue,
+                           "max_connections": o.max_connections, "max_streams": o.max_streams}}
 
 
 class _Handler(GuardedHandler):
@@ -168,7 +193,7 @@ class _Handler(GuardedHandler):
     routes = {("POST", "/v1/caption"): "caption", ("GET", "/v1/info"): "info", ("GET", "/v1/latest"): "latest",
               ("GET", "/v1/events"): "events", ("GET", "/v1/openapi.json"): "openapi", ("GET", "/health"): "health"}
 
-    def _body(self) -> bytes | None:
+    def _body(self) -> bytearray | None:
         """The request body within the limits, or None after refusing it."""
         o = self.service.options
         if self.headers.get("Transfer-Encoding"):
@@ -179,10 +204,11 @@ class _Handler(GuardedHandler):
         if text is None:
             self.refuse(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required", close=True)
             return None
-        if not text.isdigit():
+        text = text.strip()
+        if not text.isascii() or not text.isdigit():
             self.refuse(HTTPStatus.BAD_REQUEST, f"Content-Length must be a whole number, got {text[:40]!r}", close=True)
             return None
-        length = int(text)
+        length = int(text) if len(text) <= 18 else o.max_body_bytes + 1  # no 5,000-digit int() (ValueError)
         if length > o.max_body_bytes:
             self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body has {length} bytes; at most "
                         f"{o.max_body_bytes} are accepted (--max-body-bytes)", close=True)
@@ -190,7 +216,8 @@ class _Handler(GuardedHandler):
         if length == 0:
             self.refuse(HTTPStatus.BAD_REQUEST, "the body is empty: send the image bytes (JPEG, PNG or BMP)")
             return None
-        deadline, chunks, got = time.monotonic() + o.timeout_s, [], 0
+        self.continue_body()  # Expect: 100-continue is answered only now, after Host, token and size
+        deadline, body, got = time.monotonic() + o.timeout_s, bytearray(length), 0
         while got < length:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -206,10 +233,10 @@ class _Handler(GuardedHandler):
                     continue  # the deadline check above answers
                 self.close_connection = True  # the client hung up mid-body
                 return None
-            chunks.append(chunk)
+            body[got:got + len(chunk)] = chunk
             got += len(chunk)
         self.connection.settimeout(self.timeout)
-        return b"".join(chunks)
+        return body
 
     def caption(self) -> None:
         data = self._body()
@@ -220,12 +247,11 @@ class _Handler(GuardedHandler):
             given = parse_query("POST /v1/caption", self.path.partition("?")[2],
                                 (*DECODE_KEYS, Key("token", str, "the bearer token, if not in a header")))
             given.pop("token", None)
-            if not 1 <= given.get("beam_size", 1) <= 16:
-                raise OptionError(f"beam_size must be 1-16, got {given['beam_size']}")
-            options = service.captioner.options.override(**given)
+            options = service.captioner.options.override(**given)  # DecodeOptions checks every bound
             kind = images.sniff(data)
-            width, height = images.size(data, kind)
-            if width * height <= service.options.max_pixels:
+            width, height, decoded = images.header(data, kind)
+            too_big = width * height > service.options.max_pixels or decoded > service.options.max_decoded_bytes
+            if not too_big:
                 images.check_complete(data, kind)
         except OptionError as e:
             self.refuse(HTTPStatus.BAD_REQUEST, str(e))
@@ -237,11 +263,16 @@ class _Handler(GuardedHandler):
             self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the image is {width} x {height} pixels; at most "
                         f"{service.options.max_pixels} pixels are accepted (--max-pixels)")
             return
+        if decoded > service.options.max_decoded_bytes:
+            self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the image is {width} x {height} pixels and decodes "
+                        f"to {decoded} bytes; at most {service.options.max_decoded_bytes} are accepted "
+                        f"(--max-decoded-bytes)")
+            return
         try:
             caption = service.caption(data, options)
         except Busy:
-            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, "all captioning threads are busy and the queue is full; "
-                        "retry later", {"Retry-After": "1"})
+            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, "all captioning threads are busy and the queue is full "
+                        "(or the service is stopping); retry later", {"Retry-After": "1"})
             return
         except FutureTimeout:
             self.refuse(HTTPStatus.GATEWAY_TIMEOUT, f"the caption took longer than {service.options.timeout_s:g} s")
@@ -276,8 +307,16 @@ class _Handler(GuardedHandler):
 
     def events(self) -> None:
         board = self._live()
-        if board is not None:
-            try:
-                board.stream(self, lambda e: e.to_json())
-            except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                pass  # the client left
+        if board is None:
+            return
+        streams = self.service.streams
+        if not streams.acquire(blocking=False):
+            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, f"{self.service.options.max_streams} event streams are open "
+                        "already (--max-streams); poll /v1/latest or retry later", {"Retry-After": "5"}, close=True)
+            return
+        try:
+            board.stream(self, lambda e: e.to_json())
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the client left
+        finally:
+            streams.release()

@@ -115,6 +115,7 @@ class KioskSink(Sink):
             self._cond.notify_all()
         if self._server is not None:
             self._server.shutdown()
+            self._server.drain(self.request_timeout_s)  # answers to what was asked, then the threads end
             self._server.server_close()
             self._server = None
 
@@ -182,7 +183,8 @@ class _Handler(GuardedHandler):
         self._limited(self._mjpeg)
 
     def _mjpeg(self) -> None:
-        self.start_stream("multipart/x-mixed-replace; boundary=frame")
+        if not self.start_stream("multipart/x-mixed-replace; boundary=frame"):
+            return
         seen = 0
         while not self.kiosk._closing:
             got = self.kiosk.jpeg(seen)

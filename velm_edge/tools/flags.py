@@ -72,6 +72,8 @@ def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls, s
         kw = {"default": default, "help": meta["help"].replace("%", "%%")}
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hints[f.name]) is tuple:  # tuple[str, ...]: the flag repeats
+            kw.update(action="append", default=None, metavar=meta.get("metavar", f.name.upper()))
         else:
             kw.update(type=kind, metavar=meta.get("metavar", meta.get("flag", f.name).upper()))
             if "choices" in meta:
@@ -80,10 +82,17 @@ def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls, s
         add_flag(parser, meta.get("flag", f.name), dest=f.name, **kw)
 
 
+def _tuple_fields(cls) -> set[str]:
+    hints = typing.get_type_hints(cls)
+    return {f.name for f in dataclasses.fields(cls) if typing.get_origin(hints[f.name]) is tuple}
+
+
 def from_args(cls, args: argparse.Namespace, **override):
     """An instance of ``cls`` from the parsed flags ``add_fields`` added (fields not on the command line keep
     their defaults); ``override`` wins."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}  # repeated flags
+    given = {k: v for k, v in given.items() if v is not None or k not in _tuple_fields(cls)}
     return cls(**{**given, **override})
 
 
