@@ -120,10 +120,11 @@ MAX_HEAD_BYTES = 65537 + 100 * 65537  # the standard parser's own limits: reques
 
 class _Waiting:
     """A connection between requests: not yet a whole request line and headers."""
-    __slots__ = ("sock", "address", "buf", "deadline")
+    __slots__ = ("sock", "address", "buf", "deadline", "fresh")
 
-    def __init__(self, sock: socket.socket, address, buf: bytes, deadline: float):
+    def __init__(self, sock: socket.socket, address, buf: bytes, deadline: float, fresh: bool = True):
         self.sock, self.address, self.buf, self.deadline = sock, address, bytearray(buf), deadline
+        self.fresh = fresh  # no request answered on it yet (else: a keep-alive connection between requests)
 
 
 class BoundedServer(HTTPServer):
@@ -235,9 +236,11 @@ class BoundedServer(HTTPServer):
             self._close(w)  # no whole request within header_timeout_s: slow, idle or gone
 
     def _finish_waiting(self, sel) -> None:
-        """At a stop: connections with a request under way get until their deadline (1 s at most) to finish
-        it; idle keep-alive connections and silent ones are closed at once."""
-        for w in [w for w in self._waiting.values() if not w.buf]:
+        """At a stop: what already arrived is read; connections with a request under way, and new ones, get
+        until their deadline (1 s at most) to send it whole; idle keep-alive connections are closed at once."""
+        for w in list(self._waiting.values()):
+            self._read(w)
+        for w in [w for w in self._waiting.values() if not w.buf and not w.fresh]:
             self._close(w)
         end = time.monotonic() + 1.0
         while self._waiting and time.monotonic() < end:
@@ -288,7 +291,7 @@ class BoundedServer(HTTPServer):
         """A handler's keep-alive connection back to the selector (False at a stop: close it)."""
         if self.stopping:
             return False
-        w = _Waiting(sock, address, leftover, time.monotonic() + self.header_timeout_s)
+        w = _Waiting(sock, address, leftover, time.monotonic() + self.header_timeout_s, fresh=False)
         if head_complete(w.buf):  # a pipelined request, whole already
             self._dispatch(w)
             return True

@@ -1,0 +1,388 @@
+"""The HTTP layer under hostile load: slow and idle connections, memory bombs, framing, origins, a stop with
+requests in flight (each finding of the hostile-load review has a test here; counts and times CI-sized)."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import pytest
+
+from velm_edge.httpd import EventBoard
+from velm_edge.live import scenes
+from velm_edge.service.server import CaptionService, ServiceOptions
+
+TOKEN = "a-long-secret"
+
+
+def scene_png() -> bytes:
+    ok, buf = cv2.imencode(".png", scenes.generate(2_000_000_777, scenes.SceneConfig(size=80))[0])
+    assert ok
+    return buf.tobytes()
+
+
+def exchange(port: int, data: bytes, timeout: float = 10.0, host: str = "127.0.0.1") -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it (or ``timeout``)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except OSError:
+            pass
+    return got
+
+
+def statuses(answer: bytes) -> list[int]:
+    return [int(m) for m in re.findall(rb"^HTTP/1\.[01] (\d{3})", answer, re.M)]
+
+
+def head(method: str = "GET", path: str = "/health", host: str | None = "127.0.0.1", token: str | None = None,
+         extra: tuple[str, ...] = (), body: bytes = b"", length: bool = True, close: bool = True) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1"] + ([f"Host: {host}"] if host is not None else [])
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    if body and length:
+        lines.append(f"Content-Length: {len(body)}")
+    lines += (["Connection: close"] if close else []) + list(extra)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def body_json(answer: bytes) -> dict:
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+
+@pytest.fixture
+def service(captioner):
+    with CaptionService(captioner, ServiceOptions(port=0, workers=2, timeout_s=2.0), EventBoard(), "test") as s:
+        yield s
+
+
+def health_during(port: int, seconds: float, token: str | None = None) -> tuple[int, int]:
+    """(served, asked): /health asked every 50 ms for ``seconds`` on fresh connections."""
+    served = asked = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        asked += 1
+        served += statuses(exchange(port, head(token=token), timeout=3.0))[:1] == [200]
+        time.sleep(0.05)
+    return served, asked
+
+
+def attack(port: int, connections: int, behave, seconds: float) -> threading.Event:
+    """``connections`` threads run ``behave(socket)`` on fresh connections, reconnecting, until stopped."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    behave(s, stop)
+            except OSError:
+                time.sleep(0.01)
+
+    for _ in range(connections):
+        threading.Thread(target=loop, daemon=True).start()
+    threading.Timer(seconds, stop.set).start()
+    return stop
+
+
+def drip(s: socket.socket, stop: threading.Event) -> None:
+    s.sendall(b"GET /health HTTP/1.1\r\n")
+    while not stop.wait(0.5):
+        s.sendall(b"X")  # a header byte at a time, for as long as the server lets it
+
+
+def idle(s: socket.socket, stop: threading.Event) -> None:
+    s.settimeout(0.5)
+    while not stop.is_set():
+        try:
+            if s.recv(1) == b"":
+                return  # cut: reconnect
+        except TimeoutError:
+            pass
+
+
+@pytest.mark.parametrize("behave, connections", [(drip, 64), (idle, 100)], ids=["64 dripping", "100 idle"])
+def test_slow_and_idle_connections_do_not_lock_out_normal_requests(captioner, behave, connections):
+    options = ServiceOptions(port=0, workers=2, token=TOKEN, timeout_s=1.0)  # a 1 s header deadline
+    with CaptionService(captioner, options) as service:
+        stop = attack(service.port, connections, behave, 4.0)
+        time.sleep(0.5)  # the attackers are connected
+        served, asked = health_during(service.port, 3.0, TOKEN)
+        stop.wait()
+        assert served >= 0.6 * asked, f"{served} of {asked} served during the attack"
+        time.sleep(1.5)  # the attackers' connections reach their deadline
+        after, asked_after = health_during(service.port, 0.5, TOKEN)
+        assert after == asked_after
+
+
+def test_a_slow_header_drip_is_cut_at_the_total_deadline(service):
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\n")
+        t0, cut = time.monotonic(), None
+        while cut is None and time.monotonic() - t0 < 8:
+            try:
+                s.sendall(b"X")
+                s.settimeout(0.3)
+                if s.recv(1) == b"":
+                    cut = time.monotonic() - t0
+            except TimeoutError:
+                pass
+            except OSError:
+                cut = time.monotonic() - t0
+    assert cut is not None and cut < 2.0 + 1.0  # timeout_s 2 s covers line and headers in total
+
+
+def test_event_subscribers_are_capped_and_the_api_stays_available(service):
+    socks, answers = [], []
+    try:
+        for _ in range(70):
+            s = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+            s.sendall(head(path="/v1/events", close=False))
+            socks.append(s)
+        for s in socks:
+            answers.append(statuses(s.recv(4096)))
+        assert answers.count([200]) == service.options.max_streams
+        assert answers.count([503]) == 70 - service.options.max_streams
+        assert statuses(exchange(service.port, head()))[0] == 200
+        png = scene_png()
+        assert statuses(exchange(service.port, head("POST", "/v1/caption", body=png)))[0] == 200
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_the_listen_backlog_takes_a_burst(service):
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed")
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{service.port}"], capture_output=True, text=True).stdout
+    backlog = int(out.split()[2])  # State Recv-Q Send-Q: for a listening socket Send-Q is the backlog
+    assert backlog >= 128
+
+
+# -- memory ----------------------------------------------------------------------------------------------
+
+def png_16bit_rgba(side: int) -> bytes:
+    """A PNG of side x side 16-bit RGBA zeros: a few hundred KB that decode to side**2 x 8 bytes."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    z, row, parts = zlib.compressobj(9), b"\0" * (1 + side * 8), []
+    for _ in range(side):
+        parts.append(z.compress(row))
+    parts.append(z.flush())
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 16, 6, 0, 0, 0)) + \
+        chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def rss_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith(field)).split()[1])
+
+
+@pytest.fixture
+def serve_process():
+    """``velm-edge serve`` (shapes bundle) in its own process, so its memory can be read: (process, port)."""
+    proc = subprocess.Popen([sys.executable, "-m", "velm_edge.tools.cli", "serve", "--bundle", "shapes", "--port", "0",
+                             "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    port, deadline = None, time.monotonic() + 60
+    while port is None and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "listening on" in line:
+            port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+    assert port, "serve did not start"
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the service's peak memory from /proc")
+def test_decoded_memory_bombs_are_refused_from_their_header(serve_process):
+    proc, port = serve_process
+    bomb = png_16bit_rgba(6300)  # 39.7 Mpx: under --max-pixels, but 318 MB decoded
+    assert len(bomb) < 1_000_000
+    exchange(port, head("POST", "/v1/caption", body=scene_png()))  # interpreters built: the baseline is warm
+    before = rss_kb(proc.pid, "VmRSS")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: exchange(port, head("POST", "/v1/caption", body=bomb)), range(4)))
+    assert [statuses(a)[0] for a in answers] == [413] * 4
+    assert "decodes to" in body_json(answers[0])["error"]
+    assert (rss_kb(proc.pid, "VmHWM") - before) / 1024 < 300
+
+
+def test_an_os2_bitmap_reports_its_real_size(service):
+    bmp = bytearray(cv2.imencode(".bmp", scenes.generate(1, scenes.SceneConfig(size=80))[0])[1].tobytes())
+    core = bytes(bmp[:14]) + struct.pack("<IHHHH", 12, 80, 80, 1, 24) + bytes(bmp[54:])  # BITMAPCOREHEADER
+    core = core[:10] + struct.pack("<I", 26) + core[14:]
+    core = core[:2] + struct.pack("<I", len(core)) + core[6:]
+    answer = exchange(service.port, head("POST", "/v1/caption", body=core))
+    assert statuses(answer)[0] in (200, 400)
+    assert "4294" not in answer.decode("latin-1")  # not the absurd sizes of a misread header
+
+
+# -- every error answered ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("query", ["length_penalty=2000", "length_penalty=1e308", "length_penalty=-inf",
+                                   "length_penalty=nan", "beam_size=17", "max_length=100000",
+                                   "time_budget_ms=inf"])
+def test_decoding_options_out_of_range_get_400_with_the_range(service, query):
+    answer = exchange(service.port, head("POST", f"/v1/caption?{query}", body=scene_png()))
+    assert statuses(answer) == [400]
+    assert query.split("=")[0] in body_json(answer)["error"]
+
+
+@pytest.mark.parametrize("length, status", [("\u00b2", 400), ("1" * 5000, 413), ("12abc", 400)])
+def test_unparseable_lengths_get_an_answer(service, length, status):
+    data = f"POST /v1/caption HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n\r\n".encode("latin-1")
+    answer = exchange(service.port, data)
+    assert statuses(answer) == [status] and body_json(answer)["status"] == status
+
+
+# -- framing ------------------------------------------------------------------------------------------------
+
+def test_a_body_on_get_is_never_parsed_as_a_second_request(service):
+    smuggled = head(path="/v1/info")
+    answer = exchange(service.port, head(body=smuggled, close=False))
+    assert statuses(answer) == [400]
+
+
+def test_conflicting_content_lengths_are_refused(service):
+    png = scene_png()
+    data = head("POST", "/v1/caption", body=png, extra=(f"Content-Length: {len(png) - 10}",))
+    assert statuses(exchange(service.port, data)) == [400]
+
+
+def test_absolute_form_targets_with_a_foreign_authority_are_refused(service):
+    assert statuses(exchange(service.port, head(path="http://evil.example/health"))) == [400]
+    assert statuses(exchange(service.port, head(path=f"http://127.0.0.1:{service.port}/health"))) == [200]
+
+
+@pytest.mark.parametrize("host, status", [("localhost:80@evil.com", 403), ("localhost:evil.com", 403),
+                                          ("LOCALHOST", 200), ("[::1]", 200), ("[::1]:8090", 200),
+                                          ("127.0.0.1:8090", 200)])
+def test_host_is_parsed_strictly(service, host, status):
+    assert statuses(exchange(service.port, head(host=host))) == [status]
+
+
+def test_two_host_headers_are_refused(service):
+    assert statuses(exchange(service.port, head(extra=("Host: evil.example",)))) == [403]
+
+
+class Event:
+    def to_json(self) -> dict:
+        return {"text": "a red circle"}
+
+
+def test_head_on_a_stream_sends_headers_only(service):
+    service.live.publish(Event())  # a GET would be sent this at once
+    get = exchange(service.port, head("GET", "/v1/events"), timeout=1)
+    assert b"a red circle" in get
+    answer = exchange(service.port, head("HEAD", "/v1/events"), timeout=5)
+    assert statuses(answer) == [200] and answer.endswith(b"\r\n\r\n")
+
+
+def test_100_continue_only_after_the_token_is_checked(captioner):
+    with CaptionService(captioner, ServiceOptions(port=0, workers=1, token=TOKEN)) as service:
+        no_token = head("POST", "/v1/caption", extra=("Content-Length: 2600000", "Expect: 100-continue"))
+        assert statuses(exchange(service.port, no_token)) == [401]  # no "100 Continue" first
+        png = scene_png()
+        with socket.create_connection(("127.0.0.1", service.port), timeout=10) as s:
+            s.sendall(head("POST", "/v1/caption", token=TOKEN, extra=(f"Content-Length: {len(png)}",
+                                                                       "Expect: 100-continue")))
+            assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+            s.sendall(png)
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+        assert statuses(got) == [200]
+
+
+def test_a_utf8_token_works_in_the_authorization_header(captioner):
+    token = "clé-secrète"
+    with CaptionService(captioner, ServiceOptions(port=0, workers=1, token=token)) as service:
+        data = ("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n").encode() + \
+            b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+        assert statuses(exchange(service.port, data)) == [200]
+
+
+# -- origins -------------------------------------------------------------------------------------------------
+
+def test_a_foreign_web_page_is_refused_and_an_allowed_one_gets_cors(captioner):
+    allowed = "http://localhost:3000"
+    with CaptionService(captioner, ServiceOptions(port=0, workers=1, allow_origin=(allowed,))) as service:
+        png, port = scene_png(), service.port
+        foreign = head("POST", "/v1/caption", body=png, extra=("Origin: http://127.0.0.1:9999",))
+        assert statuses(exchange(port, foreign)) == [403]
+        assert statuses(exchange(port, head(extra=("Origin: null",)))) == [403]
+        own = exchange(port, head(host=f"127.0.0.1:{port}", extra=(f"Origin: http://127.0.0.1:{port}",)))
+        assert statuses(own) == [200] and b"Access-Control-Allow-Origin" not in own
+        cors = exchange(port, head(extra=(f"Origin: {allowed}",)))
+        assert statuses(cors) == [200] and f"Access-Control-Allow-Origin: {allowed}".encode() in cors
+        preflight = exchange(port, head("OPTIONS", "/v1/caption", extra=(f"Origin: {allowed}",
+                                                                          "Access-Control-Request-Method: POST")))
+        assert statuses(preflight) == [204] and b"POST" in preflight
+        bad_preflight = head("OPTIONS", "/v1/caption", extra=("Origin: http://evil.example",
+                                                              "Access-Control-Request-Method: POST"))
+        assert statuses(exchange(port, bad_preflight)) == [403]
+
+
+# -- what the server says of itself, and where it listens -----------------------------------------------------
+
+def test_no_versions_in_server_and_no_paths_in_info(service):
+    answer = exchange(service.port, head(path="/v1/info"))
+    server = re.search(rb"^Server: (.*)\r$", answer, re.M).group(1)
+    assert server == b"velm-edge"
+    assert "path" not in body_json(answer)["bundle"] and "/" not in json.dumps(body_json(answer)["bundle"]["name"])
+
+
+def test_ipv6_loopback_binds(captioner):
+    try:
+        socket.socket(socket.AF_INET6).close()
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with CaptionService(captioner, ServiceOptions(host="::1", port=0, workers=1)) as service:
+        assert statuses(exchange(service.port, head(host="[::1]"), host="::1")) == [200]
+
+
+# -- a graceful stop -----------------------------------------------------------------------------------------
+
+def test_sigterm_with_requests_in_flight_answers_every_client(serve_process):
+    proc, port = serve_process
+    png = scene_png()
+    sent = threading.Barrier(31)
+
+    def client() -> list[int]:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(head("POST", "/v1/caption", body=png))
+            sent.wait()
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+        return statuses(got)
+
+    with ThreadPoolExecutor(30) as pool:
+        futures = [pool.submit(client) for _ in range(30)]
+        sent.wait()
+        proc.send_signal(signal.SIGTERM)
+        answers = [f.result() for f in futures]
+    assert all(a and a[0] in (200, 503) for a in answers), answers
+    assert proc.wait(30) == 0
