@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -49,7 +50,8 @@ def test_speak_without_espeak_says_how_to_install(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def broker(tmp_path, free_port):
+def broker_process(tmp_path, free_port):
+    """A mosquitto on loopback: (port, its process)."""
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
     if exe is None:
         pytest.skip("mosquitto is not installed")
@@ -64,9 +66,14 @@ def broker(tmp_path, free_port):
             break
         except OSError:
             time.sleep(0.1)
-    yield port
+    yield port, proc
     proc.terminate()
     proc.wait(5)
+
+
+@pytest.fixture
+def broker(broker_process):
+    return broker_process[0]
 
 
 def test_mqtt_sink_publishes_every_caption_to_a_real_broker(captioner, broker):
@@ -175,3 +182,88 @@ def test_a_clean_stop_says_offline_itself(captioner, broker):
     sub.loop_stop()
     with pytest.raises(OptionError, match="discovery must be a topic prefix"):
         open_sink(f"mqtt://127.0.0.1:{broker}/{topic}?discovery=home assistant!")
+
+
+def _mosquitto(port: int, conf_dir) -> subprocess.Popen:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    conf = conf_dir / "restart.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("mosquitto did not start")
+
+
+class _Event:
+    def __init__(self, n: int):
+        self.n = n
+
+    def to_json(self) -> dict:
+        return {"text": f"caption {self.n}", "frame": self.n}
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_after_a_broker_outage_it_announces_again_and_drops_stale_captions(broker_process, tmp_path, qos):
+    broker, first = broker_process
+    topic = f"outage/q{qos}"
+    sink = open_sink(f"mqtt://127.0.0.1:{broker}/{topic}?discovery=homeassistant&client_id=out{qos}&qos={qos}")
+    sink.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not sink.client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sink.write(_Event(0))
+        # the outage: the broker goes (its retained messages with it: no persistence) and comes back
+        first.terminate()
+        first.wait(5)
+        deadline = time.monotonic() + 10
+        while sink.client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for n in range(1, 102):  # 101 captions while the broker is away
+            sink.write(_Event(n))
+            time.sleep(0.01)
+        proc = _mosquitto(broker, tmp_path)
+        try:
+            sub, got = _subscriber(broker, ["homeassistant/#", f"{topic}/availability", topic])
+            assert _wait(got, lambda m: m[0] == f"{topic}/availability" and m[1] == b"online", 20)
+            assert _wait(got, lambda m: m[0].startswith("homeassistant/") and m[0].endswith("/config"), 5)
+            sink.write(_Event(200))
+            _wait(got, lambda m: m[0] == topic and json.loads(m[1])["frame"] == 200, 5)
+            frames = [json.loads(p)["frame"] for t, p, _ in got if t == topic]
+            assert [f for f in frames if f < 200] in ([], [101]), frames  # at most the newest, never the backlog
+            sub.loop_stop()
+        finally:
+            t0 = time.monotonic()
+            sink.stop()
+            assert time.monotonic() - t0 < 3
+            sink = None
+            proc.terminate()
+            proc.wait(5)
+    finally:
+        if sink is not None:
+            sink.stop()
+
+
+def test_stop_is_bounded_when_the_broker_never_answers():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port, held = server.getsockname()[1], []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True).start()
+    sink = open_sink(f"mqtt://127.0.0.1:{port}/mute?qos=1&discovery=homeassistant").start()
+    try:
+        time.sleep(0.5)  # connected by TCP, never a CONNACK
+        for n in range(20):
+            sink.write(_Event(n))
+        t0 = time.monotonic()
+        sink.stop()
+        assert time.monotonic() - t0 < 3
+    finally:
+        for conn, _ in held:
+            conn.close()
+        server.close()

@@ -1,12 +1,14 @@
 """The ``mqtt://HOST[:PORT]/TOPIC`` sink: every caption published as JSON (QoS 0), for fleets of kiosks.
 
 Uses paho-mqtt (``pip install 'velm-edge[mqtt]'``).  The client runs its own network thread and
-reconnects by itself; publishing never blocks the pipeline (messages made while the broker is away
-are dropped, not queued without bound).  ``?client_id=...`` and ``?qos=1`` are optional.
+reconnects by itself (every 1 to 5 s); publishing never blocks the pipeline.  While the broker is away
+only the newest caption is kept, and published on reconnection: stale captions are dropped, not
+delivered late, whatever the qos.  ``?client_id=...`` and ``?qos=1`` are optional.
 
 ``?discovery=homeassistant`` (the discovery prefix) makes the caption a Home Assistant sensor with no
 YAML: a retained discovery config on ``PREFIX/sensor/NODE/caption/config`` (unique_id, device,
-state_topic, value_template, availability), ``online`` on ``TOPIC/availability`` (retained), and an MQTT
+state_topic, value_template, availability), ``online`` on ``TOPIC/availability`` (retained; both again
+after every reconnection), and an MQTT
 last will that makes the broker publish ``offline`` there when the process dies.  A clean stop publishes
 ``offline`` itself.  ``?name=Lobby camera`` names the device; NODE is the client id or, without one,
 the host name and topic.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 from urllib.parse import urlsplit
 
 from velm_edge import __version__
@@ -48,7 +51,11 @@ class MqttSink(Sink):
         self.topic, self.qos, self.name = parts.path.strip("/"), qos, url
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.max_queued_messages_set(100)
+        self.client.reconnect_delay_set(1, 5)  # paho's default backs off to 120 s: captions lost for minutes
+        self.client.on_connect = self._on_connect
         self.published = 0
+        self._newest: str | None = None  # the newest caption made while the broker was away
+        self._lock = threading.Lock()
         self.discovery = None
         if discovery is not None:
             node = re.sub(r"[^A-Za-z0-9_]", "_", client_id or f"{socket.gethostname()}_{self.topic}")
@@ -56,13 +63,23 @@ class MqttSink(Sink):
             self.discovery = (f"{discovery.strip('/')}/sensor/{node}/caption/config",
                               discovery_config(node, self.topic, self.availability, name))
             self.client.will_set(self.availability, "offline", qos=1, retain=True)
-            self.client.on_connect = self._announce
 
-    def _announce(self, client, userdata, flags, reason, properties=None) -> None:
-        """On every (re)connection: the discovery config and "online", both retained."""
-        topic, config = self.discovery
-        client.publish(topic, json.dumps(config), qos=1, retain=True)
-        client.publish(self.availability, "online", qos=1, retain=True)
+    def _on_connect(self, client, userdata, flags, reason, properties=None) -> None:
+        """On every (re)connection: the discovery config and "online" (retained), then the newest caption."""
+        if getattr(reason, "is_failure", False):
+            return
+        if self.discovery is not None:
+            topic, config = self.discovery
+            client.publish(topic, json.dumps(config), qos=1, retain=True)
+            client.publish(self.availability, "online", qos=1, retain=True)
+        with self._lock:
+            newest, self._newest = self._newest, None
+        if newest is not None:
+            self._publish(newest)
+
+    def _publish(self, payload: str) -> None:
+        info = self.client.publish(self.topic, payload, qos=self.qos)
+        self.published += info.rc == 0
 
     def start(self) -> MqttSink:
         self.client.connect_async(self.host, self.port, keepalive=30)
@@ -70,8 +87,14 @@ class MqttSink(Sink):
         return self
 
     def write(self, event: CaptionEvent) -> None:
-        info = self.client.publish(self.topic, json.dumps(event.to_json(), separators=(",", ":")), qos=self.qos)
-        self.published += info.rc == 0
+        payload = json.dumps(event.to_json(), separators=(",", ":"))
+        if not self.client.is_connected():
+            with self._lock:
+                self._newest = payload  # newest wins: published when the broker is back
+            return
+        with self._lock:
+            self._newest = None  # this one is newer
+        self._publish(payload)
 
     def stop(self) -> None:
         if self.discovery is not None and self.client.is_connected():
