@@ -115,7 +115,8 @@ def head_complete(buf: bytes | bytearray) -> bool:
     return buf.find(b"\n\r\n", end) >= 0 or buf.find(b"\n\n", end) >= 0
 
 
-MAX_HEAD_BYTES = 65537 + 100 * 65537  # the standard parser's own limits: request line, 100 header lines
+MAX_HEAD_BYTES = 65537  # more and the parser goes on from the socket (in a thread, within the same deadline): a
+# waiting connection holds at most this plus one read of buffer, so the waiting ones cannot swell the process
 
 
 class _Waiting:
@@ -137,6 +138,7 @@ class BoundedServer(HTTPServer):
     ``shutdown`` stops accepting and closes connections without a request; ``drain`` then lets the
     handlers answer every request already read (``stopping`` tells them to close afterwards)."""
 
+    idle_thread_s = 1.0  # a handler thread with nothing to do for this long ends (a burst's threads do not stay)
     request_queue_size = 128  # the listen backlog: socketserver's 5 makes a burst of clients wait on SYN retries
     allow_reuse_address = True
 
@@ -145,7 +147,7 @@ class BoundedServer(HTTPServer):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.max_connections, self.header_timeout_s = max_connections, header_timeout_s
         self.max_waiting = max_waiting or max(256, 8 * max_connections)
-        self.stopping = False
+        self.stopping = self.grace_over = False  # stop() called; its grace for answering is over (then: 503)
         self._waiting: dict[int, _Waiting] = {}  # by file number, oldest first
         self._parked: list[_Waiting] = []  # handed back by handler threads, for the selector to take
         self._ready: queue.SimpleQueue = queue.SimpleQueue()  # whole requests for the handler threads
@@ -189,8 +191,12 @@ class BoundedServer(HTTPServer):
                 sock, address = self.socket.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
-                return  # e.g. out of descriptors: the next round tries again
+            except OSError:  # out of descriptors: the oldest waiting connection gives its own up
+                if not self._waiting:
+                    time.sleep(0.05)  # all held by handlers: do not spin on a listening socket that stays readable
+                    return
+                self._close(next(iter(self._waiting.values())))
+                continue
             if len(self._waiting) >= self.max_waiting:
                 self._close(next(iter(self._waiting.values())))  # the oldest waiting connection makes room
             sock.setblocking(False)
@@ -269,10 +275,19 @@ class BoundedServer(HTTPServer):
         while True:
             with self._lock:
                 self._idle += 1
-            w = self._ready.get()
+            try:
+                w = self._ready.get(timeout=self.idle_thread_s)
+            except queue.Empty:
+                with self._lock:
+                    self._idle -= 1
+                    if self._queued <= self._idle:  # no request counts on this thread: it ends
+                        self._threads -= 1
+                        return
+                continue
             with self._lock:
                 self._idle -= 1
-                if w is None:
+                if w is None:  # drain(): the server is done
+                    self._threads -= 1
                     return
                 self._queued -= 1
                 self._busy += 1
@@ -323,9 +338,10 @@ class BoundedServer(HTTPServer):
             time.sleep(0.02)
         with self._lock:
             done = not self._busy and not self._queued
-            threads, self._threads = self._threads, 0
+            threads = self._threads
+        self.grace_over = not done  # what is still queued is answered 503 at once
         for _ in range(threads):
-            self._ready.put(None)
+            self._ready.put(None)  # after what is queued: each thread ends once the queue is done
         return done
 
     def server_close(self) -> None:
@@ -532,7 +548,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
         return None
 
     def _dispatch(self) -> None:
-        if self.server.stopping and getattr(self.server, "grace_over", False):
+        if self.server.grace_over:
             self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, "the server is stopping", close=True)
             return
         if self.command == "OPTIONS" and self.headers.get("Origin") and self.headers.get(
