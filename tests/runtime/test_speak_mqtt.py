@@ -49,24 +49,30 @@ def test_speak_without_espeak_says_how_to_install(monkeypatch, tmp_path):
         open_sink("speak")
 
 
-@pytest.fixture
-def broker_process(tmp_path, free_port):
-    """A mosquitto on loopback: (port, its process)."""
+def _mosquitto(port: int, conf_dir) -> subprocess.Popen:
+    """A mosquitto listening on loopback ``port``, once it accepts connections (skip if not installed)."""
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
     if exe is None:
         pytest.skip("mosquitto is not installed")
-    port = free_port
-    conf = tmp_path / "mosquitto.conf"
+    conf = conf_dir / f"mosquitto-{port}.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
+            return proc
         except OSError:
             time.sleep(0.1)
-    yield port, proc
+    proc.kill()
+    raise AssertionError("mosquitto did not start")
+
+
+@pytest.fixture
+def broker_process(tmp_path, free_port):
+    """A mosquitto on loopback: (port, its process)."""
+    proc = _mosquitto(free_port, tmp_path)
+    yield free_port, proc
     proc.terminate()
     proc.wait(5)
 
@@ -182,21 +188,6 @@ def test_a_clean_stop_says_offline_itself(captioner, broker):
     sub.loop_stop()
     with pytest.raises(OptionError, match="discovery must be a topic prefix"):
         open_sink(f"mqtt://127.0.0.1:{broker}/{topic}?discovery=home assistant!")
-
-
-def _mosquitto(port: int, conf_dir) -> subprocess.Popen:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    conf = conf_dir / "restart.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("mosquitto did not start")
 
 
 class _Event:
