@@ -152,7 +152,7 @@ class BoundedServer(HTTPServer):
         self._parked: list[_Waiting] = []  # handed back by handler threads, for the selector to take
         self._ready: queue.SimpleQueue = queue.SimpleQueue()  # whole requests for the handler threads
         self._lock = threading.Lock()
-        self._threads = self._busy = self._idle = self._queued = 0  # handler threads; of them busy, idle; requests queued
+        self._threads = self._busy = self._idle = self._queued = 0  # threads, of them busy and idle; requests queued
         self._loop_done = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         super().__init__(address, handler)
@@ -523,7 +523,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
             query = parse_qs(urlsplit(self.path).query)
             scheme, _, credentials = self.headers.get("Authorization", "").partition(" ")
             given = (query.get("token") or [""])[0].encode()
-            if not given and scheme.lower() == "bearer":  # header bytes arrive as Latin-1: back to the raw (UTF-8) bytes
+            if not given and scheme.lower() == "bearer":  # header bytes arrive as Latin-1: back to the raw bytes
                 given = credentials.strip().encode("latin-1", "replace")
             if not secrets.compare_digest(given, self.token.encode()):
                 self.refuse(HTTPStatus.UNAUTHORIZED, "a valid token is required (Authorization: Bearer TOKEN)",

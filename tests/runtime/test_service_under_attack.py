@@ -316,7 +316,7 @@ def test_100_continue_only_after_the_token_is_checked(captioner):
 def test_a_utf8_token_works_in_the_authorization_header(captioner):
     token = "clé-secrète"
     with CaptionService(captioner, ServiceOptions(port=0, workers=1, token=token)) as service:
-        data = ("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n").encode() + \
+        data = (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n") + \
             b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
         assert statuses(exchange(service.port, data)) == [200]
 

@@ -112,7 +112,8 @@ def check_manifest(m: dict, where: str) -> None:
         _int(decoding, "beam_size", 1, MAX_BEAM, at)
         penalty = decoding.get("length_penalty")
         if not isinstance(penalty, float) or not 0 <= penalty <= MAX_LENGTH_PENALTY:
-            raise BundleError(f"{at} 'length_penalty' must be a number in [0.0, {MAX_LENGTH_PENALTY}], found {penalty!r}")
+            raise BundleError(f"{at} 'length_penalty' must be a number in [0.0, {MAX_LENGTH_PENALTY}], "
+                              f"found {penalty!r}")
         if "no_repeat_ngram" in decoding:  # later additions: optional
             _int(decoding, "no_repeat_ngram", 0, 8, at)
         ground = decoding.get("ground", 0.5)

@@ -179,7 +179,8 @@ class CaptionService:
         m = self.captioner.bundle.manifest
         o = self.options
         return {"version": __version__, "bundle": {"name": m.get("name"), "precision": m["precision"],
-                                                   "input_size": self.captioner.size, "vocab_size": m["vocab_size"], "training": m.get("training")},
+                                                   "input_size": self.captioner.size, "vocab_size": m["vocab_size"],
+                                                   "training": m.get("training")},
                 "decoding": dataclasses.asdict(self.captioner.options), "runtime": self.captioner.info,
                 "workers": o.workers, "live_source": self.live_source,
                 "limits": {"max_body_bytes": o.max_body_bytes, "max_pixels": o.max_pixels,
