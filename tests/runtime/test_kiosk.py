@@ -211,3 +211,33 @@ def test_silent_connections_hold_no_slot_and_are_dropped_at_the_deadline():
         for s in socks:
             s.close()
         k.stop()
+
+
+def _raw(port: int, data: bytes, until: bytes | None = None) -> bytes:
+    """The answer to ``data`` until the server closes (or ``until`` arrives, or 5 s pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        got = b""
+        try:
+            while (until is None or until not in got) and (chunk := s.recv(65536)):
+                got += chunk
+        except TimeoutError:
+            pass
+    return got
+
+
+def test_head_on_the_preview_stream_sends_headers_only_and_origins_are_checked():
+    k = open_sink("kiosk:127.0.0.1:0?allow_origin=http://localhost:3000").start()
+    try:
+        k.frame(np.zeros((48, 64, 3), np.uint8))
+        get_answer = _raw(k.port, b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", until=b"--frame")
+        assert b"--frame" in get_answer  # a GET gets the frame at once
+        head = _raw(k.port, b"HEAD /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n") and b"--frame" not in head
+        foreign = _raw(k.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n")
+        assert foreign.startswith(b"HTTP/1.1 403")
+        allowed = _raw(k.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://localhost:3000\r\n"
+                               b"Connection: close\r\n\r\n")
+        assert allowed.startswith(b"HTTP/1.1 200") and b"Access-Control-Allow-Origin: http://localhost:3000" in allowed
+    finally:
+        k.stop()

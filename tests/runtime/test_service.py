@@ -259,7 +259,8 @@ def test_a_thousand_hostile_requests_are_refused_and_the_service_still_captions(
         # many clients at once, valid: each is captioned or told to retry, never anything else
         with ThreadPoolExecutor(32) as pool:
             crowd = list(pool.map(lambda _: raw(port, request(valid[".png"]), timeout=30), range(100)))
-        assert set(crowd) <= {200, 503} and crowd.count(200) >= 10, crowd
+        # (how many are captioned depends on how fast the rest are told to retry: at least what fits at once)
+        assert set(crowd) <= {200, 503} and crowd.count(200) >= options.workers + options.max_queue, crowd
         assert len(results) + len(lorises) + len(halves) + len(crowd) >= 1100
 
         status, answer = post(service.url, valid[".png"], token=TOKEN)

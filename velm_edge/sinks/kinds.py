@@ -23,7 +23,9 @@ SINK_KINDS = (
     Kind("kiosk", "kiosk[:HOST:PORT][?token=T]", "a local web page with preview and captions "
          "(http://127.0.0.1:8080; a non-loopback HOST needs a token)",
          (Key("token", str, "required from every client"), Key("jpeg_quality", int, "preview JPEG quality"),
-          Key("max_clients", int, "streams served at once"))),
+          Key("max_clients", int, "streams served at once"),
+          Key("allow_origin", str, "a web page origin (scheme://host:port) besides the kiosk's own that may read "
+                                   "it (CORS); other pages get 403"))),
     Kind("speak", "speak[:VOICE][?hold=3]", "steady captions read aloud by espeak-ng",
          (Key("hold", int, "identical captions in a row before one is spoken"),)),
     Kind("mqtt", "mqtt://HOST[:PORT]/TOPIC[?qos=0&client_id=ID&discovery=homeassistant&name=N]",

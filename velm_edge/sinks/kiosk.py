@@ -12,11 +12,12 @@
 
 Safety: binding anything but a loopback address needs a token (``kiosk:0.0.0.0:8080?token=...``),
 which every request must carry (``?token=`` or ``Authorization: Bearer``).  The Host header must
-name the bind address or localhost (DNS rebinding).  Only GET and HEAD.  Each client gets the
-newest frame and caption when it is ready for them: a slow or stalled client never slows the
-pipeline, it just skips frames, and one that stops reading is dropped after 10 s.  At most
-``max_clients`` streams and 4 x ``max_clients`` connections at once; a connection that has not sent
-its request within ``request_timeout_s`` is closed.
+name the bind address or localhost (DNS rebinding); a web page of another origin gets 403 unless it is
+named with ``?allow_origin=``.  Only GET and HEAD.  Each client gets the newest frame and caption when
+it is ready for them: a slow or stalled client never slows the pipeline, it just skips frames, and one
+that stops reading is dropped after 10 s.  At most ``max_clients`` streams and 4 x ``max_clients``
+requests handled at once (silent and slow connections wait in the header reader without a thread); a
+connection that has not sent a whole request within ``request_timeout_s`` is closed.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class KioskSink(Sink):
     wants_frames = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
-                 jpeg_quality: int = 80, max_clients: int = 16, request_timeout_s: float = 5.0):
+                 jpeg_quality: int = 80, max_clients: int = 16, request_timeout_s: float = 5.0,
+                 allow_origin: str | None = None):
         if not 1 <= jpeg_quality <= 100 or max_clients < 1:
             raise OptionError(f"kiosk: jpeg_quality must be 1-100 and max_clients >= 1, got {jpeg_quality}, "
                               f"{max_clients}")
@@ -71,6 +73,7 @@ class KioskSink(Sink):
         self.host, self.port, self.token = host, port, token
         self.name, self.address = f"kiosk:{host}:{port}", f"{host}:{port}"
         self.jpeg_quality, self.max_clients, self.request_timeout_s = jpeg_quality, max_clients, request_timeout_s
+        self.allow_origins = (allow_origin,) if allow_origin else ()
         self.board = EventBoard()  # the captions
         self._frame: np.ndarray | None = None
         self._frame_id = 0
@@ -84,7 +87,8 @@ class KioskSink(Sink):
     # -- the pipeline side: never blocks on clients
     def start(self) -> KioskSink:
         handler = type("Handler", (_Handler,), {"kiosk": self, "timeout": self.request_timeout_s,
-                                                "bind_host": self.host, "token": self.token})
+                                                "bind_host": self.host, "token": self.token,
+                                                "allow_origins": self.allow_origins})
         self._server = BoundedServer((self.host, self.port), handler, 4 * self.max_clients, self.request_timeout_s)
         self.port = self._server.server_address[1]  # port 0 -> the one the OS chose
         self.address = f"{self.host}:{self.port}"
