@@ -46,6 +46,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def http_url(host: str, port: int) -> str:
+    """``http://HOST:PORT``, an IPv6 address in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def check_bind(what: str, host: str, port: int, token: str | None) -> None:
     """OptionError unless the port is valid and a non-loopback bind has a token."""
     if not 0 <= port <= 65535:

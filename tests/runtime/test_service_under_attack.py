@@ -1,6 +1,7 @@
 """The HTTP layer under hostile load: slow and idle connections, memory bombs, framing, origins, a stop with
 requests in flight (each finding of the hostile-load review has a test here; counts and times CI-sized)."""
 
+import importlib.util
 import json
 import os
 import re
@@ -12,8 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import cv2
 import pytest
@@ -22,7 +24,21 @@ from velm_edge.httpd import EventBoard
 from velm_edge.live import scenes
 from velm_edge.service.server import CaptionService, ServiceOptions
 
-TOKEN = "a-long-secret"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _hostile_load():
+    """benchmarks/hostile_load.py: the attacks and the raw-socket helpers, in one place for both."""
+    spec = importlib.util.spec_from_file_location("hostile_load", ROOT / "benchmarks" / "hostile_load.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_h = _hostile_load()
+TOKEN, exchange, statuses, head, body_json = _h.TOKEN, _h.exchange, _h.statuses, _h.head, _h.body_json
+health_during, attack, drip, idle, png_16bit_rgba, rss_kb = (_h.health_during, _h.attack, _h.drip, _h.idle,
+                                                             _h.png_16bit_rgba, _h.rss_kb)
 
 
 def scene_png() -> bytes:
@@ -31,90 +47,10 @@ def scene_png() -> bytes:
     return buf.tobytes()
 
 
-def exchange(port: int, data: bytes, timeout: float = 10.0, host: str = "127.0.0.1") -> bytes:
-    """Send ``data`` on a fresh connection and read until the server closes it (or ``timeout``)."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        try:
-            s.sendall(data)
-        except OSError:
-            pass
-        got = b""
-        try:
-            while chunk := s.recv(65536):
-                got += chunk
-        except OSError:
-            pass
-    return got
-
-
-def statuses(answer: bytes) -> list[int]:
-    return [int(m) for m in re.findall(rb"^HTTP/1\.[01] (\d{3})", answer, re.M)]
-
-
-def head(method: str = "GET", path: str = "/health", host: str | None = "127.0.0.1", token: str | None = None,
-         extra: tuple[str, ...] = (), body: bytes = b"", length: bool = True, close: bool = True) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1"] + ([f"Host: {host}"] if host is not None else [])
-    if token:
-        lines.append(f"Authorization: Bearer {token}")
-    if body and length:
-        lines.append(f"Content-Length: {len(body)}")
-    lines += (["Connection: close"] if close else []) + list(extra)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def body_json(answer: bytes) -> dict:
-    return json.loads(answer.split(b"\r\n\r\n", 1)[1])
-
-
 @pytest.fixture
 def service(captioner):
     with CaptionService(captioner, ServiceOptions(port=0, workers=2, timeout_s=2.0), EventBoard(), "test") as s:
         yield s
-
-
-def health_during(port: int, seconds: float, token: str | None = None) -> tuple[int, int]:
-    """(served, asked): /health asked every 50 ms for ``seconds`` on fresh connections."""
-    served = asked = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        asked += 1
-        served += statuses(exchange(port, head(token=token), timeout=3.0))[:1] == [200]
-        time.sleep(0.05)
-    return served, asked
-
-
-def attack(port: int, connections: int, behave, seconds: float) -> threading.Event:
-    """``connections`` threads run ``behave(socket)`` on fresh connections, reconnecting, until stopped."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                    behave(s, stop)
-            except OSError:
-                time.sleep(0.01)
-
-    for _ in range(connections):
-        threading.Thread(target=loop, daemon=True).start()
-    threading.Timer(seconds, stop.set).start()
-    return stop
-
-
-def drip(s: socket.socket, stop: threading.Event) -> None:
-    s.sendall(b"GET /health HTTP/1.1\r\n")
-    while not stop.wait(0.5):
-        s.sendall(b"X")  # a header byte at a time, for as long as the server lets it
-
-
-def idle(s: socket.socket, stop: threading.Event) -> None:
-    s.settimeout(0.5)
-    while not stop.is_set():
-        try:
-            if s.recv(1) == b"":
-                return  # cut: reconnect
-        except TimeoutError:
-            pass
 
 
 @pytest.mark.parametrize("behave, connections", [(drip, 64), (idle, 100)], ids=["64 dripping", "100 idle"])
@@ -174,24 +110,6 @@ def test_the_listen_backlog_takes_a_burst(service):
 
 
 # -- memory ----------------------------------------------------------------------------------------------
-
-def png_16bit_rgba(side: int) -> bytes:
-    """A PNG of side x side 16-bit RGBA zeros: a few hundred KB that decode to side**2 x 8 bytes."""
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    z, row, parts = zlib.compressobj(9), b"\0" * (1 + side * 8), []
-    for _ in range(side):
-        parts.append(z.compress(row))
-    parts.append(z.flush())
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 16, 6, 0, 0, 0)) + \
-        chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
-
-
-def rss_kb(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith(field)).split()[1])
-
 
 @pytest.fixture
 def serve_process():
@@ -359,6 +277,9 @@ def test_ipv6_loopback_binds(captioner):
         pytest.skip("no IPv6 loopback on this machine")
     with CaptionService(captioner, ServiceOptions(host="::1", port=0, workers=1)) as service:
         assert statuses(exchange(service.port, head(host="[::1]"), host="::1")) == [200]
+        assert service.url == f"http://[::1]:{service.port}"
+        with urllib.request.urlopen(f"{service.url}/health", timeout=10) as r:  # a real client, by the URL it prints
+            assert json.load(r)["ok"]
 
 
 # -- a graceful stop -----------------------------------------------------------------------------------------

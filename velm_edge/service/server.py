@@ -34,7 +34,7 @@ from http import HTTPStatus
 
 from velm_edge import __version__
 from velm_edge.errors import FrameError, OptionError
-from velm_edge.httpd import BoundedServer, EventBoard, GuardedHandler, check_bind
+from velm_edge.httpd import BoundedServer, EventBoard, GuardedHandler, check_bind, http_url
 from velm_edge.runtime.captioner import Caption, Captioner
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.image_file import decode_image
@@ -137,7 +137,7 @@ class CaptionService:
 
     @property
     def url(self) -> str:
-        return f"http://{self.options.host}:{self.port}"
+        return http_url(self.options.host, self.port)
 
     @property
     def pending(self) -> int:

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from velm_edge.errors import OptionError
-from velm_edge.httpd import BoundedServer, EventBoard, GuardedHandler, check_bind
+from velm_edge.httpd import BoundedServer, EventBoard, GuardedHandler, check_bind, http_url
 from velm_edge.live.events import CaptionEvent
 from velm_edge.sinks.base import Sink
 
@@ -125,7 +125,7 @@ class KioskSink(Sink):
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+        return http_url(self.host, self.port) + "/" + (f"?token={self.token}" if self.token else "")
 
     # -- the client side
     def _wait_past(self, count, after: int, timeout: float) -> bool:
