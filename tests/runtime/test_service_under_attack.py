@@ -387,3 +387,12 @@ def test_captions_still_queued_at_their_504_leave_the_queue(captioner, monkeypat
             time.sleep(0.05)
         assert service.pending == 0
         assert statuses(exchange(service.port, head("POST", "/v1/caption", body=png))) == [200]
+
+
+def test_allow_origin_repeats_on_the_command_line():
+    from velm_edge.tools.cli import build_parser
+    from velm_edge.tools.flags import from_args
+
+    given = build_parser().parse_args(["serve", "--allow-origin", "http://a.local:1", "--allow-origin", "*"])
+    assert from_args(ServiceOptions, given).allow_origin == ("http://a.local:1", "*")
+    assert from_args(ServiceOptions, build_parser().parse_args(["serve"])).allow_origin == ()
