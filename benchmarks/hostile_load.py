@@ -43,12 +43,17 @@ def exchange(port: int, data: bytes, timeout: float = 10.0, host: str = "127.0.0
             s.sendall(data)
         except OSError:
             pass
-        got = b""
-        try:
-            while chunk := s.recv(65536):
-                got += chunk
-        except OSError:
-            pass
+        return read_to_close(s)
+
+
+def read_to_close(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or a read fails or times out)."""
+    got = b""
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    except OSError:
+        pass
     return got
 
 
@@ -206,13 +211,7 @@ def main() -> int:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
             s.sendall(caption_request(png))
             sent.wait()
-            got = b""
-            try:
-                while chunk := s.recv(65536):
-                    got += chunk
-            except OSError:
-                pass
-        answered.append(statuses(got)[:1])
+            answered.append(statuses(read_to_close(s))[:1])
 
     clients = [threading.Thread(target=client) for _ in range(30)]
     for c in clients:

@@ -293,10 +293,7 @@ def test_sigterm_with_requests_in_flight_answers_every_client(serve_process):
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
             s.sendall(head("POST", "/v1/caption", body=png))
             sent.wait()
-            got = b""
-            while chunk := s.recv(65536):
-                got += chunk
-        return statuses(got)
+            return statuses(_h.read_to_close(s))
 
     with ThreadPoolExecutor(30) as pool:
         futures = [pool.submit(client) for _ in range(30)]
