@@ -205,7 +205,10 @@ def cmd_serve(args) -> int:
                 live.start()
             print(f"velm-edge serve: listening on {service.url} (POST an image to {service.url}/v1/caption; "
                   f"API: {service.url}/v1/openapi.json)", file=sys.stderr, flush=True)
-            stopping.wait()
+            # in slices: the kernel may hand SIGTERM to a server thread, and Python runs the handler only when
+            # the main thread next runs, which an untimed wait on a lock never does (it hung 1 run in 6)
+            while not stopping.wait(0.2):
+                pass
         if live is not None:
             live.join(5)
     print("velm-edge serve: stopped", file=sys.stderr)
