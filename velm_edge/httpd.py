@@ -467,6 +467,18 @@ class GuardedHandler(BaseHTTPRequestHandler):
         self.connection.settimeout(10)  # never waited on forever
         return self.command != "HEAD"
 
+    def stream_in_slot(self, slots: threading.BoundedSemaphore, busy: str, stream,
+                       headers: dict | None = None) -> None:
+        """Run ``stream()`` (an endless answer) holding one of ``slots``; 503 ``busy`` when none is free.  A client
+        that leaves ends the stream (``_dispatch`` takes its ConnectionError or TimeoutError)."""
+        if not slots.acquire(blocking=False):
+            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, busy, headers, close=True)
+            return
+        try:
+            stream()
+        finally:
+            slots.release()
+
     def reply_json(self, status: int, value, headers: dict | None = None) -> None:
         self.reply(status, json.dumps(value).encode(), "application/json", headers)
 
@@ -503,14 +515,18 @@ class GuardedHandler(BaseHTTPRequestHandler):
     def _origin_allowed(self, origin: str) -> bool:
         """The page's own origin (http:// and the Host it calls, as a same-origin request has it) or one named
         in ``allow_origins``; anything else, ``null`` included, is a foreign page."""
-        if origin in self.allow_origins or "*" in self.allow_origins:
+        if self._listed(origin):
             return True
         return origin.lower() in (f"http://{self.headers.get('Host', '').strip().lower()}",
                                   f"https://{self.headers.get('Host', '').strip().lower()}")
 
+    def _listed(self, origin: str) -> bool:
+        """Named in ``allow_origins`` (or ``*`` is): the only origins that get CORS headers."""
+        return origin in self.allow_origins or "*" in self.allow_origins
+
     def _cors(self) -> None:
         origin = self.headers.get("Origin") if getattr(self, "headers", None) is not None else None
-        if origin and (origin in self.allow_origins or "*" in self.allow_origins):
+        if origin and self._listed(origin):
             self.send_header("Access-Control-Allow-Origin", origin)
             self.send_header("Vary", "Origin")
 
@@ -592,8 +608,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def _preflight(self) -> None:
         """A browser's CORS preflight: answered for allowed origins, 403 for others (as Ollama does)."""
-        if not self._own(self._host()) or self.headers["Origin"] not in self.allow_origins and \
-                "*" not in self.allow_origins:
+        if not self._own(self._host()) or not self._listed(self.headers["Origin"]):
             self.refuse(HTTPStatus.FORBIDDEN, "this origin is not allowed (--allow-origin)", close=True)
             return
         methods = ", ".join(m for m in self.methods if m != "HEAD")

@@ -310,14 +310,7 @@ class _Handler(GuardedHandler):
         board = self._live()
         if board is None:
             return
-        streams = self.service.streams
-        if not streams.acquire(blocking=False):
-            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, f"{self.service.options.max_streams} event streams are open "
-                        "already (--max-streams); poll /v1/latest or retry later", {"Retry-After": "5"}, close=True)
-            return
-        try:
-            board.stream(self, lambda e: e.to_json())
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass  # the client left
-        finally:
-            streams.release()
+        busy = (f"{self.service.options.max_streams} event streams are open already (--max-streams); poll /v1/latest "
+                "or retry later")
+        self.stream_in_slot(self.service.streams, busy, lambda: board.stream(self, lambda e: e.to_json()),
+                            {"Retry-After": "5"})

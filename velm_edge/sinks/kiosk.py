@@ -169,22 +169,12 @@ class _Handler(GuardedHandler):
         self.reply_json(HTTPStatus.OK, {"ok": True, "captions": k.captions,
                                         "uptime_s": round(time.monotonic() - k.started, 1)})
 
-    def _limited(self, stream) -> None:
-        if not self.kiosk.clients.acquire(blocking=False):
-            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, "too many clients", close=True)
-            return
-        try:
-            stream()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass  # the client left
-        finally:
-            self.kiosk.clients.release()
-
     def events(self) -> None:
-        self._limited(lambda: self.kiosk.board.stream(self, CaptionEvent.to_json))
+        self.stream_in_slot(self.kiosk.clients, "too many clients",
+                            lambda: self.kiosk.board.stream(self, CaptionEvent.to_json))
 
     def mjpeg(self) -> None:
-        self._limited(self._mjpeg)
+        self.stream_in_slot(self.kiosk.clients, "too many clients", self._mjpeg)
 
     def _mjpeg(self) -> None:
         if not self.start_stream("multipart/x-mixed-replace; boundary=frame"):
