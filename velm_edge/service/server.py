@@ -253,7 +253,7 @@ class _Handler(GuardedHandler):
             width, height, decoded = images.header(data, kind)
             too_big = width * height > service.options.max_pixels or decoded > service.options.max_decoded_bytes
             if not too_big:
-                images.check_complete(data, kind)
+                images.check_intact(data, kind)
         except OptionError as e:
             self.refuse(HTTPStatus.BAD_REQUEST, str(e))
             return
