@@ -166,12 +166,18 @@ class GuardedHandler(BaseHTTPRequestHandler):
     def reply_json(self, status: int, value, headers: dict | None = None) -> None:
         self.reply(status, json.dumps(value).encode(), "application/json", headers)
 
-    def refuse(self, status: HTTPStatus, why: str, headers: dict | None = None, close: bool = False) -> None:
+    def error_body(self, status: HTTPStatus, why: str, param: str | None = None) -> dict:
+        """The JSON of an error (``json_errors``); a server whose routes speak other protocols overrides it."""
+        return {"error": why, "status": int(status)}
+
+    def refuse(self, status: HTTPStatus, why: str, headers: dict | None = None, close: bool = False,
+               param: str | None = None) -> None:
+        """An error answer; ``param`` names the request field at fault, for protocols whose errors carry it."""
         if close:
             self.close_connection = True
             headers = {**(headers or {}), "Connection": "close"}
         if self.json_errors:
-            self.reply_json(status, {"error": why, "status": int(status)}, headers)
+            self.reply_json(status, self.error_body(status, why, param), headers)
         else:
             self.reply(status, (why + "\n").encode(), "text/plain; charset=utf-8", headers)
 

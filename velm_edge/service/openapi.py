@@ -43,6 +43,23 @@ OPERATIONS = {  # (method, path) -> what it does and what it answers
     ("GET", "/health"): {"summary": "Whether the service is up, with counters",
                          "responses": {"200": {"description": "ok", "content": _JSON}}},
 }
+_OLLAMA = "Ollama-compatible (velm_edge.service.compat: captions, not prompt answers): "
+_OPENAI = "OpenAI-compatible (velm_edge.service.compat: captions, not prompt answers): "
+_PROTOCOL_ERRORS = {str(code): _ERROR for code in (400, 404, 413, 415, 503, 504)}
+for _path, _what in {"/api/generate": "caption the base64 images (one line each); NDJSON when stream is true",
+                     "/api/chat": "caption the images of the last user message; NDJSON when stream is true",
+                     "/api/show": "the served model", "/v1/chat/completions": "caption the image_url data: URLs of "
+                     "the last user message; server-sent chunks when stream is true",
+                     "/chat/completions": "the same as /v1/chat/completions (a base URL without /v1)"}.items():
+    OPERATIONS[("POST", _path)] = {
+        "summary": (_OPENAI if "completions" in _path else _OLLAMA) + _what,
+        "requestBody": {"required": True, "content": _JSON},
+        "responses": {"200": {"description": "the answer", "content": _JSON}, **_PROTOCOL_ERRORS}}
+for _path, _what in {"/": "plain text: the server is running", "/api/version": "the version",
+                     "/api/tags": "the served model", "/api/ps": "the loaded model", "/v1/models": "the served model",
+                     "/models": "the served model (a base URL without /v1)"}.items():
+    OPERATIONS[("GET", _path)] = {"summary": (_OPENAI if "models" in _path else _OLLAMA) + _what,
+                                  "responses": {"200": {"description": _what, "content": _JSON}}}
 
 
 def describe(routes: dict[tuple[str, str], str], decode_keys) -> dict:

@@ -24,6 +24,7 @@ them per thread), so concurrent clients share the cores without building interpr
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -31,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from velm_edge import __version__
 from velm_edge.errors import FrameError, OptionError
@@ -38,9 +40,19 @@ from velm_edge.httpd import BoundedServer, EventBoard, GuardedHandler, check_bin
 from velm_edge.runtime.captioner import Caption, Captioner
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.image_file import decode_image
-from velm_edge.service import images
+from velm_edge.service import compat, images
+from velm_edge.service.compat import Ask, ProtocolError
 from velm_edge.service.openapi import describe
 from velm_edge.specs import Key, parse_query
+
+# the Ollama and OpenAI protocols (velm_edge.service.compat), on the same port; an OpenAI base URL works with
+# or without /v1
+OLLAMA_ROUTES = {("GET", "/"): "root", ("GET", "/api/version"): "ollama_version", ("GET", "/api/tags"): "ollama_tags",
+                 ("GET", "/api/ps"): "ollama_ps", ("POST", "/api/show"): "ollama_show",
+                 ("POST", "/api/generate"): "ollama_generate", ("POST", "/api/chat"): "ollama_chat"}
+OPENAI_ROUTES = {("GET", "/v1/models"): "openai_models", ("GET", "/models"): "openai_models",
+                 ("POST", "/v1/chat/completions"): "openai_chat", ("POST", "/chat/completions"): "openai_chat"}
+OPENAI_PATHS = frozenset(path for _, path in OPENAI_ROUTES)
 
 DECODE_KEYS = (Key("beam_size", int, "1 = greedy; more = beam search of that width"),
                Key("length_penalty", float, "beam: log-probability / (words + 1) ** this"),
@@ -61,7 +73,9 @@ class ServiceOptions:
         "help": "bearer token every request must carry (Authorization: Bearer TOKEN or ?token=)"})
     workers: int = field(default=os.cpu_count() or 2, metadata={
         "help": "captioning threads, each with its own interpreters (default: the number of cores)"})
-    max_body_bytes: int = field(default=10_000_000, metadata={"help": "largest image upload in bytes (413 above)"})
+    max_body_bytes: int = field(default=10_000_000, metadata={
+        "help": "largest request body in bytes (413 above): an image upload, or a JSON request whose base64 images "
+                "take 4/3 of their size (about 7.5 MB of image at the default)"})
     max_pixels: int = field(default=40_000_000, metadata={
         "help": "largest image in pixels, read from its header before decoding (413 above)"})
     max_decoded_bytes: int = field(default=120_000_000, metadata={
@@ -87,8 +101,20 @@ class ServiceOptions:
                               f"max_streams must be >= 1, max_queue >= 0 and timeout_s > 0; got {self}")
 
 
-class Busy(Exception):
-    """The queue is full."""
+class Refusal(Exception):
+    """A request the service answers with an error: its HTTP status, what to fix, and extra headers."""
+
+    def __init__(self, status: HTTPStatus, why: str, headers: dict | None = None):
+        super().__init__(why)
+        self.status, self.headers = status, headers
+
+
+class Busy(Refusal):
+    """The queue is full, or the service is stopping."""
+
+    def __init__(self):
+        super().__init__(HTTPStatus.SERVICE_UNAVAILABLE, "all captioning threads are busy and the queue is full (or "
+                         "the service is stopping); retry later", {"Retry-After": "1"})
 
 
 class CaptionService:
@@ -104,6 +130,7 @@ class CaptionService:
         self.streams = threading.BoundedSemaphore(self.options.max_streams)
         self._server: BoundedServer | None = None
         self.port = self.options.port
+        self.model = compat.Model.of(captioner.bundle)  # the bundle as the Ollama and OpenAI routes name it
 
     # -- lifecycle
     def start(self) -> CaptionService:
@@ -147,8 +174,32 @@ class CaptionService:
     def _decode_and_caption(self, data: bytes, options: DecodeOptions) -> Caption:
         return self.captioner.caption(decode_image(data), options)  # the one image reader: EXIF orientation applied
 
+    def inspect(self, data: bytes) -> tuple[str, int, int]:
+        """(type, width, height) of an encoded image, read from its bytes before anything is decoded; Refusal
+        (415, 400 or 413) for a type that is not JPEG, PNG or BMP, a damaged or truncated file, or one over the
+        pixel or decoded-byte limits."""
+        o = self.options
+        try:
+            kind = images.sniff(data)
+        except FrameError as e:
+            raise Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, str(e)) from None
+        try:
+            width, height, decoded = images.header(data, kind)
+            if width * height <= o.max_pixels and decoded <= o.max_decoded_bytes:
+                images.check_intact(data, kind)
+        except FrameError as e:
+            raise Refusal(HTTPStatus.BAD_REQUEST, str(e)) from None
+        if width * height > o.max_pixels:
+            raise Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the image is {width} x {height} pixels; at most "
+                          f"{o.max_pixels} pixels are accepted (--max-pixels)")
+        if decoded > o.max_decoded_bytes:
+            raise Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the image is {width} x {height} pixels and decodes "
+                          f"to {decoded} bytes; at most {o.max_decoded_bytes} are accepted (--max-decoded-bytes)")
+        return kind, width, height
+
     def caption(self, data: bytes, options: DecodeOptions) -> Caption:
-        """Caption an encoded image on the pool; Busy when the queue is full, FutureTimeout after the limit."""
+        """Caption an encoded image on the pool (check it with ``inspect`` first).  Refusal: Busy (503) when
+        the queue is full, 504 after ``timeout_s``, 400 when the decoder cannot read the image."""
         o = self.options
         with self._lock:
             if self._pending >= o.workers + o.max_queue:
@@ -170,7 +221,9 @@ class CaptionService:
             caption = future.result(timeout=o.timeout_s)
         except FutureTimeout:
             future.cancel()  # still queued: it never runs, and its place in the queue is free again
-            raise
+            raise Refusal(HTTPStatus.GATEWAY_TIMEOUT, f"the caption took longer than {o.timeout_s:g} s") from None
+        except FrameError as e:
+            raise Refusal(HTTPStatus.BAD_REQUEST, str(e)) from None
         with self._lock:
             self.served += 1
         return caption
@@ -192,9 +245,10 @@ class _Handler(GuardedHandler):
     service: CaptionService
     json_errors = True
     routes = {("POST", "/v1/caption"): "caption", ("GET", "/v1/info"): "info", ("GET", "/v1/latest"): "latest",
-              ("GET", "/v1/events"): "events", ("GET", "/v1/openapi.json"): "openapi", ("GET", "/health"): "health"}
+              ("GET", "/v1/events"): "events", ("GET", "/v1/openapi.json"): "openapi", ("GET", "/health"): "health",
+              **OLLAMA_ROUTES, **OPENAI_ROUTES}
 
-    def _body(self) -> bytearray | None:
+    def _body(self, what: str = "the image bytes (JPEG, PNG or BMP)") -> bytearray | None:
         """The request body within the limits, or None after refusing it."""
         o = self.service.options
         if self.headers.get("Transfer-Encoding"):
@@ -215,7 +269,7 @@ class _Handler(GuardedHandler):
                         f"{o.max_body_bytes} are accepted (--max-body-bytes)", close=True)
             return None
         if length == 0:
-            self.refuse(HTTPStatus.BAD_REQUEST, "the body is empty: send the image bytes (JPEG, PNG or BMP)")
+            self.refuse(HTTPStatus.BAD_REQUEST, f"the body is empty: send {what}")
             return None
         self.continue_body()  # Expect: 100-continue is answered only now, after Host, token and size
         deadline, body, got = time.monotonic() + o.timeout_s, bytearray(length), 0
@@ -243,43 +297,18 @@ class _Handler(GuardedHandler):
         data = self._body()
         if data is None:
             return
-        service = self.service
         try:
             given = parse_query("POST /v1/caption", self.path.partition("?")[2],
                                 (*DECODE_KEYS, Key("token", str, "the bearer token, if not in a header")))
             given.pop("token", None)
-            options = service.captioner.options.override(**given)  # DecodeOptions checks every bound
-            kind = images.sniff(data)
-            width, height, decoded = images.header(data, kind)
-            too_big = width * height > service.options.max_pixels or decoded > service.options.max_decoded_bytes
-            if not too_big:
-                images.check_intact(data, kind)
+            options = self.service.captioner.options.override(**given)  # DecodeOptions checks every bound
+            kind, width, height = self.service.inspect(data)
+            caption = self.service.caption(data, options)
         except OptionError as e:
             self.refuse(HTTPStatus.BAD_REQUEST, str(e))
             return
-        except FrameError as e:
-            self.refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE if "not a JPEG" in str(e) else HTTPStatus.BAD_REQUEST, str(e))
-            return
-        if width * height > service.options.max_pixels:
-            self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the image is {width} x {height} pixels; at most "
-                        f"{service.options.max_pixels} pixels are accepted (--max-pixels)")
-            return
-        if decoded > service.options.max_decoded_bytes:
-            self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the image is {width} x {height} pixels and decodes "
-                        f"to {decoded} bytes; at most {service.options.max_decoded_bytes} are accepted "
-                        f"(--max-decoded-bytes)")
-            return
-        try:
-            caption = service.caption(data, options)
-        except Busy:
-            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, "all captioning threads are busy and the queue is full "
-                        "(or the service is stopping); retry later", {"Retry-After": "1"})
-            return
-        except FutureTimeout:
-            self.refuse(HTTPStatus.GATEWAY_TIMEOUT, f"the caption took longer than {service.options.timeout_s:g} s")
-            return
-        except FrameError as e:
-            self.refuse(HTTPStatus.BAD_REQUEST, str(e))
+        except Refusal as e:
+            self.refuse(e.status, str(e), e.headers)
             return
         self.reply_json(HTTPStatus.OK, {**caption.to_json(), "image": {"type": kind, "width": width,
                                                                        "height": height}})
@@ -314,3 +343,106 @@ class _Handler(GuardedHandler):
                 "or retry later")
         self.stream_in_slot(self.service.streams, busy, lambda: board.stream(self, lambda e: e.to_json()),
                             {"Retry-After": "5"})
+
+    # -- the Ollama and OpenAI protocols: requests and answers in velm_edge.service.compat
+    def error_body(self, status: HTTPStatus, why: str, param: str | None = None) -> dict:
+        if urlsplit(self.path).path in OPENAI_PATHS:
+            return compat.openai_error(int(status), why, param)
+        return super().error_body(status, why, param)  # Ollama reads {"error": "..."}, as /v1/caption answers
+
+    def _ask(self, parse) -> tuple[dict, Ask, list[Caption]] | None:
+        """Read a protocol's JSON request, check its model, caption its images; None after refusing it."""
+        data = self._body("a JSON request")
+        if data is None:
+            return None
+        service = self.service
+        try:
+            request = compat.read_json(data)
+            ask = parse(request)
+            if not service.model.matches(ask.model):
+                raise ProtocolError(HTTPStatus.NOT_FOUND, f"model {ask.model[:80]!r} not found: this server has "
+                                    f"{service.model.name!r}", "model")
+            captions = []
+            for i, image in enumerate(ask.images):
+                try:
+                    service.inspect(image)
+                    captions.append(service.caption(image, service.captioner.options))
+                except Refusal as e:
+                    raise Refusal(e.status, f"image {i + 1}: {e}" if len(ask.images) > 1 else str(e),
+                                  e.headers) from None
+        except ProtocolError as e:
+            self.refuse(e.status, str(e), param=e.param)
+            return None
+        except Refusal as e:
+            self.refuse(e.status, str(e), e.headers)
+            return None
+        return request, ask, captions
+
+    def _ollama(self, route: str, parse) -> None:
+        started = time.monotonic()
+        asked = self._ask(parse)
+        if asked is None:
+            return
+        _, ask, captions = asked
+        answer = compat.ollama_answer(route, ask, captions, started)
+        if ask.stream:
+            self.reply(HTTPStatus.OK, "".join(json.dumps(o) + "\n" for o in answer).encode(), "application/x-ndjson")
+        else:
+            self.reply_json(HTTPStatus.OK, answer[0])
+
+    def ollama_generate(self) -> None:
+        self._ollama("generate", compat.ollama_generate)
+
+    def ollama_chat(self) -> None:
+        self._ollama("chat", compat.ollama_chat)
+
+    def openai_chat(self) -> None:
+        asked = self._ask(compat.openai_chat)
+        if asked is None:
+            return
+        request, ask, captions = asked
+        answer = compat.openai_answer(ask, captions, request)
+        if ask.stream:
+            events = "".join(f"data: {json.dumps(o)}\n\n" for o in answer) + "data: [DONE]\n\n"
+            self.reply(HTTPStatus.OK, events.encode(), "text/event-stream")
+        else:
+            self.reply_json(HTTPStatus.OK, answer[0])
+
+    def root(self) -> None:
+        self.reply(HTTPStatus.OK, b"velm-edge is running (Ollama- and OpenAI-compatible API)\n",
+                   "text/plain; charset=utf-8")
+
+    def ollama_version(self) -> None:
+        self.reply_json(HTTPStatus.OK, {"version": __version__})
+
+    def ollama_tags(self) -> None:
+        self.reply_json(HTTPStatus.OK, {"models": [self.service.model.ollama()]})
+
+    def ollama_ps(self) -> None:
+        loaded = {**self.service.model.ollama(), "expires_at": "2999-12-31T23:59:59Z", "size_vram": 0}
+        self.reply_json(HTTPStatus.OK, {"models": [loaded]})
+
+    def ollama_show(self) -> None:
+        data = self._body("a JSON request")
+        if data is None:
+            return
+        model, bundle = self.service.model, self.service.captioner.bundle
+        try:
+            request = compat.read_json(data)
+            name = request.get("model") or request.get("name")  # older clients send "name"
+            if not isinstance(name, str) or not model.matches(name):
+                raise ProtocolError(HTTPStatus.NOT_FOUND, f"model {str(name)[:80]!r} not found: this server has "
+                                    f"{model.name!r}", "model")
+        except ProtocolError as e:
+            self.refuse(e.status, str(e), param=e.param)
+            return
+        m = bundle.manifest
+        self.reply_json(HTTPStatus.OK, {
+            "license": model.license, "modelfile": "", "parameters": "", "template": "", "details": model.details,
+            "model_info": {"general.architecture": "velm", "general.parameter_count": m.get("model", {}).get(
+                "parameters"), "velm.vocab_size": m.get("vocab_size"), "velm.max_length": m.get("max_length"),
+                "velm.input_size": self.service.captioner.size, "velm.training": m.get("training")},
+            "capabilities": ["completion", "vision"], "modified_at": model.ollama()["modified_at"]})
+
+    def openai_models(self) -> None:
+        self.reply_json(HTTPStatus.OK, {"object": "list", "data": [self.service.model.openai()]})
