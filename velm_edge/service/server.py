@@ -346,7 +346,7 @@ class _Handler(GuardedHandler):
 
     # -- the Ollama and OpenAI protocols: requests and answers in velm_edge.service.compat
     def error_body(self, status: HTTPStatus, why: str, param: str | None = None) -> dict:
-        if urlsplit(self.path).path in OPENAI_PATHS:
+        if urlsplit(getattr(self, "path", "")).path in OPENAI_PATHS:  # no path: a malformed request line
             return compat.openai_error(int(status), why, param)
         return super().error_body(status, why, param)  # Ollama reads {"error": "..."}, as /v1/caption answers
 
