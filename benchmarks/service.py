@@ -1,6 +1,9 @@
-"""Throughput of ``velm-edge serve`` against ``Captioner.caption`` called directly on the same images.
+"""Throughput of ``velm-edge serve`` against ``Captioner.caption`` called directly on the same images, through
+each of its protocols: the native ``POST /v1/caption`` (the image as the body), Ollama's ``/api/generate``
+and OpenAI's ``/v1/chat/completions`` (the image as base64 inside JSON, ``stream`` false).
 
-    python benchmarks/service.py [--bundle photo] [--requests 200] [--clients 1,2,8] [--json out.json]
+    python benchmarks/service.py [--bundle photo] [--requests 200] [--clients 1,2,8]
+                                 [--protocols native,ollama,openai] [--json out.json]
 
 The service runs as its own process (``velm-edge serve --port 0``), as it would on a device; the load
 generator keeps one keep-alive connection per client and posts JPEG frames (640x480 synthetic
@@ -8,12 +11,15 @@ scenes) as fast as the answers come: ApacheBench (``ab``, Debian's apache2-utils
 Python threads (32 images).  The direct figures caption the same JPEG files in this process, decoded and then
 captioned (the work the service must do): on one thread with the interpreter's own threading, and on
 a pool of as many threads as the service has workers (one interpreter thread each, as the service).
-Prints requests/s and p50/p95 latency per client count, and the service's share of the best direct rate.
+Prints requests/s and p50/p95 latency per protocol and client count, and the service's share of the best
+direct rate.  The JSON bodies are built once, before the clock starts, as a client that already holds the
+image would; the service's base64 decoding and JSON parsing are inside the measurement.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -56,7 +63,22 @@ def start_service(bundle: str, workers: int) -> tuple[subprocess.Popen, int]:
             return proc, int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
 
 
-def load(port: int, images: list[bytes], clients: int, total: int) -> dict:
+def bodies(protocol: str, images: list[bytes], model: str) -> tuple[str, str, list[bytes]]:
+    """(path, content type, request bodies) that caption ``images`` through ``protocol``."""
+    if protocol == "native":
+        return "/v1/caption", "image/jpeg", images
+    encoded = [base64.b64encode(i).decode() for i in images]
+    if protocol == "ollama":
+        requests = [{"model": model, "prompt": "Describe the image.", "images": [e], "stream": False} for e in encoded]
+        return "/api/generate", "application/json", [json.dumps(r).encode() for r in requests]
+    requests = [{"model": model, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Describe the image."},
+        {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{e}", "detail": "low"}}]}]}
+        for e in encoded]
+    return "/v1/chat/completions", "application/json", [json.dumps(r).encode() for r in requests]
+
+
+def load(port: int, path: str, kind: str, images: list[bytes], clients: int, total: int) -> dict:
     """``total`` requests from ``clients`` threads, each on its own keep-alive connection."""
     latencies, errors, lock, next_i = [], [], threading.Lock(), [0]
 
@@ -70,7 +92,7 @@ def load(port: int, images: list[bytes], clients: int, total: int) -> dict:
                 break
             body = images[i % len(images)]
             t0 = time.perf_counter()
-            conn.request("POST", "/v1/caption", body=body, headers={"Content-Type": "image/jpeg"})
+            conn.request("POST", path, body=body, headers={"Content-Type": kind})
             response = conn.getresponse()
             response.read()
             dt = time.perf_counter() - t0
@@ -81,7 +103,7 @@ def load(port: int, images: list[bytes], clients: int, total: int) -> dict:
 
     warm = http.client.HTTPConnection("127.0.0.1", port, timeout=60)  # every worker builds its interpreters first
     for body in images[:8]:
-        warm.request("POST", "/v1/caption", body=body)
+        warm.request("POST", path, body=body, headers={"Content-Type": kind})
         warm.getresponse().read()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -95,7 +117,7 @@ def load(port: int, images: list[bytes], clients: int, total: int) -> dict:
             "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1)}
 
 
-def load_ab(port: int, images: list[bytes], clients: int, total: int) -> dict:
+def load_ab(port: int, path: str, kind: str, images: list[bytes], clients: int, total: int) -> dict:
     """The same measurement with ApacheBench (Debian's apache2-utils), a load generator in C: one image, posted
     ``total`` times over ``clients`` keep-alive connections."""
     import re
@@ -104,10 +126,10 @@ def load_ab(port: int, images: list[bytes], clients: int, total: int) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
         f.write(images[0])
         f.flush()
-        subprocess.run(["ab", "-q", "-k", "-n", "8", "-c", "2", "-p", f.name, "-T", "image/jpeg",
-                        f"http://127.0.0.1:{port}/v1/caption"], capture_output=True, check=True)  # warm-up
-        out = subprocess.run(["ab", "-q", "-k", "-n", str(total), "-c", str(clients), "-p", f.name, "-T", "image/jpeg",
-                              f"http://127.0.0.1:{port}/v1/caption"], capture_output=True, text=True, check=True).stdout
+        subprocess.run(["ab", "-q", "-k", "-n", "8", "-c", "2", "-p", f.name, "-T", kind,
+                        f"http://127.0.0.1:{port}{path}"], capture_output=True, check=True)  # warm-up
+        out = subprocess.run(["ab", "-q", "-k", "-n", str(total), "-c", str(clients), "-p", f.name, "-T", kind,
+                              f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
 
     def number(pattern: str) -> float:
         return float(re.search(pattern, out, re.M).group(1))
@@ -149,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     add_flag(ap, "--requests", type=int, default=200, help="requests (and direct captions) per measurement")
     add_flag(ap, "--clients", default="1,2,8", help="client counts to measure")
     add_flag(ap, "--workers", type=int, default=os.cpu_count() or 2, help="the service's captioning threads")
+    add_flag(ap, "--protocols", default="native,ollama,openai",
+             help="protocols to measure: native (/v1/caption), ollama (/api/generate), openai (/v1/chat/completions)")
     add_flag(ap, "--loader", choices=("ab", "python"), default="ab" if shutil.which("ab") else "python",
              help="load generator: ab (apache2-utils, in C; one image) or python (http.client threads; 32 images)")
     add_flag(ap, "--json", default=None, help="also write the figures here")
@@ -161,7 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     proc, port = start_service(bundle, args.workers)
     try:
         run = load_ab if args.loader == "ab" else load
-        rows = [run(port, images, int(c), args.requests) for c in args.clients.split(",")]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=30) as r:
+            model = json.load(r)["data"][0]["id"]
+        rows = []
+        for protocol in args.protocols.split(","):
+            path, kind, posted = bodies(protocol, images, model)
+            rows += [{"protocol": protocol, **run(port, path, kind, posted, int(c), args.requests)}
+                     for c in args.clients.split(",")]
     finally:
         proc.terminate()
         proc.wait(10)
@@ -169,10 +199,11 @@ def main(argv: list[str] | None = None) -> int:
           f"load generator: {args.loader}")
     print(f"direct (decode_image + Captioner.caption): {base['one_thread_per_s']:.1f}/s on one thread, "
           f"{base[f'{args.workers}_threads_per_s']:.1f}/s on {args.workers} threads")
-    print(f"{'clients':>7s} {'requests/s':>11s} {'p50 ms':>8s} {'p95 ms':>8s} {'of direct':>10s} {'errors':>7s}")
+    print(f"{'protocol':>8s} {'clients':>7s} {'requests/s':>11s} {'p50 ms':>8s} {'p95 ms':>8s} {'of direct':>10s} "
+          f"{'errors':>7s}")
     for r in rows:
         r["share_of_direct"] = round(r["per_s"] / base["best_per_s"], 3)
-        print(f"{r['clients']:7d} {r['per_s']:11.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
+        print(f"{r['protocol']:>8s} {r['clients']:7d} {r['per_s']:11.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
               f"{100 * r['share_of_direct']:9.1f}% {r['errors']:7d}")
     if args.json:
         Path(args.json).write_text(json.dumps({"loader": args.loader, "direct": base, "service": rows}, indent=2))
