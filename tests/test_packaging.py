@@ -29,7 +29,7 @@ def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
     dist, source = tmp_path / "dist", tmp_path / "source"
     # what a clean checkout builds: a stale build/ of an older layout must not leak old packages into the wheel
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "dist", "runs", "*.egg-info",
-                                                                 "__pycache__", ".pytest_cache"))
+                                                                 "__pycache__", ".pytest_cache", "node_modules"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(source)],
                            capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
