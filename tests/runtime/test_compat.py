@@ -214,7 +214,8 @@ def test_five_hundred_hostile_requests_on_the_new_routes_are_refused_and_the_ser
     png_bomb = png_claiming(20_000, 20_000)
     cases: list[tuple[str, str, object, set]] = []  # (category, path, body, acceptable statuses)
     for _ in range(60):  # bad base64: wrong alphabet, cut padding, spaces, empty
-        bad = rng.choice(["!!!!", b64(image)[:-3], b64(image)[:101], " " + b64(image), "", "data:", "a" * 5])
+        bad = rng.choice(["!!!!", b64(image)[:-3], b64(image)[:101], " " + b64(image), "", "data:", "a" * 5,
+                          "data:image/jpeg;base64," * 5000 + b64(image)])  # data: URLs nested 5,000 deep
         cases.append(("base64", "/api/generate", generate([bad]), {400}))
         cases.append(("base64", "/v1/chat/completions", openai([f"data:image/jpeg;base64,{bad}"]), {400}))
     for kind in ["text/html", "application/pdf", "text/plain", "video/mp4", "image/svg+xml", "image/gif"] * 10:

@@ -94,8 +94,19 @@ def _base64_image(text, where: str) -> bytes:
     """The bytes of a base64 image (a ``data:`` URL is taken too); ProtocolError 400 when it is not one."""
     if not isinstance(text, str):
         raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} must be a base64 string")
-    if text.startswith("data:"):
-        return _data_url(text, where)
+    if not text.startswith("data:"):
+        return _decode_base64(text, where)
+    m = _DATA_URL.fullmatch(text)
+    if m is None:
+        raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} must be a base64 data: URL "
+                            "(data:image/jpeg;base64,...)")
+    if m.group(1) and not m.group(1).lower().startswith(("image/", "application/octet-stream")):
+        raise ProtocolError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"{where} is a data: URL of {m.group(1)}, not of an "
+                            "image")
+    return _decode_base64(m.group(3), where)
+
+
+def _decode_base64(text: str, where: str) -> bytes:
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -105,23 +116,22 @@ def _base64_image(text, where: str) -> bytes:
     return data
 
 
-def _data_url(url: str, where: str) -> bytes:
-    m = _DATA_URL.fullmatch(url)
-    if m is None:
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} must be a base64 data: URL "
-                            "(data:image/jpeg;base64,...)", where)
-    if m.group(1) and not m.group(1).lower().startswith(("image/", "application/octet-stream")):
-        raise ProtocolError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"{where} is a data: URL of {m.group(1)}, not of an "
-                            "image", where)
-    return _base64_image(m.group(3), where)
-
-
 def _images(values: list, where: str, taken: list[bytes]) -> None:
     for i, value in enumerate(values):
         if len(taken) >= MAX_IMAGES:
             raise ProtocolError(HTTPStatus.BAD_REQUEST, f"at most {MAX_IMAGES} images are captioned per request; "
-                                "send the others in more requests", where)
+                                "send the others in more requests")
         taken.append(_base64_image(value, f"{where}[{i}]"))
+
+
+def _last_user_message(messages: list) -> tuple[int, dict] | None:
+    """The last message whose role is "user", with its index: the turn being asked (the rest is history)."""
+    for i in range(len(messages) - 1, -1, -1):
+        if not isinstance(messages[i], dict):
+            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"messages[{i}] must be an object", "messages")
+        if messages[i].get("role") == "user":
+            return i, messages[i]
+    return None
 
 
 def _format(value) -> bool:
@@ -147,15 +157,11 @@ def ollama_generate(request: dict) -> Ask:
 
 def ollama_chat(request: dict) -> Ask:
     """``POST /api/chat``: the images of the last user message are captioned (earlier turns are history)."""
-    messages = _field(request, "messages", (list,), [])
+    asked = _last_user_message(_field(request, "messages", (list,), []))
     images: list[bytes] = []
-    for i in range(len(messages) - 1, -1, -1):
-        message = messages[i]
-        if not isinstance(message, dict):
-            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"messages[{i}] must be an object", "messages")
-        if message.get("role") == "user":
-            _images(_field(message, "images", (list,), []), f"messages[{i}].images", images)
-            break
+    if asked is not None:
+        i, message = asked
+        _images(_field(message, "images", (list,), []), f"messages[{i}].images", images)
     return Ask(_model(request), tuple(images), _field(request, "stream", (bool,), True),
                _format(request.get("format")))
 
@@ -166,29 +172,23 @@ def openai_chat(request: dict) -> Ask:
     messages = _field(request, "messages", (list,), None)
     if not messages:
         raise ProtocolError(HTTPStatus.BAD_REQUEST, "messages must be a non-empty list", "messages")
+    asked = _last_user_message(messages)
     images: list[bytes] = []
-    for i in range(len(messages) - 1, -1, -1):
-        message = messages[i]
-        if not isinstance(message, dict):
-            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"messages[{i}] must be an object", "messages")
-        if message.get("role") != "user":
+    i, content = (asked[0], asked[1].get("content")) if asked is not None else (0, None)
+    for j, part in enumerate(content if isinstance(content, list) else []):
+        where = f"messages[{i}].content[{j}]"
+        if not isinstance(part, dict):
+            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} must be an object", "messages")
+        if part.get("type") != "image_url":
             continue
-        content = message.get("content")
-        for j, part in enumerate(content if isinstance(content, list) else []):
-            where = f"messages[{i}].content[{j}]"
-            if not isinstance(part, dict):
-                raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} must be an object", "messages")
-            if part.get("type") != "image_url":
-                continue
-            url = part.get("image_url")
-            url = url.get("url") if isinstance(url, dict) else url
-            if not isinstance(url, str):
-                raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where}.image_url.url must be a string", "messages")
-            if not url.startswith("data:"):
-                raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where}: remote image URLs are not fetched (velm-edge "
-                                    "works offline); send the image as a data: URL", "messages")
-            _images([url], f"{where}.image_url", images)
-        break
+        url = part.get("image_url")
+        url = url.get("url") if isinstance(url, dict) else url
+        if not isinstance(url, str):
+            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where}.image_url.url must be a string", "messages")
+        if not url.startswith("data:"):
+            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where}: remote image URLs are not fetched (velm-edge "
+                                "works offline); send the image as a data: URL", "messages")
+        _images([url], f"{where}.image_url", images)
     response_format = _field(request, "response_format", (dict,), {})
     kind = response_format.get("type", "text")
     if kind not in ("text", "json_object"):
