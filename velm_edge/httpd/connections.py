@@ -4,6 +4,7 @@ take whole requests (see the package's docstring)."""
 from __future__ import annotations
 
 import queue
+import select
 import selectors
 import socket
 import sys
@@ -98,6 +99,7 @@ class BoundedServer(HTTPServer):
     idle_thread_s = 1.0  # a handler thread with nothing to do for this long ends (a burst's threads do not stay)
     request_queue_size = 128  # the listen backlog: socketserver's 5 makes a burst of clients wait on SYN retries
     allow_reuse_address = True
+    keep_alive_poll_s = 0.002  # after an answer, wait this long for the next request on the handler's thread
 
     def __init__(self, address, handler, max_connections: int, header_timeout_s: float = 5.0,
                  max_waiting: int | None = None):
@@ -264,7 +266,18 @@ class BoundedServer(HTTPServer):
         if self.stopping:
             return False
         w = _Waiting(sock, address, leftover, time.monotonic() + self.header_timeout_s, fresh=False)
-        if head_complete(w.buf):  # a pipelined request, whole already
+        if not head_complete(w.buf) and self.keep_alive_poll_s > 0:
+            # a client in a loop sends its next request within a millisecond of its answer: read that here
+            # instead of through the selector thread, which saves two thread hand-offs a request
+            try:
+                if select.select([sock], [], [], self.keep_alive_poll_s)[0]:
+                    data = sock.recv(65536)
+                    if not data:
+                        return False  # the client closed its end
+                    w.buf += data
+            except OSError:
+                return False
+        if head_complete(w.buf):  # a pipelined request, or the next one read above, whole already
             self._dispatch(w)
             return True
         sock.setblocking(False)
