@@ -3,7 +3,7 @@ each of its protocols: the native ``POST /v1/caption`` (the image as the body), 
 and OpenAI's ``/v1/chat/completions`` (the image as base64 inside JSON, ``stream`` false).
 
     python benchmarks/service.py [--bundle photo] [--requests 200] [--clients 1,2,8]
-                                 [--protocols native,ollama,openai] [--json out.json]
+                                 [--protocols native,ollama,openai] [--rounds 1] [--json out.json]
 
 The service runs as its own process (``velm-edge serve --port 0``), as it would on a device; the load
 generator keeps one keep-alive connection per client and posts JPEG frames (640x480 synthetic
@@ -175,38 +175,50 @@ def main(argv: list[str] | None = None) -> int:
              help="protocols to measure: native (/v1/caption), ollama (/api/generate), openai (/v1/chat/completions)")
     add_flag(ap, "--loader", choices=("ab", "python"), default="ab" if shutil.which("ab") else "python",
              help="load generator: ab (apache2-utils, in C; one image) or python (http.client threads; 32 images)")
+    add_flag(ap, "--rounds", type=int, default=1,
+             help="repeat the direct and service measurements this many times, alternating, and report medians: "
+                  "on a shared machine one round's figures move by 10 to 20 percent")
     add_flag(ap, "--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     bundle = str(resolve(args.bundle))
     images = frames(32)
     if args.loader == "ab":
         images = images[:1]  # ab posts one file: the direct figures caption that same image
-    base = direct(bundle, images, args.requests, args.workers)
     proc, port = start_service(bundle, args.workers)
+    bases, rounds = [], []
     try:
         run = load_ab if args.loader == "ab" else load
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=30) as r:
             model = json.load(r)["data"][0]["id"]
-        rows = []
-        for protocol in args.protocols.split(","):
-            path, kind, posted = bodies(protocol, images, model)
-            rows += [{"protocol": protocol, **run(port, path, kind, posted, int(c), args.requests)}
-                     for c in args.clients.split(",")]
+        for _ in range(args.rounds):  # direct, then the service: each round's share is against its own direct
+            bases.append(direct(bundle, images, args.requests, args.workers))
+            rows = []
+            for protocol in args.protocols.split(","):
+                path, kind, posted = bodies(protocol, images, model)
+                rows += [{"protocol": protocol, **run(port, path, kind, posted, int(c), args.requests)}
+                         for c in args.clients.split(",")]
+            for r in rows:
+                r["share_of_direct"] = round(r["per_s"] / bases[-1]["best_per_s"], 3)
+            rounds.append(rows)
     finally:
         proc.terminate()
         proc.wait(10)
+    base = {k: float(np.median([b[k] for b in bases])) for k in bases[0]}
+    rows = [{**first, **{k: float(np.median([rs[i][k] for rs in rounds]))
+                         for k in ("per_s", "p50_ms", "p95_ms", "share_of_direct")},
+             "errors": sum(rs[i]["errors"] for rs in rounds)} for i, first in enumerate(rounds[0])]
     print(f"{Path(bundle).name}, 640x480 JPEG frames, {args.workers} workers, {os.cpu_count()} cores, "
-          f"load generator: {args.loader}")
+          f"load generator: {args.loader}, {args.rounds} round(s), medians")
     print(f"direct (decode_image + Captioner.caption): {base['one_thread_per_s']:.1f}/s on one thread, "
           f"{base[f'{args.workers}_threads_per_s']:.1f}/s on {args.workers} threads")
     print(f"{'protocol':>8s} {'clients':>7s} {'requests/s':>11s} {'p50 ms':>8s} {'p95 ms':>8s} {'of direct':>10s} "
           f"{'errors':>7s}")
     for r in rows:
-        r["share_of_direct"] = round(r["per_s"] / base["best_per_s"], 3)
         print(f"{r['protocol']:>8s} {r['clients']:7d} {r['per_s']:11.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
               f"{100 * r['share_of_direct']:9.1f}% {r['errors']:7d}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"loader": args.loader, "direct": base, "service": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"loader": args.loader, "direct": bases, "service": rows,
+                                               "rounds": rounds}, indent=2))
     return 0
 
 
