@@ -11,9 +11,10 @@ scenes) as fast as the answers come: ApacheBench (``ab``, Debian's apache2-utils
 Python threads (32 images).  The direct figures caption the same JPEG files in this process, decoded and then
 captioned (the work the service must do): on one thread with the interpreter's own threading, and on
 a pool of as many threads as the service has workers (one interpreter thread each, as the service).
-Prints requests/s and p50/p95 latency per protocol and client count, and the service's share of the best
-direct rate.  The JSON bodies are built once, before the clock starts, as a client that already holds the
-image would; the service's base64 decoding and JSON parsing are inside the measurement.
+Prints requests/s and p50/p95 latency per protocol and client count, the service's share of the best
+direct rate, and the service process's CPU per caption for each protocol (requests one at a time).  The
+JSON bodies are built once, before the clock starts, as a client that already holds the image would; the
+service's base64 decoding and JSON parsing are inside the measurement.
 """
 
 from __future__ import annotations
@@ -117,6 +118,28 @@ def load(port: int, path: str, kind: str, images: list[bytes], clients: int, tot
             "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1)}
 
 
+def cpu_per_caption(pid: int, port: int, path: str, kind: str, body: bytes, total: int) -> float:
+    """Milliseconds of the service process's CPU (user + system, from /proc) per caption, ``total`` requests
+    sent one after another: what a protocol costs the device, apart from the timing noise of a shared VM."""
+    def cpu_s() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for _ in range(5):
+        conn.request("POST", path, body=body, headers={"Content-Type": kind})
+        conn.getresponse().read()
+    before = cpu_s()
+    for _ in range(total):
+        conn.request("POST", path, body=body, headers={"Content-Type": kind})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"{path}: {response.status}")
+    conn.close()
+    return round((cpu_s() - before) / total * 1e3, 2)
+
+
 def load_ab(port: int, path: str, kind: str, images: list[bytes], clients: int, total: int) -> dict:
     """The same measurement with ApacheBench (Debian's apache2-utils), a load generator in C: one image, posted
     ``total`` times over ``clients`` keep-alive connections."""
@@ -199,23 +222,31 @@ def main(argv: list[str] | None = None) -> int:
                          for c in args.clients.split(",")]
             for r in rows:
                 r["share_of_direct"] = round(r["per_s"] / bases[-1]["best_per_s"], 3)
+            if os.path.exists(f"/proc/{proc.pid}/stat"):
+                for protocol in args.protocols.split(","):
+                    path, kind, posted = bodies(protocol, images, model)
+                    cpu = cpu_per_caption(proc.pid, port, path, kind, posted[0], args.requests // 2)
+                    for r in rows:
+                        if r["protocol"] == protocol:
+                            r["cpu_ms_per_caption"] = cpu
             rounds.append(rows)
     finally:
         proc.terminate()
         proc.wait(10)
     base = {k: float(np.median([b[k] for b in bases])) for k in bases[0]}
     rows = [{**first, **{k: float(np.median([rs[i][k] for rs in rounds]))
-                         for k in ("per_s", "p50_ms", "p95_ms", "share_of_direct")},
+                         for k in ("per_s", "p50_ms", "p95_ms", "share_of_direct", "cpu_ms_per_caption")
+                         if k in first},
              "errors": sum(rs[i]["errors"] for rs in rounds)} for i, first in enumerate(rounds[0])]
     print(f"{Path(bundle).name}, 640x480 JPEG frames, {args.workers} workers, {os.cpu_count()} cores, "
           f"load generator: {args.loader}, {args.rounds} round(s), medians")
     print(f"direct (decode_image + Captioner.caption): {base['one_thread_per_s']:.1f}/s on one thread, "
           f"{base[f'{args.workers}_threads_per_s']:.1f}/s on {args.workers} threads")
     print(f"{'protocol':>8s} {'clients':>7s} {'requests/s':>11s} {'p50 ms':>8s} {'p95 ms':>8s} {'of direct':>10s} "
-          f"{'errors':>7s}")
+          f"{'errors':>7s} {'service CPU ms/caption':>23s}")
     for r in rows:
         print(f"{r['protocol']:>8s} {r['clients']:7d} {r['per_s']:11.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
-              f"{100 * r['share_of_direct']:9.1f}% {r['errors']:7d}")
+              f"{100 * r['share_of_direct']:9.1f}% {r['errors']:7d} {r.get('cpu_ms_per_caption', float('nan')):23.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"loader": args.loader, "direct": bases, "service": rows,
                                                "rounds": rounds}, indent=2))
