@@ -204,7 +204,8 @@ def cmd_serve(args) -> int:
             if live is not None:
                 live.start()
             print(f"velm-edge serve: listening on {service.url} (POST an image to {service.url}/v1/caption; "
-                  f"API: {service.url}/v1/openapi.json)", file=sys.stderr, flush=True)
+                  f"API: {service.url}/v1/openapi.json; Ollama and OpenAI clients: base URL {service.url}, "
+                  f"model {service.model.name})", file=sys.stderr, flush=True)
             # in slices: the kernel may hand SIGTERM to a server thread, and Python runs the handler only when
             # the main thread next runs, which an untimed wait on a lock never does (it hung 1 run in 6)
             while not stopping.wait(0.2):
@@ -313,8 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Serve captions over HTTP: POST an image (JPEG, PNG or BMP) to /v1/caption and "
                                     "get its caption as JSON; /v1/info, /health and the OpenAPI description at "
                                     "/v1/openapi.json.  With a SOURCE, also its live captions at /v1/latest and "
-                                    "/v1/events (server-sent events).  Loopback only unless --token is given; "
-                                    "Ctrl-C or SIGTERM stops it.")
+                                    "/v1/events (server-sent events).  It also speaks the Ollama (/api/generate, "
+                                    "/api/chat, /api/tags) and OpenAI (/v1/chat/completions, /v1/models) protocols "
+                                    "on the same port, as the model velm-BUNDLE (e.g. velm-photo), so Frigate, Home "
+                                    "Assistant and Node-RED can use it as their image describer: the answer is the "
+                                    "caption, not a reply to the prompt (README: 'Frigate, Home Assistant and "
+                                    "Node-RED').  Loopback only unless --token is given; Ctrl-C or SIGTERM stops it.")
     sp.add_argument("source", nargs="?", default=None, help="an optional live source (as for run)")
     _bundle_options(sp)
     _resize_option(sp)
