@@ -20,6 +20,8 @@ and Node-RED"):
   URLs are refused and never fetched.  At most ``MAX_IMAGES`` images are taken per request.
 - Sampling ``options`` (temperature, seed, ...) are accepted and ignored.  The captions use the
   service's decoding, as ``/v1/caption`` does.
+- **Streaming** sends the answer a word a chunk, in the protocol's framing, once the captions are made
+  (tens of milliseconds): clients that join the chunks get the same text as without streaming.
 """
 
 from __future__ import annotations
@@ -259,9 +261,12 @@ class Model:
                             "quantization_level": m.get("precision", "")},
                    license=(m.get("training") or {}).get("terms", ""))
 
-    def matches(self, asked: str) -> bool:
-        """Ollama names carry a tag (``velm-photo:latest``); OpenAI names do not."""
-        return asked in (self.name, f"{self.name}:latest")
+    def check(self, asked) -> None:
+        """ProtocolError 404 unless ``asked`` names this model: Ollama names carry a tag (``velm-photo:latest``),
+        OpenAI names do not."""
+        if asked not in (self.name, f"{self.name}:latest"):
+            raise ProtocolError(HTTPStatus.NOT_FOUND, f"model {str(asked)[:80]!r} not found: this server has "
+                                f"{self.name!r}", "model")
 
     def ollama(self) -> dict:
         return {"name": f"{self.name}:latest", "model": f"{self.name}:latest",

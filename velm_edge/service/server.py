@@ -359,9 +359,7 @@ class _Handler(GuardedHandler):
         try:
             request = compat.read_json(data)
             ask = parse(request)
-            if not service.model.matches(ask.model):
-                raise ProtocolError(HTTPStatus.NOT_FOUND, f"model {ask.model[:80]!r} not found: this server has "
-                                    f"{service.model.name!r}", "model")
+            service.model.check(ask.model)
             captions = []
             for i, image in enumerate(ask.images):
                 try:
@@ -429,10 +427,7 @@ class _Handler(GuardedHandler):
         model, bundle = self.service.model, self.service.captioner.bundle
         try:
             request = compat.read_json(data)
-            name = request.get("model") or request.get("name")  # older clients send "name"
-            if not isinstance(name, str) or not model.matches(name):
-                raise ProtocolError(HTTPStatus.NOT_FOUND, f"model {str(name)[:80]!r} not found: this server has "
-                                    f"{model.name!r}", "model")
+            model.check(request.get("model") or request.get("name"))  # older clients send "name"
         except ProtocolError as e:
             self.refuse(e.status, str(e), param=e.param)
             return
