@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from velm_edge.runtime import confidence, decode, preprocess
+from velm_edge.errors import BundleError
+from velm_edge.runtime import batching, confidence, decode, preprocess
 from velm_edge.runtime.bundle import DEFAULT_BUNDLE, Bundle, resolve
 from velm_edge.runtime.choices import RESIZE_MODES, check
 from velm_edge.runtime.contract import check_graphs
@@ -68,6 +69,9 @@ class _Graphs:
         self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", runtime,
                               bundle.edgetpu.get("language"))
         check_graphs(bundle, {"vision": self.vision, "language": self.language})
+        self.bundle, self.runtime = bundle, runtime
+        self._rows: Graph | None = None  # the language graph for several rows (``rows_graph``)
+        self._rows_unsound = not runtime.batch_beams or bool(self.language.info.get("compiled"))
         v, lang = self.vision, self.language
         self.q_image = v.qparams("image")
         self.feature_in = requantizer(v.qparams("feature", True), lang.qparams("feature"))
@@ -79,6 +83,33 @@ class _Graphs:
         if "tag_feature" in v.outputs:
             self.tag_start_in = (requantizer(v.qparams("tag_feature", True), lang.qparams("feature")),
                                  requantizer(v.qparams("tag_state", True), lang.qparams("state")))
+
+
+    def rows_graph(self, rows: int) -> Graph | None:
+        """The language graph taking ``rows`` rows (or more) in one invoke, built on first need for this thread;
+        None where beams run row by row: ``batch_beams`` off, a compiled Edge TPU graph (static shapes), or a
+        graph whose batch ``batching.rows_free`` cannot free or ``batching.same_rows`` finds unsound."""
+        if self._rows is not None and self._rows.rows >= rows:
+            return self._rows
+        if self._rows_unsound:
+            return None
+        freed, graph = batching.rows_free(self.bundle.language), None
+        if freed is not None:
+            label = f"{self.bundle.root}/language.tflite ({rows} rows)"
+            try:
+                graph = Graph(freed, label, self.runtime)
+                graph.resize_rows(rows)
+                single = Graph(self.bundle.language, label, self.runtime)  # not this thread's: its inputs stay
+                if not batching.same_rows(single, graph, rows) or not batching.pays(single, graph, rows):
+                    graph = None
+            except (BundleError, RuntimeError, ValueError):
+                graph = None
+        if graph is None:
+            self._rows_unsound = True
+            return None
+        graph.tally = self.language  # its invokes count as the language graph's (bench's figures)
+        self._rows = graph
+        return graph
 
 
 class Captioner:
@@ -171,11 +202,29 @@ class Captioner:
                        tag_start=tag_start)
 
     def step_fn(self, feature: np.ndarray) -> decode.Step:
-        """A decode.Step for one image's feature (1, F); rows of a batch (beams) run one by one.
+        """A decode.Step for one image's feature (1, F).  Several rows (beams) run as one batch in one invoke
+        where that is sound (``_Graphs.rows_graph``), else one by one; the results are the same.
         Logits come back in the graph's own domain (int8 for int8 bundles)."""
         g = self._graphs()
         lang, table, state_in = g.language, self.table, g.state_in
         lang.set("feature", feature)  # constant for the whole caption: written once
+        fed: list[Graph] = []  # the rows graph, once this caption's feature is in it
+
+        def rows_at_once(tokens: np.ndarray, states: np.ndarray):
+            graph = g.rows_graph(len(tokens))
+            if graph is None:
+                return None
+            if not fed or fed[0] is not graph:
+                graph.set("feature", np.repeat(feature, graph.rows, axis=0))
+                fed[:] = [graph]
+            n, pad = len(tokens), graph.rows - len(tokens)
+            if pad:  # fewer live beams than rows: the last one again (rows are independent), then dropped
+                tokens = np.concatenate([tokens, np.repeat(tokens[-1:], pad)])
+                states = np.concatenate([states, np.repeat(states[-1:], pad, axis=0)])
+            graph.set("embedding", table[tokens.astype(np.int64)])
+            graph.set("state", states)
+            graph.invoke()
+            return graph.get("logits")[:n], state_in(graph.get("state")[:n])
 
         set_tensor, get_tensor = lang.interpreter.set_tensor, lang.interpreter.get_tensor  # the hot path, by index
         i_emb, i_state, o_logits, o_state = lang.index("embedding"), lang.index("state"), \
@@ -190,6 +239,9 @@ class Captioner:
         def step(tokens: np.ndarray, states: np.ndarray):
             if len(tokens) == 1:  # greedy, and beams of one: nothing to gather
                 return row(int(tokens[0]), states)
+            together = rows_at_once(tokens, states)
+            if together is not None:
+                return together
             rows = [row(int(t), states[i:i + 1]) for i, t in enumerate(tokens)]
             return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
 

@@ -51,6 +51,8 @@ class Graph:
         self._in = {name: d["index"] for name, d in self.inputs.items()}
         self._out = {name: d["index"] for name, d in self.outputs.items()}
         self.invoke_seconds, self.invokes = 0.0, 0
+        self.rows = 1  # rows each input takes (``resize_rows``)
+        self.tally: Graph | None = None  # another graph whose counters this one's invokes add to
 
     def _io_by_position(self, model: bytes, backend_name: str) -> tuple[dict | None, dict | None]:
         """The compiler dropped the signature: names from the plain graph, tensors by position (the compiler
@@ -90,11 +92,20 @@ class Graph:
     def get(self, name: str) -> np.ndarray:
         return self.interpreter.get_tensor(self._out[name])
 
+    def resize_rows(self, rows: int) -> None:
+        """Give every input ``rows`` rows (the first dimension) and allocate again; only sound for a graph whose
+        operators keep rows apart (``velm_edge.runtime.batching``)."""
+        for name, index in self._in.items():
+            self.interpreter.resize_tensor_input(index, [rows, *self.shape(name)[1:]], strict=False)
+        self.interpreter.allocate_tensors()
+        self.rows = rows
+
     def invoke(self) -> None:
         t = time.perf_counter()
         self.interpreter.invoke()
-        self.invoke_seconds += time.perf_counter() - t
-        self.invokes += 1
+        tally = self.tally or self
+        tally.invoke_seconds += time.perf_counter() - t
+        tally.invokes += 1
 
     def run(self, **arrays: np.ndarray) -> dict[str, np.ndarray]:
         for name, value in arrays.items():

@@ -37,6 +37,9 @@ class RuntimeOptions:
         "help": "interpreter threads (default: the interpreter package's choice)"})
     backend: str = field(default="auto", metadata={"help": HELP["backend"], "choices": BACKENDS})
     device: str = field(default="cpu", metadata={"help": HELP["device"]})
+    batch_beams: bool = field(default=True, metadata={
+        "help": "run a beam search's beams as one batch, one invoke of the language graph per step (no: one "
+                "invoke per beam, as before; the captions are the same)"})
 
     def __post_init__(self) -> None:
         check("backend", self.backend, BACKENDS)

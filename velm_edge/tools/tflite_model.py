@@ -11,10 +11,10 @@ Every offset is bounds-checked; a file that is not a flatbuffer of this schema r
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from velm_edge.errors import BundleError
+from velm_edge.runtime.flatbuffer import FlatbufferReader
 
 # TFLite BuiltinOperator codes (tensorflow/lite/schema/schema.fbs) for the ops this project meets.
 OP_NAMES = {0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 3: "CONV_2D", 4: "DEPTHWISE_CONV_2D",
@@ -26,79 +26,6 @@ OP_NAMES = {0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 3: "CONV_2D", 4:
 TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 12: 8, 15: 4, 16: 2, 17: 1}
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
               10: "float64", 12: "uint64", 15: "uint32", 16: "uint16", 17: "int4"}  # tests/test_opcheck.py pins them
-
-
-class FlatbufferReader:
-    """Bounds-checked reads of a flatbuffer's scalars, tables, vectors and strings (enough for TFLite's schema)."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def _unpack(self, fmt: str, pos: int):
-        size = struct.calcsize(fmt)
-        if pos < 0 or pos + size > len(self.data):
-            raise BundleError(f"offset {pos} outside the {len(self.data)}-byte file")
-        return struct.unpack_from(fmt, self.data, pos)[0]
-
-    def u32(self, pos: int) -> int:
-        return self._unpack("<I", pos)
-
-    def table(self, pos: int) -> _Table:
-        return _Table(self, pos)
-
-
-class _Table:
-    def __init__(self, r: FlatbufferReader, pos: int):
-        self.r, self.pos = r, pos
-        self.vtable = pos - r._unpack("<i", pos)
-        self.vsize = r._unpack("<H", self.vtable)
-
-    def _field(self, i: int) -> int | None:
-        slot = 4 + 2 * i
-        if slot >= self.vsize:
-            return None
-        off = self.r._unpack("<H", self.vtable + slot)
-        return self.pos + off if off else None
-
-    def scalar(self, i: int, fmt: str, default=0):
-        pos = self._field(i)
-        return default if pos is None else self.r._unpack(fmt, pos)
-
-    def _target(self, i: int) -> int | None:
-        pos = self._field(i)
-        return None if pos is None else pos + self.r.u32(pos)
-
-    def table(self, i: int) -> _Table | None:
-        pos = self._target(i)
-        return None if pos is None else self.r.table(pos)
-
-    def vector(self, i: int) -> tuple[int, int] | None:
-        """(start of the elements, count)."""
-        pos = self._target(i)
-        return None if pos is None else (pos + 4, self.r.u32(pos))
-
-    def ints(self, i: int) -> list[int]:
-        v = self.vector(i)
-        if v is None:
-            return []
-        start, n = v
-        if start + 4 * n > len(self.r.data):
-            raise BundleError("a vector runs past the end of the file")
-        return list(struct.unpack_from(f"<{n}i", self.r.data, start))
-
-    def tables(self, i: int) -> list[_Table]:
-        v = self.vector(i)
-        if v is None:
-            return []
-        start, n = v
-        return [self.r.table(start + 4 * k + self.r.u32(start + 4 * k)) for k in range(n)]
-
-    def string(self, i: int) -> str:
-        v = self.vector(i)
-        if v is None:
-            return ""
-        start, n = v
-        return self.r.data[start:start + n].decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
