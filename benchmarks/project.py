@@ -18,6 +18,15 @@ The method, every input printed with the result:
    cost of a small model over USB 3; the decoder steps run on the host CPU (a Pi 4), because a USB call
    per step would cost more than the step.
 
+Each decoder invoke also streams the language graph's weights (3.9 MB for the photo bundle) from memory:
+a Pi 4's Cortex-A72 has 1 MB of L2 and a Pi 5's Cortex-A76 512 KB per core plus 2 MB of L3, so they do
+not stay in cache between invokes.  The MEMORY bound of the decoder is invokes x weight bytes / the
+target's published memory bandwidth (BANDWIDTH below: copy rates, which count each byte once; a read-only
+stream is at least that fast, so this bound errs towards slow).  The decoder's projected time is the
+larger of the two bounds, and the table says which one it was.  A beam search that runs its beams as one
+batch (velm_edge.runtime.batching) makes one invoke per step instead of one per beam, which is what this
+bound rewards.
+
 A second, independent estimate of the vision graph, from PEAK figures and this machine's EFFICIENCY:
 
 5. Measure this core's peak int8 multiply-accumulate rate (benchmarks/peak_int8.c, compiled with `cc`, the
@@ -69,6 +78,18 @@ CITED = {
 }
 
 
+# Published memory bandwidth (bytes/s): what a decoder invoke's weights stream at when they are not in cache.
+BANDWIDTH = {
+    "pi4": {"bytes_per_s": 5.53e9,
+            "source": "STREAM (C, gcc -O3) on a Raspberry Pi 4: Copy 5527.3 MB/s, Scale 5561.9 MB/s "
+                      "(sci-pi.org.uk/bench/stream.html)"},
+    "pi5": {"bytes_per_s": 4.87e9,
+            "source": "tinymembench on a Raspberry Pi 5 model B: C copy 4870.3 MB/s, C copy backwards 5676.0 MB/s "
+                      "(geerlingguy/sbc-reviews issue 21); the lower figure"},
+}
+BANDWIDTH["edgetpu"] = {**BANDWIDTH["pi4"],
+                        "source": "the decoder runs on the host Pi 4: " + BANDWIDTH["pi4"]["source"]}
+
 # Peak int8 multiply-accumulates per second, per core for the CPUs.
 PEAK = {
     "pi4": {
@@ -113,7 +134,9 @@ def measure(bundle: str | None, images: int, beam_size: int | None = None) -> di
     return json.loads(out)["result"]
 
 
-def project(bench: dict, macs: dict) -> dict:
+def project(bench: dict, macs: dict, language_weight_bytes: float = 0.0) -> dict:
+    """``bench["steps_per_caption"]`` is the language graph's invokes per caption (one per step and beam row by
+    row, one per step with batched beams); ``language_weight_bytes`` the constant bytes one invoke streams."""
     here_ms = {k: bench[k]["median"] for k in ("preprocess", "vision", "decode_step", "python_glue")}
     steps = bench["steps_per_caption"]
     here_rate = macs["vision"] / (here_ms["vision"] * 1e-3)  # MAC/s of one interpreter thread here
@@ -123,14 +146,17 @@ def project(bench: dict, macs: dict) -> dict:
     out = {"here": {"vision_mac_per_s": here_rate, **here_ms, "steps": steps}}
     for name, rate in rates.items():
         slower = here_rate / (rate / pi4["threads"])  # one target core vs one core here (SIMD-bound work)
-        parts = {"vision": macs["vision"] / rate * 1e3, "decode": steps * here_ms["decode_step"] * slower,
+        per_call = steps * here_ms["decode_step"] * slower
+        memory = steps * language_weight_bytes / BANDWIDTH[name]["bytes_per_s"] * 1e3
+        parts = {"vision": macs["vision"] / rate * 1e3, "decode": max(per_call, memory),
                  "preprocess": here_ms["preprocess"] * slower, "python_glue": here_ms["python_glue"] * slower}
-        out[name] = {"core_slower_than_here": slower, "int8_mac_per_s": rate, **parts}
+        out[name] = {"core_slower_than_here": slower, "int8_mac_per_s": rate, **parts, "decode_per_call": per_call,
+                     "decode_memory": memory, "decode_bound": "memory" if memory > per_call else "per-call"}
     tpu = CITED["edgetpu"]
     pi4_parts = out["pi4"]
     parts = {"vision": macs["vision"] / (tpu["macs"] / (tpu["ms"] * 1e-3)) * 1e3 + tpu["call_ms"],
-             "decode": pi4_parts["decode"], "preprocess": pi4_parts["preprocess"],
-             "python_glue": pi4_parts["python_glue"]}
+             **{k: pi4_parts[k] for k in ("decode", "preprocess", "python_glue", "decode_per_call", "decode_memory",
+                                           "decode_bound")}}
     out["edgetpu"] = {"int8_mac_per_s": tpu["macs"] / (tpu["ms"] * 1e-3), **parts}
     for name in TARGETS:
         _total(out[name])
@@ -176,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     bench = json.load(open(args.bench))["result"] if args.bench else measure(args.bundle, args.images,
                                                                                args.beam_size)
-    macs = {name: tflite_model.cost(tflite_model.read(Path(bench["bundle"], f"{name}.tflite").read_bytes()))["macs"]
-            for name in ("vision", "language")}  # counted from the graphs themselves, as velm-edge info does
-    p = project(bench, macs)
+    costs = {name: tflite_model.cost(tflite_model.read(Path(bench["bundle"], f"{name}.tflite").read_bytes()))
+             for name in ("vision", "language")}  # counted from the graphs themselves, as velm-edge info does
+    macs, weights = {name: c["macs"] for name, c in costs.items()}, costs["language"]["weight_bytes"]
+    p = project(bench, macs, weights)
     q = project_from_peaks(p, macs["vision"], args.peak * 1e9 if args.peak else measure_peak())
     h = p["here"]
     print(f"measured here ({bench['frame']} frames, {bench['runtime']['backend']}): vision {h['vision']:.2f} ms "
@@ -187,9 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     decoding = f"{bench['steps_per_caption']:.1f} decoder steps per caption"
     print(f"\nPROJECTED (not measured) per caption, int8 bundle, {decoding}, ms.  First estimate: the vision graph at "
           "published int8 CNN rates:\n")
-    _table(["vision graph", "decoder steps", "resize", "Python", "caption", "captions/s"],
-           lambda name: [f"{p[name][k]:.2f}" for k in ("vision", "decode", "preprocess", "python_glue")]
-           + [f"{p[name]['caption_ms']:.1f}", f"{p[name]['captions_per_s']:.0f}"])
+    _table(["vision graph", "decoder: per-call", "decoder: memory", "decoder (bound)", "resize", "Python", "caption",
+            "captions/s"],
+           lambda name: [f"{p[name]['vision']:.2f}", f"{p[name]['decode_per_call']:.2f}",
+                         f"{p[name]['decode_memory']:.2f}", f"{p[name]['decode']:.2f} ({p[name]['decode_bound']})"]
+           + [f"{p[name][k]:.2f}" for k in ("preprocess", "python_glue")]
+           + [f"{p[name]['caption_ms']:.1f}", f"{p[name]['captions_per_s']:.1f}"])
+    print(f"\ndecoder, memory bound: {bench['steps_per_caption']:.1f} invokes x {weights / 1e6:.2f} MB of weights / "
+          + ", ".join(f"{name} {BANDWIDTH[name]['bytes_per_s'] / 1e9:.2f} GB/s" for name in TARGETS[:2])
+          + "; per-call bound: invokes x the decoder step here x how much slower a target core is")
     e = q["here"]
     print(f"\nSecond estimate: peak x efficiency.  Peak int8 rate of one core here "
           f"{e['peak_mac_per_s'] / 1e9:.1f} G MAC/s ({'given' if args.peak else 'measured, benchmarks/peak_int8.c'}); "
@@ -197,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     _table(["peak G MAC/s", "efficiency", "vision graph", "caption", "captions/s"],
            lambda name: [f"{PEAK[name]['mac_per_s'] / 1e9:.0f}", f"{q[name]['efficiency']:.0%}",
                          f"{q[name]['vision']:.2f}", f"{q[name]['caption_ms']:.1f}",
-                         f"{q[name]['captions_per_s']:.0f}"])
+                         f"{q[name]['captions_per_s']:.1f}"])
     print("\nsources:")
     for name in TARGETS:
         print(f"  {name}: {CITED[name]['source']}")
         print(f"  {name} peak: {PEAK[name]['source']}")
+        print(f"  {name} memory: {BANDWIDTH[name]['source']}")
     print(f"  one Pi 4 core is taken as {p['pi4']['core_slower_than_here']:.1f}x slower than one core here, a Pi 5 "
           f"core {p['pi5']['core_slower_than_here']:.1f}x (per-core CNN rates)")
     return 0

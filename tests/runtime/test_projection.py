@@ -41,6 +41,20 @@ def test_peak_times_efficiency_arithmetic():
     assert first["pi4"]["decode"] == pytest.approx(10 * 0.05 * first["pi4"]["core_slower_than_here"])
 
 
+def test_the_decoder_is_the_larger_of_its_per_call_and_memory_bounds():
+    project = load_project()
+    ms = {"preprocess": 0.5, "vision": 1.0, "decode_step": 0.05, "python_glue": 0.3}
+    bench = {k: {"median": v} for k, v in ms.items()} | {"steps_per_caption": 10.0}
+    small, large = (project.project(bench, {"vision": 20e6, "language": 0.4e6}, weights) for weights in (1e4, 4e6))
+    for name in ("pi4", "pi5"):
+        bandwidth = project.BANDWIDTH[name]["bytes_per_s"]
+        assert large[name]["decode_memory"] == pytest.approx(10 * 4e6 / bandwidth * 1e3)  # 10 invokes x 4 MB
+        assert small[name]["decode_bound"] == "per-call" and large[name]["decode_bound"] == "memory"
+        assert large[name]["decode"] == max(large[name]["decode_memory"], large[name]["decode_per_call"])
+        assert small[name]["decode"] == small[name]["decode_per_call"]
+    assert large["edgetpu"]["decode"] == large["pi4"]["decode"]  # the decoder runs on the host Pi 4
+
+
 @pytest.mark.skipif(platform.machine() != "x86_64" or not (shutil.which("cc") or shutil.which("gcc")),
                     reason="the peak benchmark is AVX2 C")
 def test_measured_peak_is_a_plausible_core_rate():
