@@ -110,6 +110,14 @@ def test_bench_prints_every_stage(capsys):
     assert 0 < r["glue_share"] < 1 and r["cold_start"]["peak_rss_mb"] > 10
 
 
+def test_bench_sweeps_the_thread_counts_of_both_graphs(capsys):
+    assert cli.main(["bench", "shapes", "--images", "3", "--sweep-threads", "1,2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["vision_threads"], r["language_threads"]) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert all(r["vision"] > 0 and r["decode"] > 0 and r["caption"] >= r["vision"] for r in rows)
+    assert run("bench", "--sweep-threads", "0,2").returncode == 2  # refused with a message, not a traceback
+
+
 def test_help_explains_every_command():
     for command in ("caption", "info", "bench", "doctor", "synth"):
         out = run(command, "--help")

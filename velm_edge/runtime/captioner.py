@@ -66,7 +66,7 @@ class _Graphs:
 
     def __init__(self, bundle: Bundle, runtime: RuntimeOptions):
         self.vision = Graph(bundle.vision, f"{bundle.root}/vision.tflite", runtime, bundle.edgetpu.get("vision"))
-        self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", runtime,
+        self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", runtime.for_language(),
                               bundle.edgetpu.get("language"))
         check_graphs(bundle, {"vision": self.vision, "language": self.language})
         self.bundle, self.runtime = bundle, runtime
@@ -97,9 +97,9 @@ class _Graphs:
         if freed is not None:
             label = f"{self.bundle.root}/language.tflite ({rows} rows)"
             try:
-                graph = Graph(freed, label, self.runtime)
+                graph = Graph(freed, label, self.runtime.for_language())
                 graph.resize_rows(rows)
-                single = Graph(self.bundle.language, label, self.runtime)  # not this thread's: its inputs stay
+                single = Graph(self.bundle.language, label, self.runtime.for_language())  # its inputs are its own
                 if not batching.same_rows(single, graph, rows) or not batching.pays(single, graph, rows):
                     graph = None
             except (BundleError, RuntimeError, ValueError):

@@ -6,6 +6,7 @@ build their ``--threads``, ``--backend`` and ``--device`` flags (and their help)
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -37,12 +38,23 @@ class RuntimeOptions:
         "help": "interpreter threads (default: the interpreter package's choice)"})
     backend: str = field(default="auto", metadata={"help": HELP["backend"], "choices": BACKENDS})
     device: str = field(default="cpu", metadata={"help": HELP["device"]})
+    language_threads: int | None = field(default=None, metadata={
+        "help": "interpreter threads of the language graph, if not --threads: a decoder step is a few small "
+                "matrix products, which a thread pool may slow down (velm-edge bench --sweep-threads measures it)"})
     batch_beams: bool = field(default=True, metadata={
         "help": "run a beam search's beams as one batch, one invoke of the language graph per step (no: one "
                 "invoke per beam, as before; the captions are the same)"})
 
     def __post_init__(self) -> None:
         check("backend", self.backend, BACKENDS)
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise OptionError(f"threads must be a whole number >= 1 (or None), got {self.threads!r}")
+        for name in ("threads", "language_threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise OptionError(f"{name} must be a whole number >= 1 (or None), got {value!r}")
         Device.parse(self.device)  # refused here, before any bundle is read
+
+    def for_language(self) -> RuntimeOptions:
+        """The options the language graph runs with: ``language_threads`` where it is set."""
+        if self.language_threads is None:
+            return self
+        return dataclasses.replace(self, threads=self.language_threads)

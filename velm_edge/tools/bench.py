@@ -11,6 +11,7 @@ resident memory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -100,6 +101,35 @@ def run(bundle: str | Path, runtime: RuntimeOptions | None = None, options: Deco
                   "images": images, "frame": f"{frame[0]}x{frame[1]} BGR", **measure(cap, data, options)}
     result["cold_start"] = cold_start(bundle, cold_runs, runtime) if cold_runs else None
     return result
+
+
+def sweep(bundle: str | Path, counts: list[int], runtime: RuntimeOptions | None = None,
+          options: DecodeOptions | None = None, images: int = 30, frame: tuple[int, int] = (640, 480)) -> list[dict]:
+    """Vision, decode and whole-caption medians for every pair of interpreter thread counts (vision graph,
+    language graph) from ``counts``: the two graphs need not want the same (a convolution stack gains from a
+    thread pool, a decoder step may not)."""
+    data = frames(images, *frame)
+    runtime = runtime or RuntimeOptions()
+    rows = []
+    for vision_threads in counts:
+        for language_threads in counts:
+            chosen = dataclasses.replace(runtime, threads=vision_threads, language_threads=language_threads)
+            with Captioner.open(bundle, chosen) as cap:
+                r = measure(cap, data, options)
+            rows.append({"vision_threads": vision_threads, "language_threads": language_threads,
+                         **{k: r[k]["median"] for k in ("vision", "decode", "caption")},
+                         "captions_per_s": r["captions_per_s"]})
+    return rows
+
+
+def format_sweep(rows: list[dict]) -> str:
+    lines = [f"{'vision threads':>14s} {'language threads':>16s} {'vision ms':>10s} {'decode ms':>10s} "
+             f"{'caption ms':>11s} {'captions/s':>11s}"]
+    best = min(rows, key=lambda r: r["caption"])
+    for r in rows:
+        lines.append(f"{r['vision_threads']:14d} {r['language_threads']:16d} {r['vision']:10.2f} {r['decode']:10.2f} "
+                     f"{r['caption']:11.2f} {r['captions_per_s']:11.1f}" + ("  <- fastest" if r is best else ""))
+    return "\n".join(lines)
 
 
 STAGES = ("preprocess", "vision", "decode_step", "decode", "caption", "interpreter", "glue", "python_glue")

@@ -125,6 +125,11 @@ def cmd_bench(args) -> int:
         return decode_options(args, DecodeOptions.recommended(read_manifest(path)))
 
     path = resolve(args.bundle)
+    if args.sweep_threads:
+        rows = bench.sweep(path, args.sweep_threads, from_args(RuntimeOptions, args), shipped(path), args.images,
+                           args.frame)
+        print(json.dumps(rows, indent=2) if args.json else bench.format_sweep(rows))
+        return 0
     kw = dict(runtime=from_args(RuntimeOptions, args), images=args.images, cold_runs=args.cold_runs, frame=args.frame)
     result = bench.run(path, options=shipped(path), **kw)
     other = bench.run(args.against, options=shipped(resolve(args.against)), **kw) if args.against else None
@@ -232,6 +237,16 @@ def _frame_size(text: str) -> tuple[int, int]:
     if not (16 <= w <= 8192 and 16 <= h <= 8192):
         raise argparse.ArgumentTypeError(f"frame sides must be 16-8192 pixels, got {text!r}")
     return w, h
+
+
+def _thread_counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected thread counts such as 1,2,4, got {text!r}") from None
+    if not counts or min(counts) < 1 or max(counts) > 64:
+        raise argparse.ArgumentTypeError(f"thread counts must be 1-64, got {text!r}")
+    return counts
 
 
 def _bundle_options(p: argparse.ArgumentParser, positional: bool = False, isolate: bool = True,
@@ -345,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(sp, "--frame", type=_frame_size, default=(640, 480), metavar="WxH",
              help="frame size: preprocessing (resizing) cost grows with it (default: 640x480)")
     add_flag(sp, "--cold-runs", type=int, default=5, help="fresh processes for the cold-start figure (0 = skip)")
+    add_flag(sp, "--sweep-threads", type=_thread_counts, default=None, metavar="N,N,...",
+             help="instead: time every pair of interpreter thread counts from this list for the vision and the "
+                  "language graph (e.g. 1,2,4), to choose --threads and --language-threads for this machine")
     sp.add_argument("--json", action="store_true", help="the figures as JSON")
 
     sp = sub.add_parser("doctor", formatter_class=fmt, help="check this machine for the runtime",
