@@ -71,7 +71,7 @@ class _Graphs:
         check_graphs(bundle, {"vision": self.vision, "language": self.language})
         self.bundle, self.runtime = bundle, runtime
         self._rows: Graph | None = None  # the language graph for several rows (``rows_graph``)
-        self._rows_unsound = not runtime.batch_beams or bool(self.language.info.get("compiled"))
+        self._rows_refused = not runtime.batch_beams or bool(self.language.info.get("compiled"))
         v, lang = self.vision, self.language
         self.q_image = v.qparams("image")
         self.feature_in = requantizer(v.qparams("feature", True), lang.qparams("feature"))
@@ -84,14 +84,14 @@ class _Graphs:
             self.tag_start_in = (requantizer(v.qparams("tag_feature", True), lang.qparams("feature")),
                                  requantizer(v.qparams("tag_state", True), lang.qparams("state")))
 
-
     def rows_graph(self, rows: int) -> Graph | None:
         """The language graph taking ``rows`` rows (or more) in one invoke, built on first need for this thread;
-        None where beams run row by row: ``batch_beams`` off, a compiled Edge TPU graph (static shapes), or a
-        graph whose batch ``batching.rows_free`` cannot free or ``batching.same_rows`` finds unsound."""
+        None where beams run row by row: ``batch_beams`` off, a compiled Edge TPU graph (static shapes), a graph
+        whose batch ``batching.rows_free`` cannot free or ``batching.same_rows`` finds unsound, or a batch that
+        is not faster here (``batching.pays``)."""
         if self._rows is not None and self._rows.rows >= rows:
             return self._rows
-        if self._rows_unsound:
+        if self._rows_refused:
             return None
         freed, graph = batching.rows_free(self.bundle.language), None
         if freed is not None:
@@ -105,7 +105,7 @@ class _Graphs:
             except (BundleError, RuntimeError, ValueError):
                 graph = None
         if graph is None:
-            self._rows_unsound = True
+            self._rows_refused = True
             return None
         graph.tally = self.language  # its invokes count as the language graph's (bench's figures)
         self._rows = graph
