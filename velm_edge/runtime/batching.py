@@ -60,7 +60,8 @@ def rows_free(model: bytes) -> bytes | None:
         for op in operators:
             if codes[op.scalar(0, "<I")] == RESHAPE:
                 continue
-            start, count = op.vector(1)
+            listed = op.vector(1)
+            start, count = listed if listed is not None else (0, 0)
             for k in range(count):
                 index = struct.unpack_from("<i", model, start + 4 * k)[0]
                 if index in unsqueezed:
