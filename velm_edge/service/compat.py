@@ -37,18 +37,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
 
+from velm_edge.service.refusal import Refusal
+
 MAX_IMAGES = 8
 NO_IMAGE_ANSWER = ("velm-edge describes images and cannot answer text. Send an image (Ollama: \"images\"; OpenAI: "
                    "an image_url with a data: URL) and the answer is its caption.")
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)", re.DOTALL)
-
-
-class ProtocolError(Exception):
-    """A request this protocol answers with an error; ``param`` names the field at fault (OpenAI's errors)."""
-
-    def __init__(self, status: HTTPStatus, why: str, param: str | None = None):
-        super().__init__(why)
-        self.status, self.param = status, param
 
 
 @dataclass(frozen=True)
@@ -64,13 +58,13 @@ class Ask:
 # -- requests -------------------------------------------------------------------------------------------
 
 def read_json(body: bytes) -> dict:
-    """The request body as a JSON object; ProtocolError 400 for anything else (nesting too deep included)."""
+    """The request body as a JSON object; Refusal 400 for anything else (nesting too deep included)."""
     try:
         value = json.loads(body)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, f"the body is not JSON: {str(e)[:120]}") from None
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"the body is not JSON: {str(e)[:120]}") from None
     if not isinstance(value, dict):
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
+        raise Refusal(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
     return value
 
 
@@ -81,30 +75,30 @@ def _field(request: dict, name: str, kinds: tuple, default=None):
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = " or ".join({str: "a string", list: "a list", dict: "an object", bool: "true or false",
                              int: "a number", float: "a number"}[k] for k in kinds)
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{name} must be {names}", name)
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"{name} must be {names}", param=name)
     return value
 
 
 def _model(request: dict) -> str:
     model = _field(request, "model", (str,), "")
     if not model:
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, "model is required", "model")
+        raise Refusal(HTTPStatus.BAD_REQUEST, "model is required", param="model")
     return model
 
 
 def _base64_image(text, where: str) -> bytes:
-    """The bytes of a base64 image (a ``data:`` URL is taken too); ProtocolError 400 when it is not one."""
+    """The bytes of a base64 image (a ``data:`` URL is taken too); Refusal 400 when it is not one."""
     if not isinstance(text, str):
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} must be a base64 string")
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"{where} must be a base64 string")
     if not text.startswith("data:"):
         return _decode_base64(text, where)
     m = _DATA_URL.fullmatch(text)
     if m is None:
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} must be a base64 data: URL "
-                            "(data:image/jpeg;base64,...)")
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"{where} must be a base64 data: URL "
+                      "(data:image/jpeg;base64,...)")
     if m.group(1) and not m.group(1).lower().startswith(("image/", "application/octet-stream")):
-        raise ProtocolError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"{where} is a data: URL of {m.group(1)}, not of an "
-                            "image")
+        raise Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"{where} is a data: URL of {m.group(1)}, not of an "
+                      "image")
     return _decode_base64(m.group(3), where)
 
 
@@ -112,17 +106,17 @@ def _decode_base64(text: str, where: str) -> bytes:
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} is not valid base64") from None
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"{where} is not valid base64") from None
     if not data:
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} is empty")
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"{where} is empty")
     return data
 
 
 def _images(values: list, where: str, taken: list[bytes]) -> None:
     for i, value in enumerate(values):
         if len(taken) >= MAX_IMAGES:
-            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"at most {MAX_IMAGES} images are captioned per request; "
-                                "send the others in more requests")
+            raise Refusal(HTTPStatus.BAD_REQUEST, f"at most {MAX_IMAGES} images are captioned per request; "
+                          "send the others in more requests")
         taken.append(_base64_image(value, f"{where}[{i}]"))
 
 
@@ -130,22 +124,22 @@ def _last_user_message(messages: list) -> tuple[int, dict] | None:
     """The last message whose role is "user", with its index: the turn being asked (the rest is history)."""
     for i in range(len(messages) - 1, -1, -1):
         if not isinstance(messages[i], dict):
-            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"messages[{i}] must be an object", "messages")
+            raise Refusal(HTTPStatus.BAD_REQUEST, f"messages[{i}] must be an object", param="messages")
         if messages[i].get("role") == "user":
             return i, messages[i]
     return None
 
 
 def _format(value) -> bool:
-    """Ollama's ``format``: True for "json", False for none; ProtocolError for a schema or anything else."""
+    """Ollama's ``format``: True for "json", False for none; Refusal for a schema or anything else."""
     if value in (None, ""):
         return False
     if value == "json":
         return True
     if isinstance(value, dict):
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, "format: a captioner cannot fill a JSON schema; send format "
-                            "\"json\" for {\"captions\": [{\"text\", \"tags\", \"confidence\"}]}", "format")
-    raise ProtocolError(HTTPStatus.BAD_REQUEST, "format must be \"json\" (a JSON schema cannot be followed)", "format")
+        raise Refusal(HTTPStatus.BAD_REQUEST, "format: a captioner cannot fill a JSON schema; send format "
+                      "\"json\" for {\"captions\": [{\"text\", \"tags\", \"confidence\"}]}", param="format")
+    raise Refusal(HTTPStatus.BAD_REQUEST, "format must be \"json\" (a JSON schema cannot be followed)", param="format")
 
 
 def ollama_generate(request: dict) -> Ask:
@@ -173,30 +167,30 @@ def openai_chat(request: dict) -> Ask:
     ``stream`` (default false, as in OpenAI); ``response_format``."""
     messages = _field(request, "messages", (list,), None)
     if not messages:
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, "messages must be a non-empty list", "messages")
+        raise Refusal(HTTPStatus.BAD_REQUEST, "messages must be a non-empty list", param="messages")
     asked = _last_user_message(messages)
     images: list[bytes] = []
     i, content = (asked[0], asked[1].get("content")) if asked is not None else (0, None)
     for j, part in enumerate(content if isinstance(content, list) else []):
         where = f"messages[{i}].content[{j}]"
         if not isinstance(part, dict):
-            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where} must be an object", "messages")
+            raise Refusal(HTTPStatus.BAD_REQUEST, f"{where} must be an object", param="messages")
         if part.get("type") != "image_url":
             continue
         url = part.get("image_url")
         url = url.get("url") if isinstance(url, dict) else url
         if not isinstance(url, str):
-            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where}.image_url.url must be a string", "messages")
+            raise Refusal(HTTPStatus.BAD_REQUEST, f"{where}.image_url.url must be a string", param="messages")
         if not url.startswith("data:"):
-            raise ProtocolError(HTTPStatus.BAD_REQUEST, f"{where}: remote image URLs are not fetched (velm-edge "
-                                "works offline); send the image as a data: URL", "messages")
+            raise Refusal(HTTPStatus.BAD_REQUEST, f"{where}: remote image URLs are not fetched (velm-edge "
+                          "works offline); send the image as a data: URL", param="messages")
         _images([url], f"{where}.image_url", images)
     response_format = _field(request, "response_format", (dict,), {})
     kind = response_format.get("type", "text")
     if kind not in ("text", "json_object"):
-        raise ProtocolError(HTTPStatus.BAD_REQUEST, f"response_format {kind!r} cannot be followed by a captioner; use "
-                            "\"json_object\" for {\"captions\": [{\"text\", \"tags\", \"confidence\"}]} or \"text\"",
-                            "response_format")
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"response_format {kind!r} cannot be followed by a captioner; use "
+                      "\"json_object\" for {\"captions\": [{\"text\", \"tags\", \"confidence\"}]} or \"text\"",
+                      param="response_format")
     return Ask(_model(request), tuple(images), _field(request, "stream", (bool,), False), kind == "json_object")
 
 
@@ -262,11 +256,11 @@ class Model:
                    license=(m.get("training") or {}).get("terms", ""))
 
     def check(self, asked) -> None:
-        """ProtocolError 404 unless ``asked`` names this model: Ollama names carry a tag (``velm-photo:latest``),
+        """Refusal 404 unless ``asked`` names this model: Ollama names carry a tag (``velm-photo:latest``),
         OpenAI names do not."""
         if asked not in (self.name, f"{self.name}:latest"):
-            raise ProtocolError(HTTPStatus.NOT_FOUND, f"model {str(asked)[:80]!r} not found: this server has "
-                                f"{self.name!r}", "model")
+            raise Refusal(HTTPStatus.NOT_FOUND, f"model {str(asked)[:80]!r} not found: this server has "
+                          f"{self.name!r}", param="model")
 
     def ollama(self) -> dict:
         return {"name": f"{self.name}:latest", "model": f"{self.name}:latest",

@@ -24,7 +24,6 @@ them per thread), so concurrent clients share the cores without building interpr
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 import time
@@ -32,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from urllib.parse import urlsplit
 
 from velm_edge import __version__
 from velm_edge.errors import FrameError, OptionError
@@ -41,18 +39,10 @@ from velm_edge.runtime.captioner import Caption, Captioner
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.image_file import decode_image
 from velm_edge.service import compat, images
-from velm_edge.service.compat import Ask, ProtocolError
 from velm_edge.service.openapi import describe
+from velm_edge.service.protocols import OLLAMA_ROUTES, OPENAI_ROUTES, ProtocolRoutes
+from velm_edge.service.refusal import Busy, Refusal
 from velm_edge.specs import Key, parse_query
-
-# the Ollama and OpenAI protocols (velm_edge.service.compat), on the same port; an OpenAI base URL works with
-# or without /v1
-OLLAMA_ROUTES = {("GET", "/"): "root", ("GET", "/api/version"): "ollama_version", ("GET", "/api/tags"): "ollama_tags",
-                 ("GET", "/api/ps"): "ollama_ps", ("POST", "/api/show"): "ollama_show",
-                 ("POST", "/api/generate"): "ollama_generate", ("POST", "/api/chat"): "ollama_chat"}
-OPENAI_ROUTES = {("GET", "/v1/models"): "openai_models", ("GET", "/models"): "openai_models",
-                 ("POST", "/v1/chat/completions"): "openai_chat", ("POST", "/chat/completions"): "openai_chat"}
-OPENAI_PATHS = frozenset(path for _, path in OPENAI_ROUTES)
 
 DECODE_KEYS = (Key("beam_size", int, "1 = greedy; more = beam search of that width"),
                Key("length_penalty", float, "beam: log-probability / (words + 1) ** this"),
@@ -99,22 +89,6 @@ class ServiceOptions:
                self.max_streams) < 1 or self.max_queue < 0 or not 0 < self.timeout_s < float("inf"):
             raise OptionError(f"serve: workers, max_body_bytes, max_pixels, max_decoded_bytes, max_connections and "
                               f"max_streams must be >= 1, max_queue >= 0 and timeout_s > 0; got {self}")
-
-
-class Refusal(Exception):
-    """A request the service answers with an error: its HTTP status, what to fix, and extra headers."""
-
-    def __init__(self, status: HTTPStatus, why: str, headers: dict | None = None):
-        super().__init__(why)
-        self.status, self.headers = status, headers
-
-
-class Busy(Refusal):
-    """The queue is full, or the service is stopping."""
-
-    def __init__(self):
-        super().__init__(HTTPStatus.SERVICE_UNAVAILABLE, "all captioning threads are busy and the queue is full (or "
-                         "the service is stopping); retry later", {"Retry-After": "1"})
 
 
 class CaptionService:
@@ -241,7 +215,7 @@ class CaptionService:
                            "max_connections": o.max_connections, "max_streams": o.max_streams}}
 
 
-class _Handler(GuardedHandler):
+class _Handler(ProtocolRoutes, GuardedHandler):
     service: CaptionService
     json_errors = True
     routes = {("POST", "/v1/caption"): "caption", ("GET", "/v1/info"): "info", ("GET", "/v1/latest"): "latest",
@@ -343,101 +317,3 @@ class _Handler(GuardedHandler):
                 "or retry later")
         self.stream_in_slot(self.service.streams, busy, lambda: board.stream(self, lambda e: e.to_json()),
                             {"Retry-After": "5"})
-
-    # -- the Ollama and OpenAI protocols: requests and answers in velm_edge.service.compat
-    def error_body(self, status: HTTPStatus, why: str, param: str | None = None) -> dict:
-        if urlsplit(getattr(self, "path", "")).path in OPENAI_PATHS:  # no path: a malformed request line
-            return compat.openai_error(int(status), why, param)
-        return super().error_body(status, why, param)  # Ollama reads {"error": "..."}, as /v1/caption answers
-
-    def _ask(self, parse) -> tuple[dict, Ask, list[Caption]] | None:
-        """Read a protocol's JSON request, check its model, caption its images; None after refusing it."""
-        data = self._body("a JSON request")
-        if data is None:
-            return None
-        service = self.service
-        try:
-            request = compat.read_json(data)
-            ask = parse(request)
-            service.model.check(ask.model)
-            captions = []
-            for i, image in enumerate(ask.images):
-                try:
-                    service.inspect(image)
-                    captions.append(service.caption(image, service.captioner.options))
-                except Refusal as e:
-                    raise Refusal(e.status, f"image {i + 1}: {e}" if len(ask.images) > 1 else str(e),
-                                  e.headers) from None
-        except ProtocolError as e:
-            self.refuse(e.status, str(e), param=e.param)
-            return None
-        except Refusal as e:
-            self.refuse(e.status, str(e), e.headers)
-            return None
-        return request, ask, captions
-
-    def _ollama(self, route: str, parse) -> None:
-        started = time.monotonic()
-        asked = self._ask(parse)
-        if asked is None:
-            return
-        _, ask, captions = asked
-        answer = compat.ollama_answer(route, ask, captions, started)
-        if ask.stream:
-            self.reply(HTTPStatus.OK, "".join(json.dumps(o) + "\n" for o in answer).encode(), "application/x-ndjson")
-        else:
-            self.reply_json(HTTPStatus.OK, answer[0])
-
-    def ollama_generate(self) -> None:
-        self._ollama("generate", compat.ollama_generate)
-
-    def ollama_chat(self) -> None:
-        self._ollama("chat", compat.ollama_chat)
-
-    def openai_chat(self) -> None:
-        asked = self._ask(compat.openai_chat)
-        if asked is None:
-            return
-        request, ask, captions = asked
-        answer = compat.openai_answer(ask, captions, request)
-        if ask.stream:
-            events = "".join(f"data: {json.dumps(o)}\n\n" for o in answer) + "data: [DONE]\n\n"
-            self.reply(HTTPStatus.OK, events.encode(), "text/event-stream")
-        else:
-            self.reply_json(HTTPStatus.OK, answer[0])
-
-    def root(self) -> None:
-        self.reply(HTTPStatus.OK, b"velm-edge is running (Ollama- and OpenAI-compatible API)\n",
-                   "text/plain; charset=utf-8")
-
-    def ollama_version(self) -> None:
-        self.reply_json(HTTPStatus.OK, {"version": __version__})
-
-    def ollama_tags(self) -> None:
-        self.reply_json(HTTPStatus.OK, {"models": [self.service.model.ollama()]})
-
-    def ollama_ps(self) -> None:
-        loaded = {**self.service.model.ollama(), "expires_at": "2999-12-31T23:59:59Z", "size_vram": 0}
-        self.reply_json(HTTPStatus.OK, {"models": [loaded]})
-
-    def ollama_show(self) -> None:
-        data = self._body("a JSON request")
-        if data is None:
-            return
-        model, bundle = self.service.model, self.service.captioner.bundle
-        try:
-            request = compat.read_json(data)
-            model.check(request.get("model") or request.get("name"))  # older clients send "name"
-        except ProtocolError as e:
-            self.refuse(e.status, str(e), param=e.param)
-            return
-        m = bundle.manifest
-        self.reply_json(HTTPStatus.OK, {
-            "license": model.license, "modelfile": "", "parameters": "", "template": "", "details": model.details,
-            "model_info": {"general.architecture": "velm", "general.parameter_count": m.get("model", {}).get(
-                "parameters"), "velm.vocab_size": m.get("vocab_size"), "velm.max_length": m.get("max_length"),
-                "velm.input_size": self.service.captioner.size, "velm.training": m.get("training")},
-            "capabilities": ["completion", "vision"], "modified_at": model.ollama()["modified_at"]})
-
-    def openai_models(self) -> None:
-        self.reply_json(HTTPStatus.OK, {"object": "list", "data": [self.service.model.openai()]})
