@@ -12,12 +12,11 @@ one-row invoke is timed the same way, for the record.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from project import measure_peak  # benchmarks/project.py, beside this file
 
 from velm_edge.runtime import backend
 from velm_edge.runtime.bundle import Bundle, resolve
@@ -44,10 +43,7 @@ def main() -> int:
     args = ap.parse_args()
     bundle = Bundle.load(resolve(args.bundle))
     macs = tflite_model.cost(tflite_model.read(bundle.vision))["macs"]
-    spec = importlib.util.spec_from_file_location("project", Path(__file__).with_name("project.py"))
-    project = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(project)
-    peak = args.peak * 1e9 if args.peak else project.measure_peak()
+    peak = args.peak * 1e9 if args.peak else measure_peak()
     module, name = backend.interpreter_module("auto")
     print(f"{name}, {args.bundle} vision graph {macs / 1e6:.0f} M MACs, one thread; peak of one core here "
           f"{peak / 1e9:.1f} G MAC/s ({'given' if args.peak else 'benchmarks/peak_int8.c'})")
