@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kiosk", action="store_true", help="also serve the kiosk page on a free port")
     ap.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=False,
                     help="the next frame's vision graph on a second thread while the current caption decodes")
-    ap.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the package's choice)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="vision graph threads (default: as velm-edge run: the cores, shared with the decoder "
+                         "under --overlap)")
     add_flag(ap, "--stalled-clients", type=int, default=0,
                     help="with --kiosk: clients that open the MJPEG stream and never read a byte")
     args = ap.parse_args(argv)
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         sinks.append(KioskSink(port=0))
     ages, lat, correct, skipped = [], [], [], 0
     live = LiveOptions(duration_s=args.seconds, gate=args.gate, overlap=args.overlap)
-    with Captioner.open(args.bundle, RuntimeOptions(threads=args.threads)) as cap:
+    runtime = RuntimeOptions(threads=args.threads).sharing(2 if args.overlap else 1)
+    with Captioner.open(args.bundle, runtime) as cap:
         c0, t0 = os.times(), time.monotonic()
         stalled = []
         if sinks:

@@ -52,3 +52,23 @@ def test_unknown_backend_and_missing_package(monkeypatch):
         backend.interpreter_module("auto")
     with pytest.raises(ImportError, match=r"Install one: pip install 'velm-edge\[tflite\]'"):
         backend.interpreter_module("tflite_runtime")
+
+
+def test_threads_are_placed_per_graph_by_default(monkeypatch):
+    from velm_edge.runtime import options
+
+    monkeypatch.setattr(options, "usable_cores", lambda: 2)
+    assert (RuntimeOptions().for_vision().threads, RuntimeOptions().for_language().threads) == (2, 1)
+    assert RuntimeOptions().sharing(2).for_vision().threads == 1  # the vision-ahead thread beside the decoder
+    monkeypatch.setattr(options, "usable_cores", lambda: 16)
+    assert RuntimeOptions().for_vision().threads == options.MAX_AUTO_THREADS
+    assert RuntimeOptions().sharing(2).for_vision().threads == 2
+    chosen = RuntimeOptions(threads=3, language_threads=2)
+    assert (chosen.sharing(4).for_vision().threads, chosen.for_language().threads) == (3, 2)  # what is set stays
+
+
+def test_the_captioner_gives_each_graph_its_threads(shapes_bundle):
+    from velm_edge.runtime.captioner import Captioner
+
+    with Captioner.open(shapes_bundle, RuntimeOptions(threads=2)) as cap:
+        assert (cap.vision.threads, cap.language.threads) == (2, 1)

@@ -108,6 +108,7 @@ def test_bench_prints_every_stage(capsys):
     for stage in ("preprocess", "vision", "decode_step", "decode", "caption", "interpreter", "glue", "python_glue"):
         assert r[stage]["median"] > 0 and r[stage]["p95"] >= r[stage]["median"]
     assert 0 < r["glue_share"] < 1 and r["cold_start"]["peak_rss_mb"] > 10
+    assert r["threads"]["language"] == 1 and r["threads"]["vision"] >= 1  # placed per graph (RuntimeOptions)
 
 
 def test_bench_sweeps_the_thread_counts_of_both_graphs(capsys):

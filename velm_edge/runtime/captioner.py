@@ -65,7 +65,8 @@ class _Graphs:
     """One thread's interpreters and the constant parts of the decode loop."""
 
     def __init__(self, bundle: Bundle, runtime: RuntimeOptions):
-        self.vision = Graph(bundle.vision, f"{bundle.root}/vision.tflite", runtime, bundle.edgetpu.get("vision"))
+        self.vision = Graph(bundle.vision, f"{bundle.root}/vision.tflite", runtime.for_vision(),
+                            bundle.edgetpu.get("vision"))
         self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", runtime.for_language(),
                               bundle.edgetpu.get("language"))
         check_graphs(bundle, {"vision": self.vision, "language": self.language})

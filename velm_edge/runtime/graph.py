@@ -35,7 +35,7 @@ class Graph:
 
     def __init__(self, model: bytes, label: str, options: RuntimeOptions = RuntimeOptions(),
                  edgetpu_model: bytes | None = None):
-        self.label = label
+        self.label, self.threads = label, options.threads  # None: the interpreter package's choice
         try:
             self.interpreter, self.info = backend.make_interpreter(model, options, edgetpu_model)
         except EdgeTPUError:

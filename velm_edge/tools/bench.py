@@ -98,27 +98,37 @@ def run(bundle: str | Path, runtime: RuntimeOptions | None = None, options: Deco
     data = frames(images, *frame)
     with Captioner.open(bundle, runtime) as cap:
         result = {"bundle": str(bundle), "precision": cap.bundle.precision, "runtime": cap.info,
+                  "threads": {"vision": cap.vision.threads, "language": cap.language.threads},
                   "images": images, "frame": f"{frame[0]}x{frame[1]} BGR", **measure(cap, data, options)}
     result["cold_start"] = cold_start(bundle, cold_runs, runtime) if cold_runs else None
     return result
 
 
 def sweep(bundle: str | Path, counts: list[int], runtime: RuntimeOptions | None = None,
-          options: DecodeOptions | None = None, images: int = 30, frame: tuple[int, int] = (640, 480)) -> list[dict]:
+          options: DecodeOptions | None = None, images: int = 30, frame: tuple[int, int] = (640, 480),
+          rounds: int = 3) -> list[dict]:
     """Vision, decode and whole-caption medians for every pair of interpreter thread counts (vision graph,
     language graph) from ``counts``: the two graphs need not want the same (a convolution stack gains from a
-    thread pool, a decoder step may not)."""
+    thread pool, a decoder step may not).  Every pair's captioner is open at once and they take turns, a round
+    of the frames each, ``rounds`` times: a machine whose speed drifts (a VM with neighbours) slows them all
+    alike.  Each figure is the median over the rounds of the round's median."""
     data = frames(images, *frame)
     runtime = runtime or RuntimeOptions()
+    pairs = [(v, lang) for v in counts for lang in counts]
+    caps = [Captioner.open(bundle, dataclasses.replace(runtime, threads=v, language_threads=lang)) for v, lang in pairs]
+    measured: list[list[dict]] = [[] for _ in pairs]
+    try:
+        for _ in range(rounds):
+            for cap, results in zip(caps, measured):
+                results.append(measure(cap, data, options))
+    finally:
+        for cap in caps:
+            cap.close()
     rows = []
-    for vision_threads in counts:
-        for language_threads in counts:
-            chosen = dataclasses.replace(runtime, threads=vision_threads, language_threads=language_threads)
-            with Captioner.open(bundle, chosen) as cap:
-                r = measure(cap, data, options)
-            rows.append({"vision_threads": vision_threads, "language_threads": language_threads,
-                         **{k: r[k]["median"] for k in ("vision", "decode", "caption")},
-                         "captions_per_s": r["captions_per_s"]})
+    for (vision_threads, language_threads), results in zip(pairs, measured):
+        row = {k: float(np.median([r[k]["median"] for r in results])) for k in ("vision", "decode", "caption")}
+        rows.append({"vision_threads": vision_threads, "language_threads": language_threads, **row,
+                     "captions_per_s": round(1e3 / row["caption"], 1)})
     return rows
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -65,11 +64,13 @@ def decode_options(args, base: DecodeOptions = DecodeOptions()) -> DecodeOptions
     return base.override(**{k: getattr(args, k) for k in DECODE_FLAGS if getattr(args, k, None) is not None})
 
 
-def open_captioner(args):
+def open_captioner(args, side_by_side: int = 1):
+    """The Captioner the flags ask for; ``side_by_side``: threads that will caption at once (they share the cores)."""
     from velm_edge.runtime.captioner import Captioner
 
     bundle = resolve(args.bundle, getattr(args, "source", None))
-    cap = Captioner.open(bundle, from_args(RuntimeOptions, args), resize=args.resize, isolate=args.isolate)
+    runtime = from_args(RuntimeOptions, args).sharing(side_by_side)
+    cap = Captioner.open(bundle, runtime, resize=args.resize, isolate=args.isolate)
     cap.options = decode_options(args, cap.options)  # the bundle's recommended decoding, with the flags on top
     return cap
 
@@ -162,7 +163,7 @@ def cmd_run(args) -> int:
     live = from_args(LiveOptions, args, overlap=args.device == "cpu" if args.overlap is None else args.overlap)
     notifier = Notifier()  # systemd: READY, a watchdog fed by processed frames, STOPPING (no-op elsewhere)
     try:
-        with open_captioner(args) as cap:
+        with open_captioner(args, side_by_side=2 if live.overlap else 1) as cap:  # vision ahead beside the decoder
             notifier.ready(f"captioning {uri}")
             for out in outputs:
                 if out.address is not None:
@@ -189,8 +190,7 @@ def cmd_serve(args) -> int:
 
     options = from_args(ServiceOptions, args)
     runtime = from_args(RuntimeOptions, args)
-    if runtime.threads is None and options.workers > 1:  # the workers share the cores: one thread each
-        runtime = dataclasses.replace(runtime, threads=1)
+    runtime = runtime.sharing(options.workers)  # the workers share the cores
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
