@@ -1,17 +1,23 @@
 """Batched beams against row-by-row beams on the same photos: identical captions, and the invokes and time.
 
     python benchmarks/batched_beams.py [--bundle photo] [--split test] [--limit N] [--beam-size K]
+                                       [--save FILE] [--compare FILE]
 
 Captions the Flickr8k split's photos (../shared/data/flickr8k; skips when absent) twice in one run, with
 ``RuntimeOptions(batch_beams=False)`` (one invoke of the language graph per beam per step) and ``True``
 (one invoke per step, where ``velm_edge.runtime.batching`` finds it sound and paying), at the bundle's
 decoding or ``--beam-size``, and reports how many captions differ (tokens or score), the language graph's
 invokes per caption and the median caption time of each.
+
+``--save FILE`` writes the batched captions (photo -> tokens and score) as JSON, and ``--compare FILE`` counts
+how many differ from such a file: run it once with ``PYTHONPATH`` at a worktree of an older commit and once
+here to hold a change of the decoding code to the captions of before.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -31,6 +37,8 @@ def main() -> int:
     ap.add_argument("--split", default="test", help="Flickr8k split file under splits/ (default: test)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N photos of the split")
     ap.add_argument("--beam-size", type=int, default=None, help="beam width (default: the bundle's decoding)")
+    ap.add_argument("--save", help="write the batched captions (tokens and score per photo) to this JSON file")
+    ap.add_argument("--compare", help="count the batched captions that differ from this --save file")
     args = ap.parse_args()
     split = FLICKR8K / "splits" / f"{args.split}.txt"
     if not split.exists():
@@ -58,6 +66,14 @@ def main() -> int:
         _, invokes, median = results[batched]
         print(f"  batch_beams={batched!s:5s}  {invokes:5.1f} language invokes a caption, "
               f"median caption {median:.1f} ms")
+    batched = {n: [list(c.tokens), c.score] for n, c in zip(names, results[True][0])}
+    if args.save:
+        Path(args.save).write_text(json.dumps(batched))
+    if args.compare:
+        before = json.loads(Path(args.compare).read_text())
+        changed = sum(before.get(n) != batched[n] for n in names)
+        print(f"  against {args.compare}: {changed} of {len(names)} captions differ (tokens or score)")
+        differ += changed
     return 1 if differ else 0
 
 

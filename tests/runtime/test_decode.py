@@ -174,3 +174,32 @@ def test_top_indices_is_a_partial_sort_that_agrees_with_a_whole_one():
         assert len(got) == min(k, x.size) and np.array_equal(x.ravel()[got], x.ravel()[whole])
     tied = np.array([[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, 2.0, -np.inf]])
     assert top_indices(tied, 3).tolist() == [1, 2, 4]  # ties: the lower index first
+
+
+def test_log_softmax_from_byte_tables_is_bit_for_bit_that_of_the_dequantized_rows():
+    from velm_edge.runtime.quant import Dequantizer
+
+    rng = np.random.default_rng(5)
+    for q in (QParams(0.0797719, -14, "int8"), QParams(0.31, 7, "int8"), QParams(0.02, 130, "uint8")):
+        to_real = Dequantizer(q)
+        for _ in range(40):
+            rows = rng.normal(0, 25, (int(rng.integers(1, 5)), int(rng.integers(1, 600))))
+            codes = quantize(rows, q)
+            np.testing.assert_array_equal(log_softmax(codes, to_real.table), log_softmax(dequantize(codes, q)))
+    assert Dequantizer(QParams(0.0, 0, "float32")).table is None  # real logits: nothing to look up
+
+
+def test_beam_search_over_int8_logits_gives_the_same_caption_through_the_byte_tables():
+    from velm_edge.runtime.quant import Dequantizer
+
+    q = QParams(0.05, 3, "int8")
+    for seed in range(6):
+        step = random_step(seed=seed)
+
+        def int8_step(tokens, states, step=step):
+            logits, states = step(tokens, states)
+            return quantize(logits, q), states
+
+        tables = beam_search(int8_step, np.zeros((1, 1)), START, END, 12, 3, to_real=Dequantizer(q))
+        maths = beam_search(int8_step, np.zeros((1, 1)), START, END, 12, 3, to_real=lambda x: dequantize(x, q))
+        assert (tables.tokens, tables.score, tables.complete) == (maths.tokens, maths.score, maths.complete)

@@ -31,7 +31,7 @@ from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.grounding import Tag, no_grounding
 from velm_edge.runtime.options import RuntimeOptions
-from velm_edge.runtime.quant import dequantize, requantizer
+from velm_edge.runtime.quant import Dequantizer, dequantize, requantizer
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class _Graphs:
         self.state0_in = requantizer(v.qparams("state", True), lang.qparams("state"))
         self.state_in = requantizer(lang.qparams("state", True), lang.qparams("state"))
         self.q_logits = lang.qparams("logits", True)
+        self.logits_to_real = Dequantizer(self.q_logits)
         self.q_classes = v.qparams("classes", True) if "classes" in v.outputs else None
         self.tag_start_in = None
         if "tag_feature" in v.outputs:
@@ -263,7 +264,7 @@ class Captioner:
 
         def run(boost, options, start=(feature, state)):
             return decode.decode(self.step_fn(start[0]), start[1], v.start_id, v.end_id, self.max_steps, options,
-                                 lambda x: dequantize(x, g.q_logits), bias, boost)
+                                 g.logits_to_real, bias, boost)
 
         t0 = time.perf_counter()
         d = run(None, options)  # the decoder's own caption, with <unk> and the classifier's unseen words held back

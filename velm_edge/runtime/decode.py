@@ -8,7 +8,9 @@ these functions run the same on the workstation and on the device.
 Logits may stay in the graph's integer domain: quantization is monotonic, so the argmax of int8
 logits is the argmax of the real ones and greedy decoding never dequantizes to choose a token.
 Only scores need real values: pass ``to_real`` (e.g. a dequantizer) and it is applied once, to the
-rows that were chosen, at the end (greedy) or to each step's rows (beam search).
+rows that were chosen, at the end (greedy) or to each step's rows (beam search).  A beam search whose
+``to_real`` is a ``quant.Dequantizer`` of 8-bit logits reads each step's log-probabilities from tables of
+the 256 byte values instead (``log_softmax``), with the same result bit for bit.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from velm_edge.errors import OptionError
 from velm_edge.runtime.contract import MAX_BEAM, MAX_LENGTH_PENALTY, MAX_STEPS
+from velm_edge.runtime.quant import Dequantizer
 
 Step = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 ToReal = Callable[[np.ndarray], np.ndarray]
@@ -98,9 +101,18 @@ class DecodeOptions:
         return (time.perf_counter() if start is None else start) + self.time_budget_ms / 1e3
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+def log_softmax(logits: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
+    """Log-probabilities (float64) of the last axis of real ``logits``.  With ``table`` (a ``Dequantizer``'s: the
+    real value of each byte), ``logits`` are rows (B, V) of 8-bit codes, and each row's maximum, exponentials and
+    log-probabilities are worked out for the 256 byte values only, then looked up: the same numbers, summed in
+    the same order, as for the dequantized rows, in a third of the time (a beam step's 3 x 3,700 scores)."""
+    if table is None:
+        z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    codes = logits.view(np.uint8).astype(np.intp)
+    codes += np.arange(0, 256 * len(logits), 256)[:, None]  # row r reads its own table, at r * 256
+    z = table - table[logits.max(axis=-1).view(np.uint8)][:, None]  # (B, 256): real values are monotonic in codes
+    return (z - np.log(np.exp(z).take(codes).sum(axis=-1, keepdims=True))).take(codes)
 
 
 def banned(history: list[int], n: int) -> set[int]:
@@ -251,6 +263,7 @@ def beam_search(step: Step, state: np.ndarray, start_id: int, end_id: int, max_s
     states = state
     finished: list[Hyp] = []
     nudged = bias is not None or boost is not None
+    table = to_real.table if isinstance(to_real, Dequantizer) else None
 
     def rank(h: Hyp) -> float:
         return h[1] / (len(h[0]) + 1) ** length_penalty
@@ -258,7 +271,7 @@ def beam_search(step: Step, state: np.ndarray, start_id: int, end_id: int, max_s
     for k in range(max_steps):
         prev = np.array([b[0][-1] if b[0] else start_id for b in beams], np.int64)
         logits, new_states = step(prev, states)
-        own = log_softmax(to_real(logits) if to_real else logits)
+        own = log_softmax(logits, table) if table is not None else log_softmax(to_real(logits) if to_real else logits)
         if nudged:
             boosts = None
             if boost is not None:
@@ -270,12 +283,13 @@ def beam_search(step: Step, state: np.ndarray, start_id: int, end_id: int, max_s
             lp = own.copy()
         for row, (words, _, _) in enumerate(beams):
             ban = banned(words, no_repeat_ngram) | ({end_id} if len(words) < min_length else set())
-            lp[row, list(ban)] = -np.inf
+            if ban:
+                lp[row, list(ban)] = -np.inf
         if k == max_steps - 1:  # the last step only ends captions whose likeliest next token is <end> (see greedy)
             finished += [(b[0], b[1] + float(lp[row, end_id]), b[2] + float(own[row, end_id]))
                          for row, b in enumerate(beams) if int(np.argmax(lp[row])) == end_id]
             break
-        total = lp + np.array([b[1] for b in beams])[:, None]
+        total = np.add(lp, np.array([b[1] for b in beams])[:, None], out=lp)  # lp is not needed after this
         flat = top_indices(total, 2 * beam_size)
         nxt, keep = [], []
         for idx in flat:

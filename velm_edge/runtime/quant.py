@@ -51,6 +51,22 @@ def dequantize(v: np.ndarray, q: QParams) -> np.ndarray:
     return ((np.asarray(v).astype(np.int32) - q.zero_point) * q.scale).astype(np.float32)
 
 
+class Dequantizer:
+    """``dequantize`` fixed to one tensor's parameters, for hot loops (a decode.ToReal).  For an 8-bit tensor it
+    also holds ``table``: the real value of each of the 256 bytes, in float64 (index by the bytes' uint8 view),
+    from which decode.log_softmax reads a step's log-probabilities without dequantizing the rows."""
+
+    def __init__(self, q: QParams):
+        self.q = q
+        self.table = None
+        if q.quantized and np.dtype(q.dtype).itemsize == 1:
+            codes = np.arange(256, dtype=np.uint8).view(q.dtype)  # the value each byte stands for
+            self.table = dequantize(codes, q).astype(np.float64)
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        return dequantize(v, self.q)
+
+
 def requantize(v: np.ndarray, src: QParams, dst: QParams) -> np.ndarray:
     """Values of one tensor fed to another: a no-op when both use the same parameters."""
     if src == dst:
