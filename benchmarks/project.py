@@ -5,15 +5,18 @@
 These are PROJECTIONS, not measurements: nobody ran velm-edge on those devices for these figures.
 The method, every input printed with the result:
 
-1. Measure on this machine (`velm-edge bench --json`): preprocess, vision graph, one decoder step, the
-   Python glue, and the decoder steps per caption.
+1. Measure on this machine (`velm-edge bench --json`): preprocess, vision graph, the interpreter's time of one
+   decoder invoke, the Python glue (everything outside the interpreter and OpenCV: lookups, copies, the beam
+   search's bookkeeping), and the decoder invokes per caption.
 2. The vision graph is convolution work: its time on a target is its multiply-accumulates (counted
    from the .tflite, as `velm-edge info` reports them) divided by the target's effective int8 rate,
    taken from a published benchmark of an int8 CNN on that device (CITED below, with the arithmetic).
-3. Everything else (one decoder step is only 0.45 M MACs, so it is per-call overhead; the resize;
-   Python) is scaled by how much slower one target core is than one core here, estimated from the same
-   published CNN rates per core against this machine's measured per-core vision rate.  Scalar Python
-   code usually loses less than SIMD code on these cores, so this errs towards slow.
+3. The decoder invokes and the resize are scaled by how much slower one target core is than one core here,
+   estimated from the same published CNN rates per core against this machine's measured per-core vision rate
+   (an int8 SIMD ratio: this errs towards slow for the resize, whose uint8 SIMD loses less).  The Python glue
+   is scaled by how much slower the target runs plain Python (PYTHON below: the Benchmarks Game's n-body
+   program, published on a Pi 4 and run here with benchmarks/nbody.py), not by the SIMD ratio: an interpreter
+   loses far less on a Cortex-A72 than VNNI int8 kernels do.
 4. Edge TPU: the vision graph at the Edge TPU's published effective rate plus a published per-call
    cost of a small model over USB 3; the decoder steps run on the host CPU (a Pi 4), because a USB call
    per step would cost more than the step.
@@ -48,6 +51,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from velm_edge.tools import tflite_model
@@ -77,6 +81,20 @@ CITED = {
     },
 }
 
+
+# Published time of the Benchmarks Game's n-body program (benchmarks/nbody.py) in CPython on a target, per step.
+PYTHON = {
+    "pi4": {"s_per_step": 158.263 / 5e6,
+            "source": "n-body in Python, 5,000,000 steps, Raspberry Pi 4 Model B at 1.5 GHz (performance governor): "
+                      "158.263 s (chaitanyamehta.github.io, 'Performance Analysis of Languages on Raspberry Pi'); "
+                      "its Python release is not given, and CPython 3.11 (Raspberry Pi OS today) is faster than "
+                      "older ones, so this errs towards slow"},
+}
+PYTHON["pi5"] = {"s_per_step": PYTHON["pi4"]["s_per_step"] / (2.4 / 1.5),
+                 "source": "the Pi 4's n-body time scaled by clock (2.4 against 1.5 GHz); a Cortex-A76 also does "
+                           "more per clock than a Cortex-A72, so this errs towards slow"}
+PYTHON["edgetpu"] = {**PYTHON["pi4"], "source": "Python runs on the host Pi 4: " + PYTHON["pi4"]["source"]}
+NBODY = Path(__file__).with_name("nbody.py")
 
 # Published memory bandwidth (bytes/s): what a decoder invoke's weights stream at when they are not in cache.
 BANDWIDTH = {
@@ -125,6 +143,16 @@ def measure_peak(runs: int = 3) -> float:
                    for _ in range(runs))
 
 
+def measure_python(steps: int = 300_000, runs: int = 3) -> float:
+    """Seconds per n-body step of this Python here (best of ``runs``), from benchmarks/nbody.py."""
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, str(NBODY), str(steps)], capture_output=True, check=True)
+        best = min(best, time.perf_counter() - t0)
+    return best / steps
+
+
 def measure(bundle: str | None, images: int, beam_size: int | None = None) -> dict:
     cmd = [sys.executable, "-m", "velm_edge.tools.cli", "bench", "--images", str(images), "--cold-runs", "1", "--json",
            "--threads", "1"]  # one interpreter thread: the per-core rate both estimates start from
@@ -134,24 +162,32 @@ def measure(bundle: str | None, images: int, beam_size: int | None = None) -> di
     return json.loads(out)["result"]
 
 
-def project(bench: dict, macs: dict, language_weight_bytes: float = 0.0) -> dict:
+def project(bench: dict, macs: dict, language_weight_bytes: float = 0.0,
+            python_s_per_step: float | None = None) -> dict:
     """``bench["steps_per_caption"]`` is the language graph's invokes per caption (one per step and beam row by
-    row, one per step with batched beams); ``language_weight_bytes`` the constant bytes one invoke streams."""
-    here_ms = {k: bench[k]["median"] for k in ("preprocess", "vision", "decode_step", "python_glue")}
+    row, one per step with batched beams); ``language_weight_bytes`` the constant bytes one invoke streams;
+    ``python_s_per_step`` this machine's n-body time per step (None: Python scaled like the rest, by the SIMD
+    ratio, as before PYTHON was cited)."""
+    if "decode_invoke" not in bench:
+        raise SystemExit("this bench output has no decode_invoke (the interpreter's time of one decoder invoke): "
+                         "it is from an older velm-edge bench; run `velm-edge bench --json` again")
+    here_ms = {k: bench[k]["median"] for k in ("preprocess", "vision", "decode_invoke", "python_glue")}
     steps = bench["steps_per_caption"]
     here_rate = macs["vision"] / (here_ms["vision"] * 1e-3)  # MAC/s of one interpreter thread here
     pi4 = CITED["pi4"]
     pi4_rate = pi4["macs"] / (pi4["ms"] * 1e-3)
     rates = {"pi4": pi4_rate, "pi5": pi4_rate * CITED["pi5"]["pi4_speedup"]}
-    out = {"here": {"vision_mac_per_s": here_rate, **here_ms, "steps": steps}}
+    out = {"here": {"vision_mac_per_s": here_rate, **here_ms, "steps": steps, "python_s_per_step": python_s_per_step}}
     for name, rate in rates.items():
         slower = here_rate / (rate / pi4["threads"])  # one target core vs one core here (SIMD-bound work)
-        per_call = steps * here_ms["decode_step"] * slower
+        python_slower = slower if python_s_per_step is None else PYTHON[name]["s_per_step"] / python_s_per_step
+        per_call = steps * here_ms["decode_invoke"] * slower
         memory = steps * language_weight_bytes / BANDWIDTH[name]["bytes_per_s"] * 1e3
         parts = {"vision": macs["vision"] / rate * 1e3, "decode": max(per_call, memory),
-                 "preprocess": here_ms["preprocess"] * slower, "python_glue": here_ms["python_glue"] * slower}
-        out[name] = {"core_slower_than_here": slower, "int8_mac_per_s": rate, **parts, "decode_per_call": per_call,
-                     "decode_memory": memory, "decode_bound": "memory" if memory > per_call else "per-call"}
+                 "preprocess": here_ms["preprocess"] * slower, "python_glue": here_ms["python_glue"] * python_slower}
+        out[name] = {"core_slower_than_here": slower, "python_slower_than_here": python_slower,
+                     "int8_mac_per_s": rate, **parts, "decode_per_call": per_call, "decode_memory": memory,
+                     "decode_bound": "memory" if memory > per_call else "per-call"}
     tpu = CITED["edgetpu"]
     pi4_parts = out["pi4"]
     parts = {"vision": macs["vision"] / (tpu["macs"] / (tpu["ms"] * 1e-3)) * 1e3 + tpu["call_ms"],
@@ -199,18 +235,23 @@ def main(argv: list[str] | None = None) -> int:
     add_flag(ap, "--beam-size", type=int, help="decoding to measure (default: the bundle's recommendation)")
     ap.add_argument("--peak", type=float, metavar="G_MAC_PER_S",
                     help="this core's peak int8 rate in G MAC/s, instead of measuring it with benchmarks/peak_int8.c")
+    ap.add_argument("--nbody", type=float, metavar="US_PER_STEP",
+                    help="this machine's benchmarks/nbody.py time per step in microseconds, instead of measuring it")
     args = ap.parse_args(argv)
     bench = json.load(open(args.bench))["result"] if args.bench else measure(args.bundle, args.images,
                                                                                args.beam_size)
     costs = {name: tflite_model.cost(tflite_model.read(Path(bench["bundle"], f"{name}.tflite").read_bytes()))
              for name in ("vision", "language")}  # counted from the graphs themselves, as velm-edge info does
     macs, weights = {name: c["macs"] for name, c in costs.items()}, costs["language"]["weight_bytes"]
-    p = project(bench, macs, weights)
+    python_here = args.nbody * 1e-6 if args.nbody else measure_python()
+    p = project(bench, macs, weights, python_here)
     q = project_from_peaks(p, macs["vision"], args.peak * 1e9 if args.peak else measure_peak())
     h = p["here"]
     print(f"measured here ({bench['frame']} frames, {bench['runtime']['backend']}): vision {h['vision']:.2f} ms "
-          f"= {h['vision_mac_per_s'] / 1e9:.1f} G MAC/s, decoder step {h['decode_step']:.3f} ms x {h['steps']:.1f}, "
-          f"preprocess {h['preprocess']:.2f} ms, Python glue {h['python_glue']:.2f} ms")
+          f"= {h['vision_mac_per_s'] / 1e9:.1f} G MAC/s, decoder invoke {h['decode_invoke']:.3f} ms "
+          f"x {h['steps']:.1f}, "
+          f"preprocess {h['preprocess']:.2f} ms, Python glue {h['python_glue']:.2f} ms; n-body "
+          f"{python_here * 1e6:.2f} us a step ({'given' if args.nbody else 'measured, benchmarks/nbody.py'})")
     decoding = f"{bench['steps_per_caption']:.1f} decoder steps per caption"
     print(f"\nPROJECTED (not measured) per caption, int8 bundle, {decoding}, ms.  First estimate: the vision graph at "
           "published int8 CNN rates:\n")
@@ -222,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
            + [f"{p[name]['caption_ms']:.1f}", f"{p[name]['captions_per_s']:.1f}"])
     print(f"\ndecoder, memory bound: {bench['steps_per_caption']:.1f} invokes x {weights / 1e6:.2f} MB of weights / "
           + ", ".join(f"{name} {BANDWIDTH[name]['bytes_per_s'] / 1e9:.2f} GB/s" for name in TARGETS[:2])
-          + "; per-call bound: invokes x the decoder step here x how much slower a target core is")
+          + "; per-call bound: invokes x the interpreter's time of one invoke here x how much slower a target core is")
     e = q["here"]
     print(f"\nSecond estimate: peak x efficiency.  Peak int8 rate of one core here "
           f"{e['peak_mac_per_s'] / 1e9:.1f} G MAC/s ({'given' if args.peak else 'measured, benchmarks/peak_int8.c'}); "
@@ -236,8 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}: {CITED[name]['source']}")
         print(f"  {name} peak: {PEAK[name]['source']}")
         print(f"  {name} memory: {BANDWIDTH[name]['source']}")
+        print(f"  {name} Python: {PYTHON[name]['source']}")
     print(f"  one Pi 4 core is taken as {p['pi4']['core_slower_than_here']:.1f}x slower than one core here, a Pi 5 "
-          f"core {p['pi5']['core_slower_than_here']:.1f}x (per-core CNN rates)")
+          f"core {p['pi5']['core_slower_than_here']:.1f}x (per-core CNN rates); for Python "
+          f"{p['pi4']['python_slower_than_here']:.1f}x and {p['pi5']['python_slower_than_here']:.1f}x (n-body)")
     return 0
 
 

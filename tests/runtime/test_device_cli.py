@@ -105,8 +105,10 @@ def test_doctor_runs_without_camera_or_edge_tpu_and_says_so():
 def test_bench_prints_every_stage(capsys):
     assert cli.main(["bench", "--images", "4", "--cold_runs", "1", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)["result"]
-    for stage in ("preprocess", "vision", "decode_step", "decode", "caption", "interpreter", "glue", "python_glue"):
+    for stage in ("preprocess", "vision", "decode_step", "decode_invoke", "decode", "caption", "interpreter", "glue",
+                  "python_glue"):
         assert r[stage]["median"] > 0 and r[stage]["p95"] >= r[stage]["median"]
+    assert r["decode_invoke"]["median"] < r["decode_step"]["median"]  # the interpreter's part of a step
     assert 0 < r["glue_share"] < 1 and r["cold_start"]["peak_rss_mb"] > 10
     assert r["threads"]["language"] == 1 and r["threads"]["vision"] >= 1  # placed per graph (RuntimeOptions)
 

@@ -24,7 +24,7 @@ def load_project():
 
 def test_peak_times_efficiency_arithmetic():
     project = load_project()
-    ms = {"preprocess": 0.5, "vision": 1.0, "decode_step": 0.05, "python_glue": 0.3}
+    ms = {"preprocess": 0.5, "vision": 1.0, "decode_invoke": 0.05, "python_glue": 0.3}
     bench = {k: {"median": v} for k, v in ms.items()} | {"steps_per_caption": 10.0}
     macs = 20e6  # at 1.0 ms: 20 G MAC/s here
     first = project.project(bench, {"vision": macs, "language": 0.4e6})
@@ -43,7 +43,7 @@ def test_peak_times_efficiency_arithmetic():
 
 def test_the_decoder_is_the_larger_of_its_per_call_and_memory_bounds():
     project = load_project()
-    ms = {"preprocess": 0.5, "vision": 1.0, "decode_step": 0.05, "python_glue": 0.3}
+    ms = {"preprocess": 0.5, "vision": 1.0, "decode_invoke": 0.05, "python_glue": 0.3}
     bench = {k: {"median": v} for k, v in ms.items()} | {"steps_per_caption": 10.0}
     small, large = (project.project(bench, {"vision": 20e6, "language": 0.4e6}, weights) for weights in (1e4, 4e6))
     for name in ("pi4", "pi5"):
@@ -55,6 +55,29 @@ def test_the_decoder_is_the_larger_of_its_per_call_and_memory_bounds():
     assert large["edgetpu"]["decode"] == large["pi4"]["decode"]  # the decoder runs on the host Pi 4
 
 
+def test_python_is_scaled_by_the_published_python_ratio_and_the_interpreter_by_the_simd_one():
+    project = load_project()
+    ms = {"preprocess": 0.5, "vision": 1.0, "decode_invoke": 0.05, "python_glue": 0.3}
+    bench = {k: {"median": v} for k, v in ms.items()} | {"steps_per_caption": 10.0}
+    here = project.PYTHON["pi4"]["s_per_step"] / 4  # this machine runs n-body 4x as fast as a Pi 4
+    p = project.project(bench, {"vision": 20e6, "language": 0.4e6}, 0.0, here)
+    assert p["pi4"]["python_slower_than_here"] == pytest.approx(4.0)
+    assert p["pi4"]["python_glue"] == pytest.approx(0.3 * 4.0)
+    assert p["pi5"]["python_glue"] == pytest.approx(0.3 * 4.0 / 1.6)  # scaled by clock, 2.4 against 1.5 GHz
+    assert p["pi4"]["decode_per_call"] == pytest.approx(10 * 0.05 * p["pi4"]["core_slower_than_here"])
+    assert p["pi4"]["preprocess"] == pytest.approx(0.5 * p["pi4"]["core_slower_than_here"])
+    assert p["edgetpu"]["python_glue"] == p["pi4"]["python_glue"]  # Python runs on the host Pi 4
+    with pytest.raises(SystemExit, match="decode_invoke"):  # a bench file from before the split is refused
+        project.project({k: {"median": 1.0} for k in ("preprocess", "vision", "decode_step", "python_glue")}
+                        | {"steps_per_caption": 10.0}, {"vision": 20e6, "language": 0.4e6})
+
+
+def test_nbody_runs_and_its_energy_is_the_benchmarks_games():
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "nbody.py"), "1000"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.stdout.split() == ["-0.169075164", "-0.169087605"]
+
+
 @pytest.mark.skipif(platform.machine() != "x86_64" or not (shutil.which("cc") or shutil.which("gcc")),
                     reason="the peak benchmark is AVX2 C")
 def test_measured_peak_is_a_plausible_core_rate():
@@ -64,7 +87,7 @@ def test_measured_peak_is_a_plausible_core_rate():
 
 def test_the_script_projects_the_shapes_model_above_ten_captions_per_second_on_a_pi_4():
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "project.py"), str(SHAPES_BUNDLE), "--images", "30",
-                          "--peak", "60"],
+                          "--peak", "60", "--nbody", "7"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     pi4 = [line for line in run.stdout.splitlines() if line.startswith("| Raspberry Pi 4")]

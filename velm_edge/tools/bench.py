@@ -4,7 +4,9 @@ Stages of a caption from a camera-sized BGR frame (640x480 by default, ``--frame
 (colour, resize, quantize), vision (one graph run), decode (every language step, lookups and search
 bookkeeping), and the whole caption; each as median and p95 over the frames.  The interpreter's own
 time (``invoke``) is summed separately: ``glue`` = whole caption - interpreter time (preprocessing
-included), ``python_glue`` = glue - preprocessing (lookups, tensor copies, search bookkeeping).
+included), ``python_glue`` = glue - preprocessing (lookups, tensor copies, search bookkeeping);
+``decode_step`` is the decode over the language graph's invokes (its Python included), ``decode_invoke``
+the interpreter's own time of one of those invokes.
 Cold start is measured in fresh processes (import, open the bundle, first caption) with their peak
 resident memory.
 """
@@ -44,11 +46,11 @@ def measure(cap: Captioner, images: list[np.ndarray], options: DecodeOptions | N
     for img in images[:warmup]:
         cap.caption(img, options)
     vision, language = cap.vision, cap.language
-    rows = {"preprocess": [], "vision": [], "decode": [], "decode_step": [], "caption": [], "interpreter": [],
-            "glue": [], "python_glue": []}
+    rows = {"preprocess": [], "vision": [], "decode": [], "decode_step": [], "decode_invoke": [], "caption": [],
+            "interpreter": [], "glue": [], "python_glue": []}
     steps = 0
     for img in images:
-        inv0 = vision.invoke_seconds + language.invoke_seconds
+        inv0, lang0 = vision.invoke_seconds + language.invoke_seconds, language.invoke_seconds
         n0 = language.invokes
         t0 = time.perf_counter()
         c = cap.caption(img, options)
@@ -60,6 +62,7 @@ def measure(cap: Captioner, images: list[np.ndarray], options: DecodeOptions | N
         rows["vision"].append(c.timings_ms["vision"])
         rows["decode"].append(c.timings_ms["decode"])
         rows["decode_step"].append(c.timings_ms["decode"] / max(n, 1))
+        rows["decode_invoke"].append((language.invoke_seconds - lang0) * 1e3 / max(n, 1))
         rows["caption"].append(total)
         rows["interpreter"].append(interp)
         rows["glue"].append(total - interp)
@@ -142,7 +145,8 @@ def format_sweep(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-STAGES = ("preprocess", "vision", "decode_step", "decode", "caption", "interpreter", "glue", "python_glue")
+STAGES = ("preprocess", "vision", "decode_step", "decode_invoke", "decode", "caption", "interpreter", "glue",
+          "python_glue")
 
 
 def format_result(r: dict, against: dict | None = None) -> str:
