@@ -161,3 +161,11 @@ def test_the_photo_recipe_needs_a_data_folder_and_its_commands_parse(tmp_path, c
     assert train.tags and train.text_captions == "/data/coco.csv" and train.image_dropout == 0.25
     export = convert_cli.build_parser().parse_args(steps[1])
     assert export.annotations == "/data/flickr8k" and export.beam_size == 3 and export.precision == "int8"
+
+
+def test_the_converters_info_lines_are_printed():
+    code = ("from velm_convert.cli import _quiet_tensorflow; import logging; _quiet_tensorflow(False); "
+            "logging.getLogger('velm_convert.train').info('epoch 1 of 7')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "epoch 1 of 7" in run.stderr

@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_tensorflow(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
-    logging.getLogger("convert").setLevel(logging.INFO)
+    logging.getLogger("velm_convert").setLevel(logging.INFO)  # the modules log as velm_convert.*
 
 
 def cmd_train(args) -> int:
