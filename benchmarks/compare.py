@@ -36,7 +36,7 @@ def keras_engine(model_path: str, frames: list[np.ndarray], warmup: int) -> tupl
     from velm_convert.model import Velm
 
     velm = Velm.load(model_path)
-    size, mode = velm.config.image_size, velm.info.get("train_config", {}).get("resize_mode", "stretch")
+    size, mode = velm.config.image_size, velm.resize_mode
 
     def one(frame):
         return velm.caption(preprocess.to_float(preprocess.prepare(frame, size, mode))[None])[0]

@@ -29,7 +29,7 @@ def main() -> int:
     velm = Velm.load(args.model)
     tc = velm.info.get("train_config", {})
     cfg = TrainConfig(backbone=velm.config.backbone, image_size=velm.config.image_size,
-                      resize_mode=tc.get("resize_mode", "stretch"), feature_cache=tc.get("feature_cache"))
+                      resize_mode=velm.resize_mode, feature_cache=tc.get("feature_cache"))
     net, cache = backbone_encoder(cfg)
     fs = datasets.file_set(datasets.flickr8k_layout(args.data), args.split)
     feats, ok = cache.features(fs.files, lambda x: net.predict(x, batch_size=32, verbose=0))

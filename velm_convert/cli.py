@@ -205,8 +205,7 @@ def cmd_evaluate(args) -> int:
     if not args.model:
         raise SystemExit("velm-convert evaluate: give a MODEL.keras, or --bundle NAME.velm")
     velm = Velm.load(args.model)
-    data = _eval_data(args, velm.config.image_size, resize=velm.info.get("train_config", {}).get("resize_mode",
-                                                                                                  "stretch"))
+    data = _eval_data(args, velm.config.image_size, resize=velm.resize_mode)
     hyps = velm.caption(to_float(data.images), beam_size=args.beam_size, length_penalty=args.length_penalty)
     scores = metrics.score(hyps, data.captions)
     print(metrics.table({f"{Path(args.model).name} ({len(data)} images)": scores}))
@@ -257,7 +256,7 @@ def cmd_export(args) -> int:
 
     velm = Velm.load(args.model)
     size = velm.config.image_size
-    resize = velm.info.get("train_config", {}).get("resize_mode", "stretch")
+    resize = velm.resize_mode
     if args.dataset == "synth":
         from velm_edge.live.scenes import SceneConfig
 
@@ -316,7 +315,7 @@ def cmd_caption(args) -> int:
     velm = Velm.load(args.model)
     size = velm.config.image_size
     frames, names, truths = [], [], []
-    resize = velm.info.get("train_config", {}).get("resize_mode", "stretch")
+    resize = velm.resize_mode
     for path in args.images:
         try:
             frame = read_image(path)

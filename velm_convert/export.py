@@ -157,7 +157,7 @@ def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, Graph], r
         "tools": _tool_versions(),
         "precision": precision,
         "preprocess": {"size": cfg.image_size, "color_order": "RGB",
-                       "resize": velm.info.get("train_config", {}).get("resize_mode", "stretch"), "scale": 1.0 / 255},
+                       "resize": velm.resize_mode, "scale": 1.0 / 255},
         "tokens": {"pad": vocab.pad_id, "start": vocab.start_id, "end": vocab.end_id, "unk": vocab.unk_id},
         "vocab_size": len(vocab), "max_length": cfg.max_length,
         "feature_size": cfg.feature_dim, "state_size": cfg.units, "embedding_size": cfg.embed_dim,

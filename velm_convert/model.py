@@ -266,6 +266,11 @@ class Velm:
         self.info = dict(info or {})  # training facts: data, metrics, timings
         self._vision = self._step = None
 
+    @property
+    def resize_mode(self) -> str:
+        """How training resized its images (stretch, crop, letterbox): what evaluation and the bundle must do too."""
+        return self.info.get("train_config", {}).get("resize_mode", "stretch")
+
     # -- persistence
     def save(self, path: str | Path) -> Path:
         path = Path(path)
