@@ -100,9 +100,9 @@ def test_the_openapi_description_lists_exactly_the_routes_that_answer(service):
         spec = json.load(r)
     assert spec["openapi"].startswith("3.")
     described = {(m.upper(), path) for path, ops in spec["paths"].items() for m in ops}
-    from velm_edge.service.server import _Handler
+    from velm_edge.service.server import ServiceHandler
 
-    assert described == set(_Handler.routes)
+    assert described == set(ServiceHandler.routes)
     for method, path in described:  # each described route exists: never "no such path"
         request = urllib.request.Request(service.url + path, method=method, data=b"" if method == "POST" else None)
         try:

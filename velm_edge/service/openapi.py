@@ -67,7 +67,7 @@ def describe(routes: dict[tuple[str, str], str], decode_keys) -> dict:
     paths: dict = {}
     for method, path in sorted(routes):
         op = dict(OPERATIONS[(method, path)])
-        op["operationId"] = routes[(method, path)]
+        op["operationId"] = routes[(method, path)].removeprefix("native_")  # the ids of before: caption, info, ...
         if (method, path) == ("POST", "/v1/caption"):
             op["parameters"] = [{"name": k.name, "in": "query", "required": False, "description": k.help,
                                  "schema": {"type": "integer" if k.type is int else "number"}} for k in decode_keys]

@@ -109,7 +109,7 @@ class CaptionService:
     # -- lifecycle
     def start(self) -> CaptionService:
         o = self.options
-        handler = type("Handler", (_Handler,), {"service": self, "bind_host": o.host, "token": o.token,
+        handler = type("Handler", (ServiceHandler,), {"service": self, "bind_host": o.host, "token": o.token,
                                                 "timeout": o.timeout_s, "allow_origins": tuple(o.allow_origin)})
         self._server = BoundedServer((o.host, o.port), handler, o.max_connections, min(5.0, o.timeout_s))
         self.port = self._server.server_address[1]
@@ -215,12 +215,13 @@ class CaptionService:
                            "max_connections": o.max_connections, "max_streams": o.max_streams}}
 
 
-class _Handler(ProtocolRoutes, GuardedHandler):
+class ServiceHandler(ProtocolRoutes, GuardedHandler):
     service: CaptionService
     json_errors = True
-    routes = {("POST", "/v1/caption"): "caption", ("GET", "/v1/info"): "info", ("GET", "/v1/latest"): "latest",
-              ("GET", "/v1/events"): "events", ("GET", "/v1/openapi.json"): "openapi", ("GET", "/health"): "health",
-              **OLLAMA_ROUTES, **OPENAI_ROUTES}
+    routes = {("POST", "/v1/caption"): "native_caption", ("GET", "/v1/info"): "native_info",
+              ("GET", "/v1/latest"): "native_latest", ("GET", "/v1/events"): "native_events",
+              ("GET", "/v1/openapi.json"): "native_openapi", ("GET", "/health"): "native_health",
+              **OLLAMA_ROUTES, **OPENAI_ROUTES}  # the route's method: native_* here, ollama_*/openai_* in ProtocolRoutes
 
     def _body(self, what: str = "the image bytes (JPEG, PNG or BMP)") -> bytearray | None:
         """The request body within the limits, or None after refusing it."""
@@ -267,7 +268,7 @@ class _Handler(ProtocolRoutes, GuardedHandler):
         self.connection.settimeout(self.timeout)
         return body
 
-    def caption(self) -> None:
+    def native_caption(self) -> None:
         data = self._body()
         if data is None:
             return
@@ -287,15 +288,15 @@ class _Handler(ProtocolRoutes, GuardedHandler):
         self.reply_json(HTTPStatus.OK, {**caption.to_json(), "image": {"type": kind, "width": width,
                                                                        "height": height}})
 
-    def info(self) -> None:
+    def native_info(self) -> None:
         self.reply_json(HTTPStatus.OK, self.service.info())
 
-    def health(self) -> None:
+    def native_health(self) -> None:
         s = self.service
         self.reply_json(HTTPStatus.OK, {"ok": True, "uptime_s": round(time.monotonic() - s.started, 1),
                                         "captions": s.served, "pending": s.pending, "workers": s.options.workers})
 
-    def openapi(self) -> None:
+    def native_openapi(self) -> None:
         self.reply_json(HTTPStatus.OK, describe(self.routes, DECODE_KEYS))
 
     def _live(self) -> EventBoard | None:
@@ -304,12 +305,12 @@ class _Handler(ProtocolRoutes, GuardedHandler):
                                               "velm-edge serve /dev/video0")
         return self.service.live
 
-    def latest(self) -> None:
+    def native_latest(self) -> None:
         board = self._live()
         if board is not None:
             self.reply_json(HTTPStatus.OK, board.latest and board.latest.to_json())
 
-    def events(self) -> None:
+    def native_events(self) -> None:
         board = self._live()
         if board is None:
             return

@@ -86,7 +86,7 @@ class KioskSink(Sink):
 
     # -- the pipeline side: never blocks on clients
     def start(self) -> KioskSink:
-        handler = type("Handler", (_Handler,), {"kiosk": self, "timeout": self.request_timeout_s,
+        handler = type("Handler", (KioskHandler,), {"kiosk": self, "timeout": self.request_timeout_s,
                                                 "bind_host": self.host, "token": self.token,
                                                 "allow_origins": self.allow_origins})
         self._server = BoundedServer((self.host, self.port), handler, 4 * self.max_clients, self.request_timeout_s)
@@ -150,7 +150,7 @@ class KioskSink(Sink):
         return encoded
 
 
-class _Handler(GuardedHandler):
+class KioskHandler(GuardedHandler):
     kiosk: KioskSink
     methods = ("GET", "HEAD")
     routes = {("GET", "/"): "page", ("GET", "/index.html"): "page", ("GET", "/latest.json"): "latest",
