@@ -49,7 +49,7 @@ def main() -> int:
     results = {}
     for batched in (False, True):
         with Captioner.open(args.bundle, RuntimeOptions(batch_beams=batched)) as cap:
-            options = cap.options if args.beam_size is None else cap.options.with_beam(args.beam_size)
+            options = cap.options.override(beam_size=args.beam_size)
             cap.caption(images[0], options)  # interpreters built (and the rows graph, when batched)
             invokes, times, captions = cap.language.invokes, [], []
             for i, image in enumerate(images):

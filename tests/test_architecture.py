@@ -142,3 +142,36 @@ def test_the_public_names_keep_working():
     added = ("RuntimeOptions", "LiveOptions", "CaptionEvent", "VelmError", "OptionError", "FrameError", "SourceError")
     for name in (*before, *added):
         assert name in velm_edge.__all__ and getattr(velm_edge, name) is not None, name
+
+
+def test_every_decode_option_is_defined_once_and_reaches_the_cli_the_service_and_the_converter():
+    import dataclasses
+
+    from velm_convert import cli as convert_cli
+    from velm_edge.runtime.decode import DecodeOptions
+    from velm_edge.service.server import DECODE_KEYS
+    from velm_edge.tools import cli as edge_cli
+
+    fields = dataclasses.fields(DecodeOptions)
+    assert all(f.metadata.get("help") for f in fields)  # the one definition: a field with its help
+    names = [f.name for f in fields]
+    assert [(k.name, k.help) for k in DECODE_KEYS] == [(f.name, f.metadata["help"]) for f in fields]  # the service
+
+    def flags(parser, command):
+        sub = next(a for a in parser._actions if a.choices and command in a.choices).choices[command]
+        return {option for action in sub._actions for option in action.option_strings}
+
+    for command in ("caption", "run", "serve", "bench"):  # velm-edge
+        assert {"--" + n.replace("_", "-") for n in names} <= flags(edge_cli.build_parser(), command), command
+    converter = convert_cli.build_parser()
+    for command in ("evaluate", "caption"):  # the float model: no classifier to ground with, no clock
+        wanted = {"--" + n.replace("_", "-") for n in names if n not in convert_cli.FLOAT_SKIPS}
+        assert wanted <= flags(converter, command), command
+    assert {"--" + n.replace("_", "-") for n in names if n != "time_budget_ms"} <= flags(converter, "export")
+    # and nowhere else: no hand-written flag or query key for a decode option in the product's code (a recipe's
+    # command lines may use the flags; they do not define them)
+    for path in (*ROOT.joinpath("velm_edge").rglob("*.py"), *ROOT.joinpath("velm_convert").rglob("*.py")):
+        text = path.read_text()
+        for n in names:
+            defined = rf'add_(flag|argument)\([^)]*"--{n.replace("_", "-")}"|Key\("{n}"'
+            assert not re.search(defined, text), (path, n)

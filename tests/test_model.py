@@ -6,6 +6,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from velm_edge.runtime.decode import DecodeOptions
+
 keras = pytest.importorskip("keras")
 
 from velm_convert.config import ModelConfig, TrainConfig  # noqa: E402
@@ -76,7 +78,7 @@ def test_keras_round_trip_gives_identical_captions(tiny_run, tmp_path):
     assert loaded.vocab == velm.vocab and loaded.config == velm.config
     images = np.random.default_rng(3).random((8, 64, 64, 3)).astype("float32")
     assert loaded.caption(images) == velm.caption(images)
-    assert loaded.caption(images, beam_size=3) == velm.caption(images, beam_size=3)
+    assert loaded.caption(images, DecodeOptions(beam_size=3)) == velm.caption(images, DecodeOptions(beam_size=3))
     # a plain Keras load works too: the extra files do not disturb keras.models.load_model
     plain = keras.models.load_model(out / "model.keras", compile=False)
     assert len(plain.weights) == len(velm.model.weights)
@@ -88,7 +90,7 @@ def test_beam_and_greedy_scores_are_log_probabilities(tiny_run):
     _, velm = tiny_run
     images = np.random.default_rng(4).random((3, 64, 64, 3)).astype("float32")
     greedy = velm.caption_arrays(images)
-    beam = velm.caption_arrays(images, beam_size=4)
+    beam = velm.caption_arrays(images, DecodeOptions(beam_size=4))
     for g, b in zip(greedy, beam):
         assert b.score >= g.score - 1e-4 and g.score <= 0  # batch sizes differ: float noise
 

@@ -13,6 +13,7 @@ from velm_convert import datasets, recipe
 from velm_convert.config import TrainConfig
 from velm_edge.errors import OptionError
 from velm_edge.runtime.choices import HELP, PRECISIONS
+from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.tools.flags import HelpFormatter, add_fields, add_flag, from_args, run_command
 
 EPILOG = """examples:
@@ -64,19 +65,12 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
     _decoding_options(p)
 
 
-def _decoding_options(p: argparse.ArgumentParser, what: str = "") -> None:
-    add_flag(p, "--beam-size", type=int, default=1,
-                   help=f"1 = greedy, >1 = beam search{what}")
-    add_flag(p, "--length-penalty", type=float, default=0.0,
-                   help="beam search ranks captions by log-probability / (words + 1) ** this")
+FLOAT_SKIPS = ("time_budget_ms", "ground")  # the float model decodes without a clock or a classifier
 
 
-def _device_decoding_options(p: argparse.ArgumentParser) -> None:
-    add_flag(p, "--no-repeat-ngram", type=int, default=0,
-             help="the device forbids repeating any n-gram of this size (0 = off; stored in the manifest)")
-    add_flag(p, "--ground", type=float, default=0.5,
-             help="a word the ImageNet classifier gives this probability steers the device's captions (0 = off; "
-                  "stored in the manifest; EfficientNet-Lite0 bundles only)")
+def _decoding_options(p: argparse.ArgumentParser, what: str = "the float model's decoding", skip=FLOAT_SKIPS) -> None:
+    """The decoding flags, made from ``DecodeOptions`` (velm-edge's flags and the service's keys are too)."""
+    add_fields(p.add_argument_group(what), DecodeOptions, skip=skip)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(ex, "--parity-images", type=int, default=500,
                     help="held-out images for the parity report; 0 skips it")
     add_flag(ex, "--overwrite", action="store_true", help="replace an existing bundle at --out")
-    _decoding_options(ex, ": the decoding stored in the manifest as the device's default, and used for the parity "
-                          "check")
-    _device_decoding_options(ex)
+    _decoding_options(ex, "decoding: the device's default, stored in the manifest (beam size, length penalty, "
+                          "n-gram ban and grounding), and the parity check's (without grounding)",
+                      skip=("time_budget_ms",))
     add_flag(ex, "--terms", help="the training data's terms, for the manifest (default: known for synth and "
                                     "Flickr8k, otherwise 'not recorded')")
     add_flag(ex, "--progress", action=argparse.BooleanOptionalAction, default=True,
@@ -147,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(cp, "--seed", type=int, default=datasets.EVAL_SEED, help="first synthetic seed")
     add_flag(cp, "--animated", action="store_true",
                     help="with --synth: consecutive frames of the animated synthetic camera (15 fps, --seed seeds it)")
-    add_flag(cp, "--beam-size", type=int, default=1, help="1 = greedy, >1 = beam search")
+    _decoding_options(cp)
     rc = sub.add_parser("recipe", formatter_class=fmt, help="rebuild a shipped bundle from scratch (fixed seed)",
                         description="Run a recipe: the exact train and export commands (printed before they run) "
                                     "that build a shipped bundle, with a fixed seed and budgets in epochs, then "
@@ -206,15 +200,16 @@ def cmd_evaluate(args) -> int:
         raise SystemExit("velm-convert evaluate: give a MODEL.keras, or --bundle NAME.velm")
     velm = Velm.load(args.model)
     data = _eval_data(args, velm.config.image_size, resize=velm.resize_mode)
-    hyps = velm.caption(to_float(data.images), beam_size=args.beam_size, length_penalty=args.length_penalty)
+    options = from_args(DecodeOptions, args)
+    hyps = velm.caption(to_float(data.images), options)
     scores = metrics.score(hyps, data.captions)
     print(metrics.table({f"{Path(args.model).name} ({len(data)} images)": scores}))
     for h, refs in list(zip(hyps, data.captions))[: args.show]:
         mark = "ok " if metrics.exact_match([h], [refs]) == 1.0 else "ERR"
         print(f"  {mark} {h!r:70}  truth: {refs[0]!r}")
     out = Path(args.json_out or Path(args.model).with_suffix(".eval.json"))
-    out.write_text(json.dumps({"model": str(args.model), "data": data.source, "beam_size": args.beam_size,
-                               "length_penalty": args.length_penalty,
+    out.write_text(json.dumps({"model": str(args.model), "data": data.source, "beam_size": options.beam_size,
+                               "length_penalty": options.length_penalty,
                                "metrics": scores}, indent=2))
     print(f"wrote {out}")
     return 0
@@ -229,7 +224,7 @@ def _evaluate_bundle(args) -> int:
     ref_path = args.reference or args.model
     reference = Velm.load(ref_path) if ref_path else None
     data = _eval_data(args, int(b.manifest["preprocess"]["size"]), resize=b.manifest["preprocess"]["resize"])
-    result = parity.evaluate(args.bundle, data, reference, args.beam_size, length_penalty=args.length_penalty)
+    result = parity.evaluate(args.bundle, data, reference, from_args(DecodeOptions, args))
     _print_parity(result)
     if reference is not None:
         print(f"wrote {parity.write_report(args.bundle, result)} and the manifest's metrics")
@@ -273,8 +268,7 @@ def cmd_export(args) -> int:
         held_out = data.subset(rest) if len(rest) else None
     if args.edgetpu and args.precision != "int8":
         raise OptionError("--edgetpu needs --precision int8: the Edge TPU runs full-integer graphs only")
-    decoding = {"beam_size": args.beam_size, "length_penalty": args.length_penalty,
-                "no_repeat_ngram": args.no_repeat_ngram, "ground": args.ground}
+    decoding = from_args(DecodeOptions, args)
     out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite,
                  progress=args.progress, edgetpu=args.edgetpu, decoding=decoding, terms=args.terms)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -296,7 +290,7 @@ def cmd_export(args) -> int:
     size = sum(e["bytes"] for e in manifest["files"].values())
     print(f"wrote {out} ({size / 1e6:.2f} MB)")
     if held_out is not None:
-        result = parity.evaluate(out, held_out, velm, args.beam_size, args.progress, args.length_penalty)
+        result = parity.evaluate(out, held_out, velm, decoding, args.progress)
         _print_parity(result)
         print(f"wrote {parity.write_report(out, result)}")
     return 0
@@ -334,7 +328,7 @@ def cmd_caption(args) -> int:
         truths.append(truth)
     if not frames:
         return 1
-    captions = velm.caption(preprocess.to_float(np.stack(frames)), beam_size=args.beam_size)
+    captions = velm.caption(preprocess.to_float(np.stack(frames)), from_args(DecodeOptions, args))
     for name, cap, truth in zip(names, captions, truths):
         print(f"{name}: {cap}" + (f"    (truth: {truth})" if truth else ""))
     return 0

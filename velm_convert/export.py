@@ -38,6 +38,7 @@ from velm_edge import __version__
 from velm_edge.errors import OptionError
 from velm_edge.runtime import bundle, preprocess
 from velm_edge.runtime.choices import PRECISIONS, check
+from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.quant import QParams, quantize
 
@@ -177,10 +178,10 @@ def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, Graph], r
 
 def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet, calib_images: int = 200,
            calib_samples: int = 2000, overwrite: bool = False, progress: bool = True, edgetpu: bool = False,
-           decoding: dict | None = None, terms: str | None = None) -> Path:
+           decoding: DecodeOptions | None = None, terms: str | None = None) -> Path:
     """Write the bundle OUT (a directory, conventionally NAME.velm) and return its path.  ``edgetpu``: also
     compile both graphs with edgetpu_compiler and store the compiled graphs (int8 only).  ``decoding``: the
-    decoding the device uses by default ({"beam_size", "length_penalty", "no_repeat_ngram", "ground"}; None:
+    decoding the device uses by default (its ``DecodeOptions.MANIFEST`` fields go into the manifest; None:
     greedy).  ``terms``: the training data's terms, when ``velm_convert.provenance`` cannot tell them from the
     dataset.  An EfficientNet-Lite0 model's vision graph also outputs its ImageNet class probabilities
     ("classes"), and the bundle carries classes.json (``velm_convert.imagenet_words``)."""
@@ -234,11 +235,8 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
         (tmp / "op_check.json").write_text(json.dumps({k: r.to_json() for k, r in reports.items()}, indent=2))
         calib = {"source": calibration.source, "images": n, **traj.summary()} if traj else None
         manifest = _manifest(velm, out.name.removesuffix(".velm"), precision, loaded, reports, calib, terms)
-        if decoding:
-            manifest["decoding"] = {"beam_size": int(decoding.get("beam_size", 1)),
-                                    "length_penalty": float(decoding.get("length_penalty", 0.0)),
-                                    "no_repeat_ngram": int(decoding.get("no_repeat_ngram", 0)),
-                                    "ground": float(decoding.get("ground", 0.5))}
+        if decoding is not None:
+            manifest["decoding"] = decoding.for_manifest()
         manifest["edgetpu"] = compile_edgetpu(tmp) if edgetpu and precision == "int8" else None
         bundle.write_manifest(tmp, manifest)
         umask = os.umask(0)

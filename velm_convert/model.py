@@ -344,22 +344,23 @@ class Velm:
 
         return step
 
-    def caption_arrays(self, images: np.ndarray, beam_size: int = 1, batch_size: int = 256,
-                       length_penalty: float = 0.0) -> list[decode.Decoded]:
-        """Decode float images (N,H,W,3) in [0,1] (or a head's pooled features): greedy (batched) or beam
-        search (per image)."""
+    def caption_arrays(self, images: np.ndarray, options: decode.DecodeOptions = decode.DecodeOptions(),
+                       batch_size: int = 256) -> list[decode.Decoded]:
+        """Decode float images (N,H,W,3) in [0,1] (or a head's pooled features) with ``options``: greedy (batched)
+        or beam search (per image), with its length penalty, n-gram ban and length limits.  The float model has
+        no classifier and no clock: ``ground`` and ``time_budget_ms`` are the device's."""
         results: list[decode.Decoded] = []
-        v, steps = self.vocab, self.config.steps
+        v, steps = self.vocab, options.steps(self.config.steps)
+        limits = dict(min_length=options.min_length, no_repeat_ngram=options.no_repeat_ngram)
         for i in range(0, _count(images), batch_size):
             feats, states = self.encode_images(_rows(images, i, i + batch_size), batch_size)
-            if beam_size <= 1:
-                results += decode.greedy(self.step_fn(feats), states, v.start_id, v.end_id, steps)
+            if options.beam_size == 1:
+                results += decode.greedy(self.step_fn(feats), states, v.start_id, v.end_id, steps, **limits)
             else:
                 for f, s in zip(feats, states):
-                    results.append(decode.beam_search(self.step_fn(f[None]), s[None], v.start_id,
-                                                      v.end_id, steps, beam_size, length_penalty))
+                    results.append(decode.beam_search(self.step_fn(f[None]), s[None], v.start_id, v.end_id, steps,
+                                                      options.beam_size, options.length_penalty, **limits))
         return results
 
-    def caption(self, images: np.ndarray, beam_size: int = 1, length_penalty: float = 0.0) -> list[str]:
-        return [self.vocab.decode(d.tokens) for d in self.caption_arrays(images, beam_size,
-                                                                         length_penalty=length_penalty)]
+    def caption(self, images: np.ndarray, options: decode.DecodeOptions = decode.DecodeOptions()) -> list[str]:
+        return [self.vocab.decode(d.tokens) for d in self.caption_arrays(images, options)]

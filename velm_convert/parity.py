@@ -8,6 +8,7 @@ largest error of the bundle's feature, initial state and one-step state against 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -60,28 +61,28 @@ def state_errors(cap: Captioner, velm: Velm, images: np.ndarray, steps: int = 4)
     return {f"max_abs_error_{k}": round(v, 5) for k, v in err.items()}
 
 
-def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None = None, beam_size: int = 1,
-             progress: bool = True, length_penalty: float = 0.0) -> dict:
+def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None = None,
+             options: DecodeOptions = DecodeOptions(), progress: bool = True) -> dict:
     """Caption ``data`` with the bundle (and the float reference, if given) and compare; both decode with
-    ``beam_size`` (1 = greedy) and ``length_penalty``."""
+    ``options``, the bundle without grounding (the float model has no classifier to ground with)."""
+    like_for_like = dataclasses.replace(options, ground=0.0, time_budget_ms=None)
     with Captioner.open(bundle_path) as cap:  # closed however the comparison ends
         bar = progress_bar(len(data), f"captioning {len(data)} images with {Path(bundle_path).name}", progress)
         ours = []
         for img in data.images:
-            # like for like with the float model: no grounding, no n-gram ban (benchmarks/wider_world.py measures
-            # the bundle's own decoding)
-            ours.append(cap.caption_rgb(img, DecodeOptions.for_beam(beam_size, length_penalty=length_penalty,
-                                                                    ground=0.0)))
+            # like for like with the float model (benchmarks/wider_world.py measures the bundle's own decoding)
+            ours.append(cap.caption_rgb(img, like_for_like))
             bar.update(1)
         bar.close()
         texts = [c.text for c in ours]
-        result = {"images": len(data), "data": data.source, "beam_size": beam_size, "length_penalty": length_penalty,
+        result = {"images": len(data), "data": data.source, "beam_size": options.beam_size,
+                  "length_penalty": options.length_penalty,
                   "precision": cap.bundle.precision,
                   "bundle": metrics.score(texts, data.captions),
                   "decode_ms_mean": round(float(np.mean([c.timings_ms["decode"] for c in ours])), 3),
                   "vision_ms_mean": round(float(np.mean([c.timings_ms["vision"] for c in ours])), 3)}
         if reference is not None:
-            ref = reference.caption_arrays(preprocess.to_float(data.images), beam_size, length_penalty=length_penalty)
+            ref = reference.caption_arrays(preprocess.to_float(data.images), like_for_like)
             result["float"] = metrics.score([reference.vocab.decode(d.tokens) for d in ref], data.captions)
             result["agreement"] = {
                 "exact_caption": round(float(np.mean([a.tokens == b.tokens for a, b in zip(ours, ref)])), 4),

@@ -9,12 +9,25 @@ Live sources and sinks import this module; it imports only the errors.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from velm_edge.errors import OptionError
+
+SCALARS = (int, float, str)
+
+
+def scalar_type(hint) -> type:
+    """A field's annotation as the one scalar its text converts to: int | None -> int; bool -> bool; anything else
+    without a single scalar -> str."""
+    if hint in (*SCALARS, bool):
+        return hint
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and args[0] in (*SCALARS, bool) else str
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,13 @@ class Key:
     name: str
     type: Callable[[str], Any]
     help: str = ""
+
+    @classmethod
+    def fields_of(cls, options) -> tuple[Key, ...]:
+        """A key per field of the dataclass ``options``, typed by its annotation and helped by its metadata (so a
+        request's ``?beam_size=3`` is the same option as ``--beam-size 3`` and ``DecodeOptions.beam_size``)."""
+        hints = typing.get_type_hints(options)
+        return tuple(cls(f.name, scalar_type(hints[f.name]), f.metadata["help"]) for f in dataclasses.fields(options))
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def test_batched_beams_make_the_row_by_row_captions_token_for_token(name):
         # where the batch does not pay (tflite-runtime 2.14) both run row by row: the samples show it, the whole set
         # is for where the batched path really runs
         images = frames() if batched._graphs().rows_graph(3) is not None else frames()[:len(SAMPLES)]
-        for options in (batched.options, batched.options.with_beam(5), DecodeOptions.for_beam(2)):
+        for options in (batched.options, batched.options.override(beam_size=5), DecodeOptions(beam_size=2)):
             expected = [rows.caption(im, options) for im in images]
             got = [batched.caption(im, options) for im in images]
             assert [c.tokens for c in got] == [c.tokens for c in expected]

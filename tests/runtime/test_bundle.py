@@ -199,7 +199,7 @@ def test_a_bundle_recommends_its_decoding(bundle_copy):
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     manifest["decoding"] = {"beam_size": 4, "length_penalty": 0.5}
     write_manifest(bundle_copy, manifest)
-    assert Captioner.open(bundle_copy).options == DecodeOptions.for_beam(4, length_penalty=0.5)
+    assert Captioner.open(bundle_copy).options == DecodeOptions(beam_size=4, length_penalty=0.5)
     for bad in ({"beam_size": 0, "length_penalty": 0.0}, {"beam_size": 3, "length_penalty": 9.0},
                 {"beam_size": 3}, "beam"):
         manifest["decoding"] = bad

@@ -129,17 +129,22 @@ def test_time_budget_stops_early_and_marks_the_caption_incomplete():
     opts = DecodeOptions(time_budget_ms=25)
     d = decode(step, np.zeros((1, 1)), START, END, 200, opts)
     assert not d.complete and 1 <= len(d.tokens) < 20
-    b = decode(step, np.zeros((1, 1)), START, END, 200, DecodeOptions("beam", 2, time_budget_ms=25))
+    b = decode(step, np.zeros((1, 1)), START, END, 200, DecodeOptions(beam_size=2, time_budget_ms=25))
     assert not b.complete and len(b.tokens) < 20
 
 
 def test_decode_options_are_validated():
-    for bad in ({"strategy": "sample"}, {"beam_size": 0}, {"min_length": -1}, {"max_length": 0},
-                {"time_budget_ms": 0}):
+    for bad in ({"beam_size": 0}, {"beam_size": 17}, {"min_length": -1}, {"max_length": 0}, {"time_budget_ms": 0},
+                {"length_penalty": float("nan")}, {"ground": 1.5}):
         with pytest.raises(ValueError):
             DecodeOptions(**bad)
     assert DecodeOptions(max_length=3).steps(15) == 4 and DecodeOptions().steps(15) == 15
-    assert DecodeOptions.for_beam(1).strategy == "greedy" and DecodeOptions.for_beam(4).beam_size == 4
+    assert DecodeOptions().strategy == "greedy" and DecodeOptions(beam_size=4).strategy == "beam"  # one width, no mode
+    shipped = DecodeOptions(beam_size=3, no_repeat_ngram=2, ground=0.3)
+    assert DecodeOptions.recommended({"decoding": shipped.for_manifest()}) == shipped
+    assert DecodeOptions.recommended({}) == DecodeOptions()
+    assert shipped.override(beam_size=None, max_length=5) == DecodeOptions(beam_size=3, no_repeat_ngram=2, ground=0.3,
+                                                                           max_length=5)  # None: not given
 
 
 def test_the_single_row_fast_path_agrees_with_the_batched_path():

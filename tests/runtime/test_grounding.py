@@ -82,7 +82,7 @@ DOGGY = [["a"], ["dog", "cat"], ["on"], ["a"], ["sofa"], ["<end>"]]
 @pytest.mark.parametrize("beam", [1, 3])
 def test_the_confident_word_replaces_its_rival_and_the_score_stays_the_models(beam):
     bias, boost = table().bias(np.array([0.45, 0.45, 0.0, 0.0, 0.0, 0.1]), threshold=0.5)
-    options = decode.DecodeOptions.for_beam(beam)
+    options = decode.DecodeOptions(beam_size=beam)
     plain = decode.decode(scripted(DOGGY), np.zeros((1, 1)), W["<start>"], W["<end>"], 10, options)
     grounded = decode.decode(scripted(DOGGY), np.zeros((1, 1)), W["<start>"], W["<end>"], 10, options,
                              bias=bias, boost=boost)
@@ -97,7 +97,7 @@ def test_a_boost_ends_once_the_word_is_said():
     boost[W["cat"]] = 20.0
     for beam in (1, 2):
         d = decode.decode(scripted(DOGGY), np.zeros((1, 1)), W["<start>"], W["<end>"], 10,
-                          decode.DecodeOptions.for_beam(beam), boost=boost)
+                          decode.DecodeOptions(beam_size=beam), boost=boost)
         assert VOCAB.decode(d.tokens).split().count("cat") == 1, VOCAB.decode(d.tokens)
 
 
@@ -106,5 +106,5 @@ def test_unk_is_never_said_even_when_the_model_prefers_it(beam):
     prefs = [["a"], ["<unk>", "man"], ["<unk>", "on"], ["<unk>", "<end>"]]
     bias = no_grounding(len(VOCAB), VOCAB.unk_id)
     d = decode.decode(scripted(prefs), np.zeros((1, 1)), W["<start>"], W["<end>"], 10,
-                      decode.DecodeOptions.for_beam(beam), bias=bias)
+                      decode.DecodeOptions(beam_size=beam), bias=bias)
     assert VOCAB.unk_id not in d.tokens and VOCAB.decode(d.tokens) == "a man on"

@@ -86,8 +86,7 @@ def np_bytes(data: bytes):
 def test_decoding_options_in_the_query_and_unknown_ones_refused(service, captioner):
     data = encoded(scene(), ".png")
     status, answer = post(service.url, data, "?beam_size=4&max_length=3")
-    direct = captioner.caption(scene(), captioner.options.with_beam(4).__class__(
-        **{**captioner.options.with_beam(4).__dict__, "max_length": 3}))
+    direct = captioner.caption(scene(), captioner.options.override(beam_size=4, max_length=3))
     assert status == 200 and answer["text"] == direct.text and len(answer["tokens"]) <= 3
     status, answer = post(service.url, data, "?beem_size=4")
     assert status == 400 and "unknown option beem_size; known: beam_size" in answer["error"]

@@ -269,7 +269,7 @@ class Captioner:
         t0 = time.perf_counter()
         d = run(None, options)  # the decoder's own caption, with <unk> and the classifier's unseen words held back
         if boost is not None and not boost[list(d.tokens)].any():  # it misses every confident word: again, raised,
-            second = options.with_beam(min(2, options.beam_size))  # a narrower beam: two thirds of the cost
+            second = options.override(beam_size=min(2, options.beam_size))  # a narrower beam: two thirds of the cost
             if options.time_budget_ms is not None:  # the budget is the whole caption's: only what is left of it
                 left = options.time_budget_ms - (time.perf_counter() - t0) * 1e3
                 if left <= 0:
@@ -324,5 +324,5 @@ class Captioner:
         ``options`` overrides the Captioner's decode options for this call; ``beam_size`` is a shortcut
         (1 = greedy, more = beam search of that width)."""
         if beam_size is not None:
-            options = (options or self.options).with_beam(beam_size)
+            options = (options or self.options).override(beam_size=beam_size)
         return self.decode_encoded(self.encode_frame(frame), options)

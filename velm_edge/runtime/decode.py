@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from velm_edge.runtime.quant import Dequantizer
 
 Step = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 ToReal = Callable[[np.ndarray], np.ndarray]
-STRATEGIES = ("greedy", "beam")
 
 
 @dataclass(frozen=True)
@@ -38,20 +37,24 @@ class Decoded:
     complete: bool = True  # False when max_steps or the time budget ran out before <end>
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecodeOptions:
-    strategy: str = "greedy"  # greedy | beam
-    beam_size: int = 3  # hypotheses kept per step (beam)
-    length_penalty: float = 0.0  # beam: rank finished captions by score / (words + 1) ** penalty; 0 = raw
-    no_repeat_ngram: int = 0  # forbid any n-gram of this many words from appearing twice (0 = off)
-    min_length: int = 0  # words before <end> may be chosen
-    max_length: int | None = None  # words at most (None: as many as the model allows)
-    time_budget_ms: float | None = None  # stop after this long and return the best caption so far
-    ground: float = 0.5  # a word the ImageNet classifier gives this probability steers the caption (0 = off)
+    """How a caption is decoded: the one spec of every decoding option.  The command lines' flags
+    (``velm-edge``'s and ``velm-convert``'s), the service's query keys and the converter's parameters are made
+    from these fields and their help, and passed on whole; the bounds are checked here."""
+    beam_size: int = field(default=1, metadata={"help": "1 = greedy; more = beam search of that width"})
+    length_penalty: float = field(default=0.0, metadata={"help": "beam: log-probability / (words + 1) ** this"})
+    no_repeat_ngram: int = field(default=0, metadata={"help": "forbid repeating any n-gram of this size (0 = off)"})
+    min_length: int = field(default=0, metadata={"help": "words before the caption may end"})
+    max_length: int | None = field(default=None, metadata={"help": "words at most"})
+    time_budget_ms: float | None = field(default=None, metadata={
+        "help": "stop decoding after this long, keep the best caption so far"})
+    ground: float = field(default=0.5, metadata={
+        "help": "a word the ImageNet classifier gives this probability steers the caption (0 = off)"})
+
+    MANIFEST = ("beam_size", "length_penalty", "no_repeat_ngram", "ground")  # what a bundle recommends
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise OptionError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if not 1 <= self.beam_size <= MAX_BEAM:
             raise OptionError(f"beam_size must be 1-{MAX_BEAM}, got {self.beam_size}")
         if not 0 <= self.length_penalty <= MAX_LENGTH_PENALTY:  # NaN and infinities fail too
@@ -69,27 +72,27 @@ class DecodeOptions:
         if not 0 <= self.ground <= 1:
             raise OptionError(f"ground must be a probability in [0, 1] (0 = off), got {self.ground}")
 
-    def with_beam(self, beam_size: int) -> DecodeOptions:
-        """These options with greedy decoding for beam_size 1, beam search of that width above."""
-        return dataclasses.replace(self, strategy="beam" if beam_size > 1 else "greedy", beam_size=beam_size)
+    @property
+    def strategy(self) -> str:
+        """greedy (a beam of one) or beam."""
+        return "greedy" if self.beam_size == 1 else "beam"
 
-    def override(self, beam_size: int | None = None, **fields) -> DecodeOptions:
-        """These options with ``fields`` replaced and, when given, ``beam_size`` applied through ``with_beam``
-        (how a command line or a request puts its decoding options over a bundle's recommendation)."""
-        options = dataclasses.replace(self, **fields) if fields else self
-        return options if beam_size is None else options.with_beam(beam_size)
-
-    @classmethod
-    def for_beam(cls, beam_size: int, **kw) -> DecodeOptions:
-        """New options: greedy for beam_size 1, beam search of that width above."""
-        return cls(**kw).with_beam(beam_size)
+    def override(self, **fields) -> DecodeOptions:
+        """These options with the given ``fields`` replaced, the ones given as None left as they are (how a
+        command line or a request puts its decoding options over a bundle's recommendation)."""
+        given = {k: v for k, v in fields.items() if v is not None}
+        return dataclasses.replace(self, **given) if given else self
 
     @classmethod
     def recommended(cls, manifest: dict) -> DecodeOptions:
-        """The decoding a bundle's manifest recommends (its optional "decoding" entry), else greedy."""
+        """The decoding a bundle's manifest recommends (its optional "decoding" entry, ``MANIFEST`` fields), else
+        greedy."""
         d = manifest.get("decoding") or {}
-        return cls.for_beam(int(d.get("beam_size", 1)), length_penalty=float(d.get("length_penalty", 0.0)),
-                            no_repeat_ngram=int(d.get("no_repeat_ngram", 0)), ground=float(d.get("ground", 0.5)))
+        return cls(**{k: type(getattr(cls, k))(d[k]) for k in cls.MANIFEST if k in d})
+
+    def for_manifest(self) -> dict:
+        """The ``MANIFEST`` fields, as a bundle's manifest stores its recommended decoding."""
+        return {k: getattr(self, k) for k in self.MANIFEST}
 
     def steps(self, model_steps: int) -> int:
         """Decoder steps (words + the <end> step): the model's limit, or fewer when max_length asks."""
@@ -330,7 +333,7 @@ def decode(step: Step, state: np.ndarray, start_id: int, end_id: int, max_steps:
     steps, deadline = options.steps(max_steps), options.deadline()
     common = dict(min_length=options.min_length, no_repeat_ngram=options.no_repeat_ngram, deadline=deadline,
                   to_real=to_real, bias=bias, boost=boost)
-    if options.strategy == "greedy" or options.beam_size == 1:
+    if options.beam_size == 1:
         return greedy(step, state, start_id, end_id, steps, **common)[0]
     return beam_search(step, state, start_id, end_id, steps, options.beam_size, options.length_penalty, **common)
 

@@ -44,14 +44,7 @@ from velm_edge.service.protocols import OLLAMA_ROUTES, OPENAI_ROUTES, ProtocolRo
 from velm_edge.service.refusal import Busy, Refusal
 from velm_edge.specs import Key, parse_query
 
-DECODE_KEYS = (Key("beam_size", int, "1 = greedy; more = beam search of that width"),
-               Key("length_penalty", float, "beam: log-probability / (words + 1) ** this"),
-               Key("no_repeat_ngram", int, "forbid repeating any n-gram of this size (0 = off)"),
-               Key("min_length", int, "words before the caption may end"),
-               Key("max_length", int, "words at most"),
-               Key("time_budget_ms", float, "stop decoding after this long, keep the best caption so far"),
-               Key("ground", float, "a word the ImageNet classifier gives this probability steers the caption "
-                                    "(0 = off)"))
+DECODE_KEYS = Key.fields_of(DecodeOptions)  # a request's ?beam_size=... and the rest: DecodeOptions' own fields
 
 
 @dataclass(frozen=True)
@@ -208,7 +201,8 @@ class CaptionService:
         return {"version": __version__, "bundle": {"name": m.get("name"), "precision": m["precision"],
                                                    "input_size": self.captioner.size, "vocab_size": m["vocab_size"],
                                                    "training": m.get("training")},
-                "decoding": dataclasses.asdict(self.captioner.options), "runtime": self.captioner.info,
+                "decoding": {"strategy": self.captioner.options.strategy, **dataclasses.asdict(self.captioner.options)},
+                "runtime": self.captioner.info,
                 "workers": o.workers, "live_source": self.live_source,
                 "limits": {"max_body_bytes": o.max_body_bytes, "max_pixels": o.max_pixels,
                            "max_decoded_bytes": o.max_decoded_bytes, "timeout_s": o.timeout_s, "max_queue": o.max_queue,
@@ -221,7 +215,7 @@ class ServiceHandler(ProtocolRoutes, GuardedHandler):
     routes = {("POST", "/v1/caption"): "native_caption", ("GET", "/v1/info"): "native_info",
               ("GET", "/v1/latest"): "native_latest", ("GET", "/v1/events"): "native_events",
               ("GET", "/v1/openapi.json"): "native_openapi", ("GET", "/health"): "native_health",
-              **OLLAMA_ROUTES, **OPENAI_ROUTES}  # the route's method: native_* here, ollama_*/openai_* in ProtocolRoutes
+              **OLLAMA_ROUTES, **OPENAI_ROUTES}  # each route's method: native_* here, the others in ProtocolRoutes
 
     def _body(self, what: str = "the image bytes (JPEG, PNG or BMP)") -> bytearray | None:
         """The request body within the limits, or None after refusing it."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -54,14 +55,12 @@ def cmd_synth(args) -> int:
     return 0
 
 
-DECODE_FLAGS = ("beam_size", "length_penalty", "no_repeat_ngram", "min_length", "max_length", "time_budget_ms",
-                "ground")
 NOTHING = "nothing recognisable"  # what caption prints for a frame under --min-confidence
 
 
 def decode_options(args, base: DecodeOptions = DecodeOptions()) -> DecodeOptions:
     """``base`` (the bundle's recommended decoding) with every decoding flag the user gave on top."""
-    return base.override(**{k: getattr(args, k) for k in DECODE_FLAGS if getattr(args, k, None) is not None})
+    return base.override(**{f.name: getattr(args, f.name, None) for f in dataclasses.fields(DecodeOptions)})
 
 
 def open_captioner(args, side_by_side: int = 1):
@@ -271,17 +270,7 @@ def _resize_option(p: argparse.ArgumentParser) -> None:
 
 def _decode_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (default: what the bundle's manifest recommends, else greedy)")
-    add_flag(g, "--beam-size", type=int, default=None, help="1 = greedy; more = beam search of that width")
-    add_flag(g, "--length-penalty", type=float, default=None,
-             help="beam: rank captions by log-probability / (words + 1) ** this (0 = raw)")
-    add_flag(g, "--no-repeat-ngram", type=int, default=None, help="forbid repeating any n-gram of this size (0 = off)")
-    add_flag(g, "--min-length", type=int, default=None, help="words before the caption may end")
-    add_flag(g, "--max-length", type=int, default=None, help="words at most (default: the model's limit)")
-    add_flag(g, "--time-budget-ms", type=float, default=None,
-             help="stop decoding after this long and keep the best caption so far")
-    add_flag(g, "--ground", type=float, default=None,
-             help="a word the bundle's ImageNet classifier gives at least this probability steers the caption "
-                  "(0 = off; bundles with classes only)")
+    add_fields(g, DecodeOptions, defaults={f.name: None for f in dataclasses.fields(DecodeOptions)})  # None: not given
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,8 +20,7 @@ import typing
 from collections.abc import Callable
 
 from velm_edge.errors import VelmError
-
-_SCALARS = (int, float, str)
+from velm_edge.specs import scalar_type
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -48,14 +47,6 @@ def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: st
     return action
 
 
-def _scalar(hint) -> type:
-    """int | None -> int; bool -> bool; anything else without a scalar -> str."""
-    if hint in (*_SCALARS, bool):
-        return hint
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if len(args) == 1 and args[0] in (*_SCALARS, bool) else str
-
-
 def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls, skip: tuple[str, ...] = (),
                defaults: dict | None = None) -> None:
     """A flag per field of the dataclass ``cls`` (except ``skip``), typed from its annotation, helped by its
@@ -68,7 +59,7 @@ def add_fields(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls, s
         if "help" not in meta:
             raise TypeError(f"{cls.__name__}.{f.name} has no help: give it field(metadata={{'help': ...}}) or skip it")
         default = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else None)
-        kind = _scalar(hints[f.name])
+        kind = scalar_type(hints[f.name])
         kw = {"default": default, "help": meta["help"].replace("%", "%%")}
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
