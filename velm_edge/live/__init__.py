@@ -1,7 +1,7 @@
 """The live room: frames from a source become a stream of ``CaptionEvent``s.
 
 sources (camera, file, stream, picamera2, synth:) -> reader (newest frame, reconnects) -> scene_gate
-(skip unchanged frames) -> vision_ahead (the next frame's vision graph meanwhile) -> pipeline
+(skip unchanged frames) -> vision_ahead (the frame loop; the next frame's vision graph meanwhile) -> pipeline
 (captions, run into sinks) -> events (``CaptionEvent``, ``Stabilizer``).  Beside them: options
 (``LiveOptions``), push (``PushCaptioner`` for frames from your own loop), scenes (the synthetic
 camera's pictures), systemd (readiness and watchdog).

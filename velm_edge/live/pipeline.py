@@ -18,14 +18,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from velm_edge.errors import FrameError
 from velm_edge.live.events import CaptionEvent, Stabilizer
 from velm_edge.live.options import LiveOptions
 from velm_edge.live.reader import LatestFrameReader
 from velm_edge.live.scene_gate import SceneGate
 from velm_edge.live.sources import Frame, Source, open_source
-from velm_edge.live.vision_ahead import END, VisionAhead
-from velm_edge.runtime.bundle import resolve
+from velm_edge.live.vision_ahead import END, VisionAhead, encoded_frames
 from velm_edge.runtime.captioner import Caption, Captioner
 from velm_edge.runtime.options import RuntimeOptions
 from velm_edge.runtime.tokenizer import normalize
@@ -44,35 +42,17 @@ def _event(frame: Frame, caption: Caption, wall_offset: float, **counters: int) 
 def _sequential(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,
                 on_progress: Callable[[], None] | None, counts: dict) -> Iterator[tuple | None]:
     """(frame, caption) for the newest frames, one after the other; None while there is nothing new."""
-    while True:
-        frame = reader.get(timeout=0.2)
-        if frame is None:
-            if reader.ended:
-                return
-            yield None
-            continue
-        if on_progress is not None:
-            on_progress()
-        try:
-            if gate is not None and not gate.changed(frame.image, frame.captured):
-                yield None
-                continue
-            caption = captioner.caption(frame.image)
-        except FrameError:  # an undecodable or malformed frame: counted, never fatal
-            counts["bad"] += 1
-            yield None
-            continue
-        yield frame, caption
+    for item in encoded_frames(reader, captioner, gate, on_progress, counts):
+        yield None if item is None else (item[0], captioner.decode_encoded(item[1]))
 
 
 def _overlapped(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,
                 on_progress: Callable[[], None] | None, counts: dict) -> Iterator[tuple | None]:
     """The same pairs, with the next frame's vision graph running on its own thread meanwhile."""
-    ahead = VisionAhead(reader, captioner, gate, on_progress).start()
+    ahead = VisionAhead(reader, captioner, gate, on_progress, counts).start()
     try:
         while True:
             item = ahead.get(timeout=0.2)
-            counts["bad"] = ahead.bad
             if item is END:
                 return
             if item is None:
@@ -133,7 +113,7 @@ def live_captions(source: str | Source = "synth:", bundle: str | Path | None = N
     """``captions`` with a source named by a string and a bundle path or shipped name (default: the shapes
     bundle for synth:, the photo bundle for everything else)."""
     src = open_source(source) if isinstance(source, str) else source
-    with Captioner.open(resolve(bundle, source), runtime) as cap:
+    with Captioner.open(bundle, runtime, source=source) as cap:
         yield from captions(src, cap, live)
 
 

@@ -1,4 +1,5 @@
-"""The next frame's vision graph, run on its own thread while the current caption decodes.
+"""The live frame loop (``encoded_frames``, which both live paths use), and the next frame's vision graph run
+on its own thread with it while the current caption decodes (``VisionAhead``).
 
 A caption is two halves: preprocess + the vision graph (``Captioner.encode_frame``), then the decode
 loop over the language graph (``Captioner.decode_encoded``).  With a large backbone both halves take
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from velm_edge.errors import FrameError
 from velm_edge.live.reader import LatestFrameReader
@@ -24,11 +25,38 @@ from velm_edge.runtime.captioner import Captioner, Encoded
 END = object()  # the source ended
 
 
+def encoded_frames(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,
+                   on_progress: Callable[[], None] | None, counts: dict) -> Iterator[tuple[Frame, Encoded] | None]:
+    """The frame loop of both live paths: (frame, encoded) for each newest frame the scene gate lets through,
+    None while there is nothing new (so the caller can look at its limits), until the source ends.  A malformed
+    frame is counted in ``counts["bad"]``, never fatal; ``on_progress`` is called for every frame taken."""
+    while True:
+        frame = reader.get(timeout=0.2)
+        if frame is None:
+            if reader.ended:
+                return
+            yield None
+            continue
+        if on_progress is not None:
+            on_progress()
+        try:
+            if gate is not None and not gate.changed(frame.image, frame.captured):
+                yield None
+                continue
+            encoded = captioner.encode_frame(frame.image)
+        except FrameError:  # an undecodable or malformed frame
+            counts["bad"] += 1
+            yield None
+            continue
+        yield frame, encoded
+
+
 class VisionAhead:
+    """``encoded_frames`` on a thread of its own, one result ahead of the caller."""
+
     def __init__(self, reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None = None,
-                 on_progress: Callable[[], None] | None = None):
-        self.reader, self.captioner, self.gate, self.on_progress = reader, captioner, gate, on_progress
-        self.bad = 0  # malformed frames refused by preprocessing
+                 on_progress: Callable[[], None] | None = None, counts: dict | None = None):
+        self.frames = encoded_frames(reader, captioner, gate, on_progress, counts if counts is not None else {"bad": 0})
         self._slot: queue.Queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vision ahead", daemon=True)
@@ -39,23 +67,12 @@ class VisionAhead:
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
-                frame = self.reader.get(timeout=0.2)
-                if frame is None:
-                    if self.reader.ended:
-                        self._put(END)
-                        return
-                    continue
-                if self.on_progress is not None:
-                    self.on_progress()
-                if self.gate is not None and not self.gate.changed(frame.image, frame.captured):
-                    continue
-                try:
-                    encoded = self.captioner.encode_frame(frame.image)
-                except FrameError:  # an undecodable or malformed frame: counted, never fatal
-                    self.bad += 1
-                    continue
-                self._put((frame, encoded))
+            for item in self.frames:
+                if self._stop.is_set():
+                    return
+                if item is not None:
+                    self._put(item)
+            self._put(END)
         except BaseException as e:  # handed to the caller, who re-raises it
             self._put(e)
 

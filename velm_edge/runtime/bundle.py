@@ -140,9 +140,14 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path, manifest_sha256: str | None = None) -> Bundle:
-        """Load and check a bundle; ``manifest_sha256`` pins it to the manifest an isolated probe saw (every
-        other file is pinned by the manifest's own checksums)."""
-        root = resolve(path)
+        """Load and check a bundle directory, or a shipped one by name (``resolve``); see ``read``."""
+        return cls.read(resolve(path), manifest_sha256)
+
+    @classmethod
+    def read(cls, root: Path, manifest_sha256: str | None = None) -> Bundle:
+        """Load and check the bundle directory ``root``; ``manifest_sha256`` pins it to the manifest an isolated
+        probe saw (every other file is pinned by the manifest's own checksums)."""
+        root = Path(root)
         manifest = read_manifest(root, manifest_sha256)
         extra = {name: read_file(root, manifest, name)  # reports and compiled graphs: checked, not parsed
                  for name in sorted(set(manifest["files"]) - set(REQUIRED_FILES))}

@@ -24,7 +24,7 @@ import numpy as np
 
 from velm_edge.errors import BundleError
 from velm_edge.runtime import batching, confidence, decode, preprocess
-from velm_edge.runtime.bundle import DEFAULT_BUNDLE, Bundle, resolve
+from velm_edge.runtime.bundle import Bundle, resolve
 from velm_edge.runtime.choices import RESIZE_MODES, check
 from velm_edge.runtime.contract import check_graphs
 from velm_edge.runtime.decode import DecodeOptions
@@ -133,23 +133,24 @@ class Captioner:
         self._graphs()  # build and check now, so a bad bundle fails at open(), not at the first frame
 
     @classmethod
-    def open(cls, path: str | Path = DEFAULT_BUNDLE, runtime: RuntimeOptions | None = None,
+    def open(cls, path: str | Path | None = None, runtime: RuntimeOptions | None = None,
              options: DecodeOptions | None = None, rgb: bool = False, resize: str | None = None,
-             isolate: bool = False) -> Captioner:
+             isolate: bool = False, source: object = None) -> Captioner:
         """Load and check a bundle directory, or a shipped one by name (default: "photo", the real-world
-        model; "shapes" knows the synthetic scenes).
+        model, or "shapes", which knows the synthetic scenes, when ``source`` is the synthetic camera: a
+        ``synth:`` URI or source).
 
         ``runtime``: interpreter threads, backend (package) and device (``RuntimeOptions``);
         ``options``: decoding (greedy, beam, limits; default: what the bundle's manifest recommends);
         ``rgb``: frames are RGB(A) rather than BGR(A); ``resize``: override the bundle's resize mode;
         ``isolate``: for an untrusted bundle, first load and run it once in a child process with memory and
         time limits (``velm_edge.runtime.isolate``), so a bundle that crashes the interpreter is refused instead."""
-        path, digest = resolve(path), None
+        root, digest = resolve(path, source), None  # the one resolve of this open
         if isolate:
             from velm_edge.runtime.isolate import probe
 
-            digest = probe(path, backend=(runtime or RuntimeOptions()).backend)["manifest_sha256"]
-        return cls(Bundle.load(path, digest), runtime, options, rgb, resize)
+            digest = probe(root, backend=(runtime or RuntimeOptions()).backend)["manifest_sha256"]
+        return cls(Bundle.read(root, digest), runtime, options, rgb, resize)
 
     def close(self) -> None:
         self._closed = True
@@ -293,11 +294,16 @@ class Captioner:
         Two threads can run the halves of consecutive frames at once: each thread has its own graphs."""
         t0 = time.perf_counter()
         image = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb, self.color_order)
-        t1 = time.perf_counter()
-        seen = self.see(image)
-        t2 = time.perf_counter()
-        return dataclasses.replace(seen, timings_ms={"preprocess": (t1 - t0) * 1e3, "vision": (t2 - t1) * 1e3},
-                                   signal=confidence.image_signal(image))
+        preprocess_ms = (time.perf_counter() - t0) * 1e3
+        encoded = self.encode_rgb(image)
+        return dataclasses.replace(encoded, timings_ms={"preprocess": preprocess_ms, **encoded.timings_ms})
+
+    def encode_rgb(self, rgb: np.ndarray) -> Encoded:
+        """``encode_frame`` for a uint8 image already at the model's size and in its colour order (no preprocess)."""
+        t0 = time.perf_counter()
+        seen = self.see(rgb)
+        return dataclasses.replace(seen, timings_ms={"vision": (time.perf_counter() - t0) * 1e3},
+                                   signal=confidence.image_signal(rgb))
 
     def decode_encoded(self, encoded: Encoded, options: DecodeOptions | None = None) -> Caption:
         """The second half of ``caption``: the decode loop over an ``encode_frame`` result."""
@@ -309,14 +315,8 @@ class Captioner:
 
     def caption_rgb(self, rgb: np.ndarray, options: DecodeOptions | None = None) -> Caption:
         """A uint8 image already at the model's size and in its colour order (RGB unless the bundle's
-        preprocess.color_order says BGR) -> Caption (timings: vision, decode)."""
-        t0 = time.perf_counter()
-        seen = self.see(rgb)
-        t1 = time.perf_counter()
-        d = self.decode_features(seen.feature, seen.state, options, seen.classes, seen.tag_start)
-        t2 = time.perf_counter()
-        return self._result(d, seen.classes, confidence.image_signal(rgb),
-                            {"vision": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3})
+        preprocess.color_order says BGR) -> Caption (timings: vision, decode, total)."""
+        return self.decode_encoded(self.encode_rgb(rgb), options)
 
     def caption(self, frame: np.ndarray, options: DecodeOptions | None = None, beam_size: int | None = None) -> Caption:
         """A frame of any size and accepted dtype (see preprocess) -> Caption.

@@ -67,9 +67,9 @@ def open_captioner(args, side_by_side: int = 1):
     """The Captioner the flags ask for; ``side_by_side``: threads that will caption at once (they share the cores)."""
     from velm_edge.runtime.captioner import Captioner
 
-    bundle = resolve(args.bundle, getattr(args, "source", None))
     runtime = from_args(RuntimeOptions, args).sharing(side_by_side)
-    cap = Captioner.open(bundle, runtime, resize=args.resize, isolate=args.isolate)
+    cap = Captioner.open(args.bundle, runtime, resize=args.resize, isolate=args.isolate,
+                         source=getattr(args, "source", None))
     cap.options = decode_options(args, cap.options)  # the bundle's recommended decoding, with the flags on top
     return cap
 
@@ -194,7 +194,7 @@ def cmd_serve(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     source = sources.open_source(args.source, loop=args.loop) if args.source else None
-    with Captioner.open(resolve(args.bundle, args.source), runtime, resize=args.resize, isolate=args.isolate) as cap:
+    with Captioner.open(args.bundle, runtime, resize=args.resize, isolate=args.isolate, source=args.source) as cap:
         cap.options = decode_options(args, cap.options)
         board = EventBoard() if source is not None else None
         live = None
