@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
-from velm_edge.httpd import EventBoard
 from velm_edge.live import scenes
+from velm_edge.live.sources import Source
 from velm_edge.service.server import CaptionService, ServiceOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,9 +48,17 @@ def scene_png() -> bytes:
     return buf.tobytes()
 
 
+class Quiet(Source):
+    """A live source that has ended before its first frame: the service keeps its (empty) board of events."""
+    uri, live = "test:", False
+
+    def read(self):
+        return None
+
+
 @pytest.fixture
 def service(captioner):
-    with CaptionService(captioner, ServiceOptions(port=0, workers=2, timeout_s=2.0), EventBoard(), "test") as s:
+    with CaptionService(captioner, ServiceOptions(port=0, workers=2, timeout_s=2.0), Quiet()) as s:
         yield s
 
 

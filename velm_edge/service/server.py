@@ -18,7 +18,9 @@ per-request time limit (408 for a slow upload, 504 for a slow caption), a bounde
 answered).  Every error is JSON: ``{"error": "what to fix", "status": N}``.
 
 Requests are captioned by a fixed pool of threads, each with its own interpreters (``Captioner`` keeps
-them per thread), so concurrent clients share the cores without building interpreters per request.
+them per thread), so concurrent clients share the cores without building interpreters per request.  With a
+live ``source`` the service also captions it on a thread of its own, onto the board that ``/v1/latest`` and
+``/v1/events`` read.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from http import HTTPStatus
 from velm_edge import __version__
 from velm_edge.errors import FrameError, OptionError
 from velm_edge.httpd import BoundedServer, EventBoard, GuardedHandler, check_bind, http_url
+from velm_edge.live import pipeline
+from velm_edge.live.sources import Source
 from velm_edge.runtime.captioner import Caption, Captioner
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.image_file import decode_image
@@ -85,10 +89,16 @@ class ServiceOptions:
 
 
 class CaptionService:
-    def __init__(self, captioner: Captioner, options: ServiceOptions | None = None, live: EventBoard | None = None,
-                 live_source: str | None = None):
+    def __init__(self, captioner: Captioner, options: ServiceOptions | None = None, source: Source | None = None,
+                 source_name: str | None = None):
+        """``source``: a live source to caption the whole time the service runs (``source_name``: how the user
+        named it, for /v1/info; default its URI)."""
         self.captioner, self.options = captioner, options or ServiceOptions()
-        self.live, self.live_source = live, live_source
+        self.source = source
+        self.live = EventBoard() if source is not None else None
+        self.live_source = (source_name or source.uri) if source is not None else None
+        self._stopping = threading.Event()
+        self._follower: threading.Thread | None = None
         self.served = 0
         self.started = time.monotonic()
         self._pending = 0
@@ -107,11 +117,20 @@ class CaptionService:
         self._server = BoundedServer((o.host, o.port), handler, o.max_connections, min(5.0, o.timeout_s))
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name="serve http", daemon=True).start()
+        if self.source is not None:
+            self._follower = threading.Thread(target=self._follow, name="serve live", daemon=True)
+            self._follower.start()
         return self
+
+    def _follow(self) -> None:
+        """The live source's captions, onto the board that /v1/latest and /v1/events read."""
+        for event in pipeline.captions(self.source, self.captioner, stop=self._stopping.is_set):
+            self.live.publish(event)
 
     def stop(self) -> bool:
         """Stop accepting, answer every request already read (its caption, or 503 once ``timeout_s`` of grace
         is over), then stop the captioning threads.  True when every request was answered within the grace."""
+        self._stopping.set()
         if self.live is not None:
             self.live.close()
         answered = True
@@ -121,6 +140,8 @@ class CaptionService:
             self._server.server_close()
             self._server = None
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._follower is not None:
+            self._follower.join(5)
         return answered
 
     def __enter__(self) -> CaptionService:

@@ -182,31 +182,19 @@ def cmd_serve(args) -> int:
     import signal
     import threading
 
-    from velm_edge.httpd import EventBoard
-    from velm_edge.live import pipeline, sources
+    from velm_edge.live import sources
     from velm_edge.runtime.captioner import Captioner
     from velm_edge.service.server import CaptionService, ServiceOptions
 
     options = from_args(ServiceOptions, args)
-    runtime = from_args(RuntimeOptions, args)
-    runtime = runtime.sharing(options.workers)  # the workers share the cores
+    runtime = from_args(RuntimeOptions, args).sharing(options.workers)  # the workers share the cores
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     source = sources.open_source(args.source, loop=args.loop) if args.source else None
     with Captioner.open(args.bundle, runtime, resize=args.resize, isolate=args.isolate, source=args.source) as cap:
         cap.options = decode_options(args, cap.options)
-        board = EventBoard() if source is not None else None
-        live = None
-        if source is not None:
-            def follow() -> None:  # the live source's captions, onto the board that /v1/latest and /v1/events read
-                for event in pipeline.captions(source, cap, stop=stopping.is_set):
-                    board.publish(event)
-
-            live = threading.Thread(target=follow, name="serve live", daemon=True)
-        with CaptionService(cap, options, board, args.source) as service:
-            if live is not None:
-                live.start()
+        with CaptionService(cap, options, source, args.source) as service:
             print(f"velm-edge serve: listening on {service.url} (POST an image to {service.url}/v1/caption; "
                   f"API: {service.url}/v1/openapi.json; Ollama and OpenAI clients: base URL {service.url}, "
                   f"model {service.model.name})", file=sys.stderr, flush=True)
@@ -214,8 +202,6 @@ def cmd_serve(args) -> int:
             # the main thread next runs, which an untimed wait on a lock never does (it hung 1 run in 6)
             while not stopping.wait(0.2):
                 pass
-        if live is not None:
-            live.join(5)
     print("velm-edge serve: stopped", file=sys.stderr)
     return 0
 
