@@ -55,18 +55,25 @@ class CaptionSet:
         return len(self.images)
 
     def split(self, val_fraction: float, seed: int = 0) -> tuple[CaptionSet, CaptionSet]:
-        """Random split by image (all captions of an image stay on one side)."""
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        n_val = max(1, int(round(len(self) * val_fraction)))
-        if n_val >= len(self):
-            raise DatasetError(f"{self.source}: {len(self)} images are too few to hold out {val_fraction:.0%}")
-        order = np.random.default_rng(seed).permutation(len(self))
-        return self.subset(order[n_val:]), self.subset(order[:n_val])
+        """Random split by image (all captions of an image stay on one side); see ``held_out``."""
+        train, val = held_out(len(self), val_fraction, seed, self.source)
+        return self.subset(train), self.subset(val)
 
     def subset(self, idx: Iterable[int]) -> CaptionSet:
         idx = np.asarray(list(idx), dtype=np.int64)
         return CaptionSet(self.images[idx], [self.captions[i] for i in idx], self.source, Counter())
+
+
+def held_out(n: int, val_fraction: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """The one train/validation split of every caption set: (training, validation) indices of ``n`` images,
+    ``val_fraction`` of them (at least one) held out at random with ``seed``."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = max(1, int(round(n * val_fraction)))
+    if n_val >= n:
+        raise DatasetError(f"{source}: {n} images are too few to hold out {val_fraction:.0%}")
+    order = np.random.default_rng(seed).permutation(n)
+    return order[n_val:], order[:n_val]
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -304,6 +311,12 @@ class FileSet:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def split(self, val_fraction: float, seed: int = 0) -> tuple[FileSet, FileSet]:
+        """Random split by image, as ``CaptionSet.split`` (``held_out``): SOURCE#train and SOURCE#val."""
+        parts = held_out(len(self), val_fraction, seed, self.source)
+        return tuple(FileSet([self.files[i] for i in idx], [self.captions[i] for i in idx], f"{self.source}#{name}")
+                     for name, idx in zip(("train", "val"), parts))
 
 
 def file_set(lay: Layout, split: str | None = None, max_images: int | None = None) -> FileSet:

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
 import time
@@ -24,7 +22,7 @@ from velm_convert import datasets, metrics
 from velm_convert.config import PRETRAINED, TrainConfig
 from velm_convert.malloc_tuning import KeepFreedMemory
 from velm_convert.model import Velm, build, count_macs
-from velm_convert.train_parts import CosineOnBudget, encode_captions, plot_curve, start_run
+from velm_convert.train_parts import CosineOnBudget, compile_for_captions, encode_captions, finish_run, start_run
 from velm_edge.errors import OptionError
 from velm_edge.runtime import preprocess
 
@@ -95,7 +93,8 @@ def train(cfg: TrainConfig) -> Velm:
     if cfg.tags or cfg.text_captions or cfg.image_dropout or cfg.text_images != "none":
         raise OptionError("--tags (and --text-captions, --image-dropout, --text-images) need --backbone "
                           "efficientnet_lite0: its ImageNet classifier names the tags")
-    out, train_set, val_set, t_data, vocab, mcfg = start_run(cfg, load_data)
+    run = start_run(cfg, load_data)
+    train_set, val_set, vocab, mcfg = run.train, run.val, run.vocab, run.model_config
     tr_idx, tr_seq = encode_captions(train_set, vocab, cfg.max_length)
     va_idx, va_seq = encode_captions(val_set, vocab, cfg.max_length)
     train_batches = CaptionBatches(train_set.images, tr_idx, tr_seq, cfg.batch_size, True, cfg.seed)
@@ -103,9 +102,7 @@ def train(cfg: TrainConfig) -> Velm:
 
     with strategy().scope():
         model = build(mcfg)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=5.0),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      weighted_metrics=["sparse_categorical_accuracy"])
+        compile_for_captions(model, cfg, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     macs = count_macs(model, mcfg)
     log.info("model: %s backbone, %d parameters, %.1f M MACs per caption", mcfg.backbone, model.count_params(),
              macs["caption"] / 1e6)
@@ -113,31 +110,19 @@ def train(cfg: TrainConfig) -> Velm:
     callbacks = [
         budget,  # first, so the checkpoint and the CSV log see the epoch's learning rate
         KeepFreedMemory(),  # TensorFlow's generator datasets otherwise halve the speed (see malloc_tuning)
-        keras.callbacks.ModelCheckpoint(str(out / "checkpoint.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(str(run.out / "checkpoint.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv")),
+        keras.callbacks.CSVLogger(str(run.out / "history.csv")),
     ]
     t1 = time.monotonic()
     history = model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs, callbacks=callbacks,
                         verbose=1 if cfg.progress else 2)
-    t_train = time.monotonic() - t1
+    train_seconds = time.monotonic() - t1
     if budget.hit:  # stopped mid-epoch: EarlyStopping does not restore then, so take the best checkpoint
-        best = out / "checkpoint.keras"
+        best = run.out / "checkpoint.keras"
         if best.is_file():
             model.load_weights(best)
     velm = Velm(model, vocab, mcfg)
     val_scores = metrics.score(velm.caption(preprocess.to_float(val_set.images)), val_set.captions)
-    velm.info = {
-        "dataset": cfg.dataset, "train_source": train_set.source, "val_source": val_set.source,
-        "train_images": len(train_set), "train_pairs": int(len(tr_seq)), "val_images": len(val_set),
-        "skipped_records": dict(train_set.skipped), "data_seconds": round(t_data, 1),
-        "train_seconds": round(t_train, 1), "epochs_run": len(history.history.get("loss", [])),
-        "stopped_by_time_limit": budget.hit, "parameters": int(model.count_params()), "macs": macs,
-        "val_metrics": val_scores, "train_config": dataclasses.asdict(cfg),
-    }
-    velm.save(out / "model.keras")
-    (out / "train.json").write_text(json.dumps(velm.info, indent=2))
-    plot_curve(history.history, out / "curve.png")
-    return velm
-
-
+    return finish_run(velm, run, cfg, history, budget, train_seconds, len(tr_seq), macs, val_scores,
+                      skipped_records=dict(train_set.skipped))

@@ -13,7 +13,6 @@ Writes the same files as ``velm_convert.train`` (model.keras, history.csv, curve
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from velm_convert import datasets, metrics
 from velm_convert.config import TrainConfig
 from velm_convert.feature_cache import DEFAULT_DIR, FeatureCache, file_sha256
 from velm_convert.model import Velm, build, build_on_features, count_macs, set_tagger, transfer_head
-from velm_convert.train_parts import CosineOnBudget, encode_captions, plot_curve, start_run
+from velm_convert.train_parts import CosineOnBudget, compile_for_captions, encode_captions, finish_run, start_run
 from velm_edge.errors import OptionError
 from velm_edge.runtime.tokenizer import Vocab, normalize
 
@@ -57,15 +56,7 @@ def feature_sets(cfg: TrainConfig) -> tuple[FeatureSet, FeatureSet]:
     if lay.splits is not None:
         parts = [datasets.file_set(lay, "train", cfg.max_images), datasets.file_set(lay, "dev")]
     else:
-        whole = datasets.file_set(lay, None, cfg.max_images)
-        n_val = max(1, int(round(len(whole) * cfg.val_fraction)))
-        if n_val >= len(whole):
-            raise datasets.DatasetError(f"{whole.source}: {len(whole)} images are too few to hold out "
-                                        f"{cfg.val_fraction:.0%}")
-        order = np.random.default_rng(cfg.seed).permutation(len(whole))
-        parts = [datasets.FileSet([whole.files[i] for i in idx], [whole.captions[i] for i in idx],
-                                  f"{whole.source}#{name}") for name, idx in (("train", order[n_val:]),
-                                                                             ("val", order[:n_val]))]
+        parts = list(datasets.file_set(lay, None, cfg.max_images).split(cfg.val_fraction, cfg.seed))
     net, cache = backbone_encoder(cfg)
     out = []
     for fs in parts:
@@ -211,7 +202,8 @@ def train_cached(cfg: TrainConfig) -> Velm:
     if cfg.tags and cfg.backbone != "efficientnet_lite0":
         raise OptionError("--tags needs --backbone efficientnet_lite0 (its ImageNet classifier names the tags)")
     texts = text_captions(cfg.text_captions) if cfg.text_captions else []
-    out, train_set, dev_set, t_data, vocab, mcfg = start_run(cfg, feature_sets, texts)
+    run = start_run(cfg, feature_sets, texts)
+    train_set, dev_set, vocab, mcfg = run.train, run.val, run.vocab, run.model_config
     tagger = Tagger.for_vocab(vocab, cfg.backbone_weights) if cfg.tags else None
     if tagger is not None:
         mcfg = dataclasses.replace(mcfg, tag_words=tagger.words)
@@ -229,39 +221,27 @@ def train_cached(cfg: TrainConfig) -> Velm:
             weight[len(seq) - len(texts):] *= cfg.text_weight
         pairs[name] = (x, seq[:, 1:], weight)
     head = build_on_features(mcfg, train_set.features.shape[1])
-    head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=5.0),
-                 loss=smoothed_loss(cfg.label_smoothing), weighted_metrics=["sparse_categorical_accuracy"])
+    compile_for_captions(head, cfg, smoothed_loss(cfg.label_smoothing))
     steps = -(-len(pairs["train"][1]) // cfg.batch_size)
     budget = CosineOnBudget(cfg.learning_rate, cfg.epochs * steps, cfg.max_minutes)
     dev_score = DevScore(dev_set, dev_inputs, vocab, mcfg, cfg.patience)
-    callbacks = [budget, dev_score, keras.callbacks.CSVLogger(str(out / "history.csv"))]
+    callbacks = [budget, dev_score, keras.callbacks.CSVLogger(str(run.out / "history.csv"))]
     log.info("head on %s features: %d training pairs (%d of them text only), vocabulary %d, %d tag words",
              cfg.backbone, len(pairs["train"][1]), len(texts), len(vocab), len(mcfg.tag_words))
     t1 = time.monotonic()
     x, y, w = pairs["train"]
     history = head.fit(x, y, sample_weight=w, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
                        validation_data=pairs["dev"], callbacks=callbacks, verbose=1 if cfg.progress else 2)
-    t_train = time.monotonic() - t1
+    train_seconds = time.monotonic() - t1
     if dev_score.best_weights is not None:
         head.set_weights(dev_score.best_weights)
     model = build(mcfg)  # the real backbone under the trained head: takes images like every VELM
     transfer_head(head, model)
     if tagger is not None:
         set_tagger(model, tagger.classifier, tagger.matrix)
-    velm = Velm(model, vocab, mcfg)
     from velm_convert import efficientnet_lite
 
-    velm.info = {
-        "dataset": cfg.dataset, "train_source": train_set.source, "val_source": dev_set.source,
-        "train_images": len(train_set.captions), "text_captions": len(texts),
-        "train_pairs": int(len(pairs["train"][1])),
-        "val_images": len(dev_set.captions), "data_seconds": round(t_data, 1), "train_seconds": round(t_train, 1),
-        "epochs_run": len(history.history.get("loss", [])), "best_epoch": dev_score.best_epoch + 1,
-        "selected_by": "dev BLEU-4 (greedy)", "stopped_by_time_limit": budget.hit,
-        "parameters": int(model.count_params()), "macs": count_macs(model, mcfg), "val_metrics": dev_score.scores,
-        "backbone_weights": efficientnet_lite.ATTRIBUTION, "train_config": dataclasses.asdict(cfg),
-    }
-    velm.save(out / "model.keras")
-    (out / "train.json").write_text(json.dumps(velm.info, indent=2))
-    plot_curve(history.history, out / "curve.png")
-    return velm
+    return finish_run(Velm(model, vocab, mcfg), run, cfg, history, budget, train_seconds, len(pairs["train"][1]),
+                      count_macs(model, mcfg), dev_score.scores, text_captions=len(texts),
+                      best_epoch=dev_score.best_epoch + 1, selected_by="dev BLEU-4 (greedy)",
+                      backbone_weights=efficientnet_lite.ATTRIBUTION)

@@ -1,18 +1,23 @@
 """What both training paths share (``train``: the whole model; ``train_cached``: the head on cached
-features): the run's start (folder, seed, data, vocabulary), captions as token ids, the learning-rate
-schedule over an epoch or time budget, and the training curve."""
+features): the run's start (folder, seed, data, vocabulary: a ``Run``), captions as token ids, the optimizer,
+the learning-rate schedule over an epoch or time budget, and the run's end (the model's facts, the .keras file,
+train.json and the training curve)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
 from velm_convert import datasets
-from velm_convert.config import TrainConfig
+from velm_convert.config import ModelConfig, TrainConfig
 from velm_edge.runtime.tokenizer import Vocab
 
 
@@ -60,7 +65,18 @@ class CosineOnBudget(keras.callbacks.Callback):
             logs["learning_rate"] = float(self.rate())
 
 
-def start_run(cfg: TrainConfig, load, text_captions: list[str] = ()) -> tuple:
+@dataclass(frozen=True)
+class Run:
+    """What a training run starts from (``start_run``)."""
+    out: Path  # the output folder
+    train: Any  # the training set: a datasets.CaptionSet, or a train_cached.FeatureSet
+    val: Any  # the validation (dev) set, of the same kind
+    data_seconds: float  # how long loading them took
+    vocab: Vocab
+    model_config: ModelConfig
+
+
+def start_run(cfg: TrainConfig, load, text_captions: list[str] = ()) -> Run:
     """What every training run starts with: the output folder, the seed, the data (``load(cfg)`` -> training
     and validation sets, timed), the vocabulary of the training captions (and of ``text_captions``, captions
     without images) and the model configuration."""
@@ -69,10 +85,34 @@ def start_run(cfg: TrainConfig, load, text_captions: list[str] = ()) -> tuple:
     keras.utils.set_random_seed(cfg.seed)
     t0 = time.monotonic()
     train_set, val_set = load(cfg)
-    t_data = time.monotonic() - t0
+    data_seconds = time.monotonic() - t0
     captions = [c for caps in train_set.captions for c in caps] + list(text_captions)
     vocab = Vocab.build(captions, cfg.min_count, cfg.max_vocab)
-    return out, train_set, val_set, t_data, vocab, cfg.model_config(len(vocab))
+    return Run(out, train_set, val_set, data_seconds, vocab, cfg.model_config(len(vocab)))
+
+
+def compile_for_captions(model: keras.Model, cfg: TrainConfig, loss) -> None:
+    """Both paths' optimizer (Adam, gradients clipped to norm 5) and metric (token accuracy on real tokens)."""
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=5.0), loss=loss,
+                  weighted_metrics=["sparse_categorical_accuracy"])
+
+
+def finish_run(velm, run: Run, cfg: TrainConfig, history, budget: CosineOnBudget, train_seconds: float,
+               train_pairs: int, macs: dict, val_metrics: dict, **facts):
+    """The end of every run: the model's facts (``velm.info``, with ``facts`` of the path's own), the .keras
+    file, train.json and the training curve in the output folder."""
+    velm.info = {
+        "dataset": cfg.dataset, "train_source": run.train.source, "val_source": run.val.source,
+        "train_images": len(run.train.captions), "train_pairs": int(train_pairs), "val_images": len(run.val.captions),
+        "data_seconds": round(run.data_seconds, 1), "train_seconds": round(train_seconds, 1),
+        "epochs_run": len(history.history.get("loss", [])), "stopped_by_time_limit": budget.hit,
+        "parameters": int(velm.model.count_params()), "macs": macs, "val_metrics": val_metrics, **facts,
+        "train_config": dataclasses.asdict(cfg),
+    }
+    velm.save(run.out / "model.keras")
+    (run.out / "train.json").write_text(json.dumps(velm.info, indent=2))
+    plot_curve(history.history, run.out / "curve.png")
+    return velm
 
 
 def plot_curve(history: dict, path: Path) -> None:
