@@ -39,10 +39,10 @@ test-tflite: $(TFLITE)/bin/pytest  ## the runtime tests under tflite-runtime 2.1
 	$(TFLITE)/bin/python -m pytest -q tests/runtime
 
 lint: setup
-	$(BIN)/ruff check velm_edge velm_convert tests benchmarks examples docs tools
+	$(BIN)/ruff check velm_edge velm_convert tests benchmarks examples docs scripts
 
-bench: setup  ## train the default model for 20 minutes and score it on 500 held-out scenes
-	$(BIN)/python benchmarks/train_default.py --out runs/bench
+bench: setup  ## train the shapes model (synthetic scenes) for 20 minutes and score it on 500 held-out scenes
+	$(BIN)/python benchmarks/train_shapes.py --out runs/bench
 
 photo-model: setup  ## rebuild the shipped photo bundle from $(FLICKR8K) and $(COCO_CAPTIONS) with its fixed-seed recipe
 	$(BIN)/velm-convert recipe photo --data $(FLICKR8K) --text-captions $(COCO_CAPTIONS) --out runs/recipe-photo
@@ -51,7 +51,7 @@ shapes-model: setup  ## rebuild the shipped shapes bundle from scratch with its 
 	$(BIN)/velm-convert recipe shapes --out runs/recipe-shapes
 
 pi-check: setup $(TFLITE)/bin/pytest  ## the runtime on aarch64 under qemu, both interpreter packages, against x86's captions (~2 min, ~620 MB)
-	tools/pi_check.sh
+	scripts/pi_check.sh
 
 wheel: setup  ## build dist/velm_edge-VERSION-py3-none-any.whl (both shipped bundles inside)
 	rm -rf build  # a stale build/ of an older layout would leak its packages into the wheel

@@ -13,11 +13,12 @@ import argparse
 from pathlib import Path
 
 import cv2
+import efficientnet_reference  # benchmarks/efficientnet_reference.py, beside this file
 import matplotlib.cbook
 import numpy as np
 from skimage import data
 
-from velm_convert import datasets, efficientnet_lite, efficientnet_reference
+from velm_convert import datasets, efficientnet_lite
 from velm_edge.runtime import preprocess
 from velm_edge.runtime.image_file import read_image
 

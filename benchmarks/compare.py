@@ -1,6 +1,6 @@
 """Benchmark: the same frames captioned by the Keras model in TensorFlow, the float32 bundle and the int8 bundle.
 
-    python benchmarks/compare.py [--model models/velm-default.keras] [--int8 BUNDLE] [--float32 BUNDLE]
+    python benchmarks/compare.py --model MODEL.keras [--int8 BUNDLE] [--float32 BUNDLE]
                                  [--images 100] [--out runs/compare]
 
 Every engine captions the same synthetic 640x480 BGR frames one at a time (what a camera loop does),
@@ -64,7 +64,7 @@ def float32_bundle(model: str, out: Path) -> Path:
         from velm_convert import datasets
         from velm_convert.export import export
         from velm_convert.model import Velm
-        from velm_edge.live.scenes import SceneConfig
+        from velm_edge.synth.scenes import SceneConfig
 
         velm = Velm.load(model)
         calib = datasets.synthetic(8, datasets.CALIB_SEED, SceneConfig(size=velm.config.image_size), progress=False)
@@ -94,7 +94,8 @@ def chart(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="models/velm-default.keras", help="the Keras model (default: %(default)s)")
+    ap.add_argument("--model", required=True,
+                    help="the Keras model the bundles were exported from (velm-convert recipe shapes writes one)")
     ap.add_argument("--int8", default=str(DEFAULT_BUNDLE), help="int8 bundle (default: the shipped one)")
     ap.add_argument("--float32", default=None, help="float32 bundle (default: exported from --model into --out)")
     ap.add_argument("--images", type=int, default=100, help="frames (default: %(default)s)")

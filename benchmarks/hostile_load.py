@@ -161,7 +161,7 @@ def caption_request(body: bytes) -> bytes:
 def a_scene_png() -> bytes:
     import cv2
 
-    from velm_edge.live import scenes
+    from velm_edge.synth import scenes
 
     return cv2.imencode(".png", scenes.generate(2_000_000_777, scenes.SceneConfig(size=80))[0])[1].tobytes()
 

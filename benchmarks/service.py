@@ -36,11 +36,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from velm_edge.live import scenes
 from velm_edge.runtime.bundle import resolve
 from velm_edge.runtime.captioner import Captioner
 from velm_edge.runtime.image_file import decode_image
 from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.synth import scenes
 from velm_edge.tools.flags import add_flag
 
 

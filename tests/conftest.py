@@ -25,7 +25,7 @@ def tiny_bundles(tiny_run, tmp_path_factory):
     """The tiny model exported at every precision: {precision: bundle path}, plus the calibration set."""
     from velm_convert import datasets
     from velm_convert.export import export
-    from velm_edge.live.scenes import SceneConfig
+    from velm_edge.synth.scenes import SceneConfig
 
     _, velm = tiny_run
     calib = datasets.synthetic(48, datasets.CALIB_SEED, SceneConfig(size=velm.config.image_size), workers=1)

@@ -8,8 +8,8 @@ import pytest
 from velm_convert import cli as convert_cli
 from velm_convert import datasets
 from velm_convert.config import TrainConfig
-from velm_edge.live import scenes
 from velm_edge.runtime.bundle import SHAPES_BUNDLE
+from velm_edge.synth import scenes
 from velm_edge.tools import cli as edge_cli
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from velm_convert import datasets
-from velm_edge.live import scenes
+from velm_edge.synth import scenes
 
 
 @pytest.fixture()

@@ -1,11 +1,11 @@
-"""tools/pi_check.sh takes its arm64 Debian sources from the machine's apt configuration (deb.debian.org only
+"""scripts/pi_check.sh takes its arm64 Debian sources from the machine's apt configuration (deb.debian.org only
 where the machine names no Debian mirror)."""
 
 import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("debian_sources", ROOT / "tools" / "debian_sources.py")
+spec = importlib.util.spec_from_file_location("debian_sources", ROOT / "scripts" / "debian_sources.py")
 debian_sources = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(debian_sources)
 

@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from velm_convert import calibrate, datasets, opcheck, parity  # noqa: E402
-from velm_edge.live.scenes import SceneConfig  # noqa: E402
 from velm_edge.runtime import preprocess  # noqa: E402
 from velm_edge.runtime.bundle import REQUIRED_FILES, Bundle, sha256_bytes  # noqa: E402
 from velm_edge.runtime.captioner import Captioner  # noqa: E402
+from velm_edge.synth.scenes import SceneConfig  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from nltk.translate.bleu_score import corpus_bleu
 from pycocoevalcap.cider.cider_scorer import CiderScorer
 
 from velm_convert import metrics
-from velm_edge.live import scenes
+from velm_edge.synth import scenes
 
 WORDS = "a the red blue green small large circle square star two and above left of to".split()
 

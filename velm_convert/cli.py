@@ -17,7 +17,7 @@ from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.tools.flags import HelpFormatter, add_fields, add_flag, from_args, run_command
 
 EPILOG = """examples:
-  velm-convert train --out runs/default                    # synthetic scenes, default model
+  velm-convert train --out runs/shapes                     # synthetic scenes: the shapes model
   velm-convert train --dataset csv --annotations my/captions.csv --images my/photos --out runs/mine
   velm-convert evaluate runs/default/model.keras           # 500 held-out synthetic scenes
   velm-convert caption runs/default/model.keras photo.jpg
@@ -179,7 +179,7 @@ def cmd_train(args) -> int:
 def _eval_data(args, image_size: int, count: int | None = None, resize: str = "stretch",
                split: str | None = None) -> datasets.CaptionSet:
     if args.dataset == "synth":
-        from velm_edge.live.scenes import SceneConfig
+        from velm_edge.synth.scenes import SceneConfig
 
         return datasets.synthetic(args.scenes if count is None else count, args.seed, SceneConfig(size=image_size))
     lay = datasets.layout(args.dataset, args.annotations, args.images, args.splits)
@@ -253,7 +253,7 @@ def cmd_export(args) -> int:
     size = velm.config.image_size
     resize = velm.resize_mode
     if args.dataset == "synth":
-        from velm_edge.live.scenes import SceneConfig
+        from velm_edge.synth.scenes import SceneConfig
 
         calib = datasets.synthetic(args.calib_images, datasets.CALIB_SEED, SceneConfig(size=size))
         held_out = _eval_data(args, size, args.parity_images) if args.parity_images else None
@@ -300,9 +300,9 @@ def cmd_caption(args) -> int:
     import numpy as np
 
     from velm_convert.model import Velm
-    from velm_edge.live import scenes
     from velm_edge.runtime import preprocess
     from velm_edge.runtime.image_file import read_image
+    from velm_edge.synth import scenes
 
     if not args.images and args.synth <= 0:
         raise SystemExit("velm-convert caption: give image files or --synth N")

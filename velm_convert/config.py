@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from velm_edge.errors import OptionError
-from velm_edge.live import scenes
 from velm_edge.runtime.choices import RESIZE_MODES
+from velm_edge.synth import scenes
 
 BACKBONES = ("seed", "mobilenet_v3_small", "efficientnet_lite0")
 FORMATS = ("synth", "coco", "flickr", "csv", "jsonl", "flickr8k")  # what --dataset reads (see datasets)

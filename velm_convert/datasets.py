@@ -23,10 +23,10 @@ import numpy as np
 
 from velm_convert.config import FORMATS
 from velm_edge.errors import VelmError
-from velm_edge.live import scenes
 from velm_edge.runtime import preprocess
 from velm_edge.runtime.image_file import read_image
 from velm_edge.runtime.tokenizer import normalize
+from velm_edge.synth import scenes
 
 log = logging.getLogger(__name__)
 # Seeds of the synthetic splits never overlap: training counts up from 0, validation and the

@@ -13,7 +13,7 @@ stride is 1 and the width is unchanged)::
     -> _conv_head 1x1 + _bn1 + ReLU6 -> global average pool (1280) [-> _fc: 1000 ImageNet logits]
 
 The source model pads like TensorFlow ("same": the extra row and column after), so Keras' ``padding="same"``
-reproduces it exactly; BatchNorm epsilon is 1e-3.  ``velm_convert.efficientnet_reference`` is an independent
+reproduces it exactly; BatchNorm epsilon is 1e-3.  ``benchmarks/efficientnet_reference.py`` is an independent
 numpy forward pass of the same weights that the tests compare this port against.
 """
 

@@ -6,7 +6,7 @@ set".  Setting any malloc threshold by hand also switches off glibc's *dynamic* 
 from then on every tensor larger than 128 KiB (all activations of a conv batch) is mmap-ed on
 allocation, munmap-ed on free, and its pages are faulted in and zeroed again at the next step.  On
 the 2-core benchmark machine this showed as 25-45 % system time and 120-160 images/s instead of
-220-250 for the default model (``benchmarks/train_throughput.py``).  Putting the thresholds back up
+220-250 for the shapes model (``benchmarks/train_throughput.py``).  Putting the thresholds back up
 (freed memory stays in the heap for the next step) is all the fix needs.
 
 Only glibc has ``mallopt``; elsewhere this is a no-op.

@@ -75,7 +75,7 @@ RECIPES = {
     ),
     # The bundle in velm_edge/models/shapes.velm.  About 40 minutes on 2 x86-64 cores.
     "shapes": Recipe(
-        "the shipped default model: 60k synthetic scenes, 7 epochs, seed 0, int8",
+        "the shipped shapes model (the synthetic camera's): 60k synthetic scenes, 7 epochs, seed 0, int8",
         train=("--dataset", "synth", "--train-scenes", "60000", "--val-scenes", "1000", "--epochs", "7",
                "--batch-size", "32", "--learning-rate", "0.002", "--patience", "3", "--seed", "0"),
         export=("--precision", "int8", "--calib-images", "200", "--calib-samples", "2000",

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from velm_edge.live import scenes
 from velm_edge.runtime.bundle import SHAPES_BUNDLE
+from velm_edge.synth import scenes
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from velm_edge.live import scenes
 from velm_edge.runtime import batching
 from velm_edge.runtime.bundle import Bundle, resolve
 from velm_edge.runtime.captioner import Captioner
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.synth import scenes
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "velm_edge" / "samples").glob("*.jpg"))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from velm_convert.metrics import exact_match
-from velm_edge.live import scenes
 from velm_edge.runtime.captioner import Captioner
 from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.synth import scenes
 
 
 def test_the_shipped_bundle_is_as_good_as_its_manifest_says_on_fresh_scenes(captioner):

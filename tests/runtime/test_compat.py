@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from velm_edge.live import scenes
 from velm_edge.service import compat
 from velm_edge.service.server import CaptionService, ServiceOptions
+from velm_edge.synth import scenes
 
 TOKEN = "compat-secret"
 

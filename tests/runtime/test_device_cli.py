@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from velm_edge.live import scenes
 from velm_edge.runtime.tokenizer import normalize
+from velm_edge.synth import scenes
 from velm_edge.tools import cli
 
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from velm_edge.errors import BundleError
-from velm_edge.live import scenes
 from velm_edge.runtime import backend
 from velm_edge.runtime.bundle import Bundle, write_manifest
 from velm_edge.runtime.captioner import Captioner
 from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.synth import scenes
 from velm_edge.tools import tflite_model
 
 SIGNATURE_DEFS = 7  # field number of Model.signature_defs in TFLite's schema.fbs

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 from velm_edge.errors import OptionError, SourceError
-from velm_edge.live import pipeline, scenes
+from velm_edge.live import pipeline
 from velm_edge.live.events import CaptionEvent
 from velm_edge.live.options import LiveOptions
 from velm_edge.live.reader import LatestFrameReader
 from velm_edge.live.sources import ImagesSource, OpenCVSource, SynthSource, open_source
 from velm_edge.sinks.jsonl import JsonlSink
 from velm_edge.sinks.kinds import open_sink
+from velm_edge.synth import scenes
 from velm_edge.testing.faults import ScriptedSource
 
 
@@ -288,7 +289,7 @@ def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path, free_port, run_
         coded = cv2.imdecode(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
         truths |= {truth, captioner.caption(coded).text}
     writer.release()
-    server_script = Path(__file__).resolve().parents[1] / "tools" / "rtsp_server.py"
+    server_script = Path(__file__).resolve().parents[1] / "servers" / "rtsp_server.py"
     server = subprocess.Popen(["/usr/bin/python3", str(server_script), str(free_port), str(clip)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

@@ -4,8 +4,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from velm_edge.live import scenes
-from velm_edge.live.scenes import AnimatedScenes, SceneConfig, SceneObject, describe
+from velm_edge.synth import scenes
+from velm_edge.synth.scenes import AnimatedScenes, SceneConfig, SceneObject, describe
 
 # The grammar, written independently of scenes.describe.
 OBJ = r"a (small|large) ({c}) ({s})".format(c="|".join(scenes.COLOURS), s="|".join(scenes.SHAPES))

@@ -19,8 +19,8 @@ import cv2
 import pytest
 
 from velm_edge.errors import OptionError
-from velm_edge.live import scenes
 from velm_edge.service.server import CaptionService, ServiceOptions
+from velm_edge.synth import scenes
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "a-long-secret"

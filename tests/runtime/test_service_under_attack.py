@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 import pytest
 
-from velm_edge.live import scenes
 from velm_edge.live.sources import Source
 from velm_edge.service.server import CaptionService, ServiceOptions
+from velm_edge.synth import scenes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 
 from velm_edge.errors import FrameError, OptionError, SourceError
-from velm_edge.live import scenes
 from velm_edge.runtime.image_file import read_image
 from velm_edge.specs import Key, Kind, split, usage
+from velm_edge.synth import scenes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

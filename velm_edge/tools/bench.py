@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 
 from velm_edge.errors import VelmError
-from velm_edge.live import scenes
 from velm_edge.runtime.captioner import Captioner
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.options import RuntimeOptions
+from velm_edge.synth import scenes
 
 
 def frames(n: int, width: int = 640, height: int = 480, seed: int = 7_000_000) -> list[np.ndarray]:

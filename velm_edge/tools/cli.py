@@ -20,12 +20,12 @@ from pathlib import Path
 
 from velm_edge import __version__
 from velm_edge.errors import OptionError, VelmError
-from velm_edge.live import scenes
 from velm_edge.runtime.bundle import DEFAULT_BUNDLE, SHIPPED, resolve
 from velm_edge.runtime.choices import HELP, RESIZE_MODES
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.options import RuntimeOptions
 from velm_edge.specs import describe
+from velm_edge.synth import scenes
 from velm_edge.tools.flags import HelpFormatter, add_fields, add_flag, from_args, run_command
 
 

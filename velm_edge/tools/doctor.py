@@ -124,10 +124,10 @@ def cameras() -> list[Finding]:
 def shipped_bundles() -> list[Finding]:
     """Both shipped bundles load and caption: the photo bundle (the default) a frame in its time, the shapes
     bundle a synthetic scene word for word."""
-    from velm_edge.live import scenes
     from velm_edge.runtime import bundle
     from velm_edge.runtime.captioner import Captioner
     from velm_edge.runtime.tokenizer import normalize
+    from velm_edge.synth import scenes
 
     out = []
     for name, path in bundle.SHIPPED.items():

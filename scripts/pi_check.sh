@@ -2,7 +2,7 @@
 # Run velm-edge on the Raspberry Pi's architecture and OS, here on an x86-64 Debian machine, and check that
 # it gives exactly the x86 captions.
 #
-#   tools/pi_check.sh [WORKDIR]        # default: ~/.cache/velm-edge/pi-check (reused between runs)
+#   scripts/pi_check.sh [WORKDIR]        # default: ~/.cache/velm-edge/pi-check (reused between runs)
 #
 # What it does, without root or binfmt (only qemu-user-static and apt-get's download, as any user):
 #  1. builds an arm64 Debian Bookworm sysroot with Python 3.11 and Debian's numpy 1.24 from Debian's arm64
@@ -12,7 +12,7 @@
 #  3. runs, under qemu-aarch64-static, for each: `velm-edge doctor`, captions for generated scenes (compared
 #     with this machine's captions of the same files, token for token), and a short `run synth:` to JSONL.
 # Needs: qemu-user-static (apt-get install qemu-user-static), network access to this machine's Debian mirror
-# (tools/debian_sources.py reads it from its apt configuration) and PyPI,
+# (scripts/debian_sources.py reads it from its apt configuration) and PyPI,
 # about 700 MB of disk. See PITFALLS.md "Raspberry Pi under emulation" for why each step is as it is.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,7 +38,7 @@ if [ ! -e "$ROOT/usr/lib/aarch64-linux-gnu/libstdc++.so.6" ]; then
     mkdir -p "$A/lists/partial" "$A/cache/archives/partial" "$W/debs"
     touch "$A/status"
     # the machine's own Debian mirrors (a local mirror or snapshot keeps working), deb.debian.org only as a fallback
-    python3 "$HERE/tools/debian_sources.py" > "$A/sources.list"
+    python3 "$HERE/scripts/debian_sources.py" > "$A/sources.list"
     step "arm64 sources: $(awk '{print $3}' "$A/sources.list" | sort -u | tr '\n' ' ')"
     APT=(-o "Dir::State=$A" -o "Dir::State::Lists=$A/lists" -o "Dir::State::status=$A/status"
          -o "Dir::Cache=$A/cache" -o "Dir::Etc::SourceList=$A/sources.list" -o "Dir::Etc::SourceParts=/dev/null"

@@ -1,6 +1,6 @@
-"""The arm64 Debian Bookworm sources for tools/pi_check.sh, taken from this machine's apt configuration.
+"""The arm64 Debian Bookworm sources for scripts/pi_check.sh, taken from this machine's apt configuration.
 
-    python3 tools/debian_sources.py [APT_DIR]       # default /etc/apt; prints a sources.list on stdout
+    python3 scripts/debian_sources.py [APT_DIR]       # default /etc/apt; prints a sources.list on stdout
 
 The Debian mirrors this machine already uses (a local mirror, a snapshot, a proxy-friendly host) are
 kept: the first ``deb`` entry for a Debian archive (``.../debian``) and the first for its security

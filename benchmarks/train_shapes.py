@@ -1,6 +1,6 @@
-"""Benchmark: train the default VELM on 2 CPU cores, then score it on 500 held-out scenes.
+"""Benchmark: train the shapes VELM (the synthetic camera's model) on 2 CPU cores, then score it on 500 held-out scenes.
 
-    python benchmarks/train_default.py [--out runs/bench] [--minutes 20] [--epochs 6] [velm-convert train flags]
+    python benchmarks/train_shapes.py [--out runs/bench] [--minutes 20] [--epochs 6] [velm-convert train flags]
 
 Prints data time, training time, and exact match / BLEU-4 / CIDEr-D on 500 scenes of the default
 difficulty whose seeds no training or validation scene uses.  Figures go to OUT/benchmark.json.

@@ -1,6 +1,6 @@
 """A real RTSP server on loopback for the tests: GStreamer's gst-rtsp-server streaming a video file as MJPEG.
 
-    /usr/bin/python3 tests/tools/rtsp_server.py PORT FILE      (Debian: python3-gi, gir1.2-gst-rtsp-server-1.0)
+    /usr/bin/python3 tests/servers/rtsp_server.py PORT FILE      (Debian: python3-gi, gir1.2-gst-rtsp-server-1.0)
 
 Serves rtsp://127.0.0.1:PORT/live, looping FILE; prints "ready" when it listens.
 """
