@@ -164,7 +164,7 @@ def test_the_photo_recipe_needs_a_data_folder_and_its_commands_parse(tmp_path, c
 
 
 def test_the_converters_info_lines_are_printed():
-    code = ("from velm_convert.cli import _quiet_tensorflow; import logging; _quiet_tensorflow(False); "
+    code = ("from velm_convert.cli import configure_logging; import logging; configure_logging(False); "
             "logging.getLogger('velm_convert.train').info('epoch 1 of 7')")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

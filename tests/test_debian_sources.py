@@ -1,13 +1,12 @@
 """scripts/pi_check.sh takes its arm64 Debian sources from the machine's apt configuration (deb.debian.org only
 where the machine names no Debian mirror)."""
 
-import importlib.util
 from pathlib import Path
 
+from velm_edge.testing.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("debian_sources", ROOT / "scripts" / "debian_sources.py")
-debian_sources = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(debian_sources)
+debian_sources = load_script(ROOT / "scripts" / "debian_sources.py")
 
 
 def apt_dir(tmp_path, sources_list="", parts=None):

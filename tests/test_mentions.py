@@ -26,8 +26,8 @@ def test_the_list_is_exactly_cocos_80_categories():
 
 
 def test_no_word_names_two_categories():
-    mentions._phrases.cache_clear()
-    table = mentions._phrases()  # raises if a form names two categories
+    mentions.phrase_table.cache_clear()
+    table = mentions.phrase_table()  # raises if a form names two categories
     assert len(table) > 300
 
 

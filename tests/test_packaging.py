@@ -1,5 +1,5 @@
 """Installation as documented: a wheel that carries the default bundle, installed into an empty venv with the
-`litert` extra, captions an image and reports its version (issue 6)."""
+`litert` extra, captions an image and reports its version."""
 
 import hashlib
 import re

@@ -79,7 +79,7 @@ def test_the_shipped_figures_are_what_the_device_code_measures_on_the_test_split
     parity check's decoding (beam search, no grounding: like for like with the float model) the figures in the
     manifest are reproduced.  The recommended decoding (grounded, no repeated word pair) gives what the README
     publishes, 17.3 BLEU-4 and 0.421 CIDEr-D: its second decoding from the tags alone costs Flickr8k about 1.2
-    BLEU-4 for the everyday photos' gain (issue 20 asked for 18.3 and 0.44: missed, see docs/engineering.md);
+    BLEU-4 for the everyday photos' gain (18.3 and 0.44 were asked for and missed: see docs/engineering.md);
     ``ground=0`` keeps in-domain quality at the issue's level, well above NeuralTalk's 16.0."""
     pytest.importorskip("velm_convert.datasets")
     from velm_convert import datasets, metrics

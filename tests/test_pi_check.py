@@ -1,4 +1,4 @@
-"""Issue 8: scripts/pi_check.sh end to end (needs qemu-user-static and network access to Debian and PyPI; CI
+"""scripts/pi_check.sh end to end (needs qemu-user-static and network access to Debian and PyPI; CI
 installs qemu, so it runs there; skipped where qemu is missing)."""
 
 import os

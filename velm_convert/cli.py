@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_tensorflow(verbose: bool) -> None:
+def configure_logging(verbose: bool) -> None:
+    """TensorFlow's C++ logs at warnings (only errors unless ``verbose``), and velm_convert's INFO lines shown."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("velm_convert").setLevel(logging.INFO)  # the modules log as velm_convert.*
@@ -341,7 +342,7 @@ def cmd_recipe(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_tensorflow(args.verbose)
+    configure_logging(args.verbose)
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption, "export": cmd_export,
                 "recipe": cmd_recipe}
     return run_command("velm-convert", commands[args.command], args)

@@ -138,7 +138,7 @@ def forms(category: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
-def _phrases() -> dict[tuple[str, ...], str]:
+def phrase_table() -> dict[tuple[str, ...], str]:
     """Normalized phrase -> category, for every form of every category."""
     table: dict[tuple[str, ...], str] = {}
     for category in CATEGORIES:
@@ -151,7 +151,7 @@ def _phrases() -> dict[tuple[str, ...], str]:
 
 def mentioned(caption: str) -> set[str]:
     """The categories a caption names; the longest phrase at each position wins ("teddy bear" over "bear")."""
-    table = _phrases()
+    table = phrase_table()
     longest = max(len(k) for k in table)
     words, found, i = normalize(caption), set(), 0
     while i < len(words):

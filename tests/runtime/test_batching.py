@@ -63,18 +63,18 @@ def test_batched_beams_make_the_row_by_row_captions_token_for_token(name):
             Captioner.open(name, RuntimeOptions(batch_beams=True)) as batched:
         # where the batch does not pay (tflite-runtime 2.14) both run row by row: the samples show it, the whole set
         # is for where the batched path really runs
-        images = frames() if batched._graphs().rows_graph(3) is not None else frames()[:len(SAMPLES)]
+        images = frames() if batched.batches(3) else frames()[:len(SAMPLES)]
         for options in (batched.options, batched.options.override(beam_size=5), DecodeOptions(beam_size=2)):
             expected = [rows.caption(im, options) for im in images]
             got = [batched.caption(im, options) for im in images]
             assert [c.tokens for c in got] == [c.tokens for c in expected]
             assert [c.score for c in got] == [c.score for c in expected]
         row_invokes, batch_invokes = rows.language.invokes, batched.language.invokes
-        if batched._graphs().rows_graph(2) is not None:  # the batch paid here: one invoke a step
+        if batched.batches(2):  # the batch paid here: one invoke a step
             assert batch_invokes < 0.6 * row_invokes, (batch_invokes, row_invokes)
         else:
             assert batch_invokes == row_invokes
         if name == "photo" and batched.info["backend"] == "ai_edge_litert":  # XNNPACK: 3 rows of the photo
-            assert batched._graphs().rows_graph(3) is not None  # graph's 3.9 MB cost little more than one
+            assert batched.batches(3)  # graph's 3.9 MB cost little more than one
         # (the shapes graph is so small that per-call overhead rules: whether 3 rows pay there varies from
         # run to run, 3 of 8 measurements in a row, and either way the captions are the same)

@@ -16,7 +16,7 @@ from velm_edge.synth import scenes
 
 
 def test_the_shipped_bundle_is_as_good_as_its_manifest_says_on_fresh_scenes(captioner):
-    """Issue 6's acceptance: 2,000 synthetic scenes the manifest's figure was not measured on (its
+    """2,000 synthetic scenes the manifest's figure was not measured on (its
     evaluation used the first seeds of the held-out range; these start 10,000 later).  The standard
     error of each figure is about 0.6 (2,000) and 1.2 points (500), so 2 points is a real check."""
     manifest = captioner.bundle.manifest["metrics"]

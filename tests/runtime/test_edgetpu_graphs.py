@@ -1,4 +1,4 @@
-"""Issue 8: a bundle's compiled Edge TPU graphs are run when an Edge TPU delegate is open, and a compiled graph
+"""A bundle's compiled Edge TPU graphs are run when an Edge TPU delegate is open, and a compiled graph
 that lost its serving signature (edgetpu_compiler may drop it) is still wired up by tensor position.
 
 There is no Edge TPU here, so the delegate is simulated at one point: ``backend.make_interpreter`` reports the

@@ -1,4 +1,4 @@
-"""Issue 7: any array as a frame (dtype, shape, channels, NaN/inf, size, zero-sized, byte order, strides) gives a
+"""Any array as a frame (dtype, shape, channels, NaN/inf, size, zero-sized, byte order, strides) gives a
 caption or a ValueError that says what was wrong; never a crash, another exception or a silent wrong cast.
 Together these tests generate more than 10,000 frames."""
 

@@ -1,4 +1,4 @@
-"""Issue 7: >= 1000 malformed bundles, each refused with BundleError or contained by the isolated probe,
+""">= 1000 malformed bundles, each refused with BundleError or contained by the isolated probe,
 with this process alive.  Run with -s to see the tally."""
 
 import shutil

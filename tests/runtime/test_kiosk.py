@@ -153,7 +153,7 @@ def _status(port, method, path, headers) -> int:
 
 
 def test_no_request_without_the_token_or_with_a_foreign_host_is_accepted():
-    """Issue 7's acceptance: every route, method and way of (not) giving the token, counted."""
+    """Every route, method and way of (not) giving the token, counted."""
     token = "Zq7-secret-token"
     paths = ["/", "/index.html", "/health", "/latest.json", "/events", "/stream.mjpg", "/nothing", "//health",
              "/%2e%2e/etc/passwd", "/health/"]

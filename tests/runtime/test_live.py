@@ -22,6 +22,7 @@ from velm_edge.sinks.jsonl import JsonlSink
 from velm_edge.sinks.kinds import open_sink
 from velm_edge.synth import scenes
 from velm_edge.testing.faults import ScriptedSource
+from velm_edge.testing.waiting import wait_until
 
 
 def test_synth_through_the_pipeline_to_jsonl_matches_the_ground_truth(captioner, tmp_path):
@@ -226,8 +227,7 @@ def test_failures_stalls_and_garbage_are_survived(captioner):
     events = list(pipeline.captions(source, captioner, reader=reader))
     assert reader.reconnects == 3 and "stalled" in reader.last_fault  # two failures, one stall
     assert source.opens == 4 and len(events) >= 5 and reader.error is None
-    time.sleep(3.5)  # the abandoned stalled thread finishes its sleep and exits
-    assert threading.active_count() <= threads_before
+    wait_until(lambda: threading.active_count() <= threads_before, 10, "the abandoned stalled reader thread to exit")
 
 
 def test_video_sink_burns_the_captions_in(captioner, tmp_path):

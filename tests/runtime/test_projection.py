@@ -1,7 +1,6 @@
-"""Issue 8: benchmarks/project.py projects Raspberry Pi 4 / Pi 5 / Edge TPU speed two independent ways, and its
+"""benchmarks/project.py projects Raspberry Pi 4 / Pi 5 / Edge TPU speed two independent ways, and its
 arithmetic and its measured peak are what its docstring says."""
 
-import importlib.util
 import platform
 import shutil
 import subprocess
@@ -11,15 +10,13 @@ from pathlib import Path
 import pytest
 
 from velm_edge.runtime.bundle import SHAPES_BUNDLE
+from velm_edge.testing.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_project():
-    spec = importlib.util.spec_from_file_location("project", ROOT / "benchmarks" / "project.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / "project.py")
 
 
 def test_peak_times_efficiency_arithmetic():

@@ -1,7 +1,6 @@
 """The HTTP layer under hostile load: slow and idle connections, memory bombs, framing, origins, a stop with
 requests in flight (each finding of the hostile-load review has a test here; counts and times CI-sized)."""
 
-import importlib.util
 import json
 import os
 import re
@@ -24,19 +23,12 @@ import pytest
 from velm_edge.live.sources import Source
 from velm_edge.service.server import CaptionService, ServiceOptions
 from velm_edge.synth import scenes
+from velm_edge.testing.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _hostile_load():
-    """benchmarks/hostile_load.py: the attacks and the raw-socket helpers, in one place for both."""
-    spec = importlib.util.spec_from_file_location("hostile_load", ROOT / "benchmarks" / "hostile_load.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_h = _hostile_load()
+_h = load_script(ROOT / "benchmarks" / "hostile_load.py")  # the attacks and raw-socket helpers, for both
 TOKEN, exchange, statuses, head, body_json = _h.TOKEN, _h.exchange, _h.statuses, _h.head, _h.body_json
 health_during, attack, drip, idle, png_16bit_rgba, rss_kb = (_h.health_during, _h.attack, _h.drip, _h.idle,
                                                              _h.png_16bit_rgba, _h.rss_kb)

@@ -1,4 +1,4 @@
-"""Issue 7: the short soak (60 s) as CI runs it; the 10-minute one is `python benchmarks/soak.py`."""
+"""The short soak (60 s) as CI runs it; the 10-minute one is `python benchmarks/soak.py`."""
 
 import json
 import subprocess

@@ -19,6 +19,7 @@ from velm_edge.live.options import LiveOptions
 from velm_edge.live.sources import SynthSource
 from velm_edge.sinks.base import Sink
 from velm_edge.sinks.kinds import open_sink
+from velm_edge.testing.waiting import wait_until
 
 
 def test_speak_reads_out_only_steady_captions(captioner, tmp_path, monkeypatch):
@@ -88,10 +89,12 @@ def test_mqtt_sink_publishes_every_caption_to_a_real_broker(captioner, broker):
     got = []
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     sub.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+    subscribed = []
+    sub.on_subscribe = lambda *_: subscribed.append(True)
     sub.connect("127.0.0.1", broker)
     sub.subscribe("kiosks/lobby/captions")
     sub.loop_start()
-    time.sleep(0.5)
+    wait_until(lambda: subscribed, 5, "the broker to confirm the subscription")
     sink = open_sink(f"mqtt://127.0.0.1:{broker}/kiosks/lobby/captions")
     counts = pipeline.run(SynthSource(fps=30, size=80, frames=30), captioner, [sink], LiveOptions(max_frames=20))
     deadline = time.monotonic() + 5
@@ -248,7 +251,7 @@ def test_stop_is_bounded_when_the_broker_never_answers():
     threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True).start()
     sink = open_sink(f"mqtt://127.0.0.1:{port}/mute?qos=1&discovery=homeassistant").start()
     try:
-        time.sleep(0.5)  # connected by TCP, never a CONNACK
+        wait_until(lambda: held, 5, "the sink's TCP connection")  # connected by TCP, never a CONNACK
         for n in range(20):
             sink.write(_Event(n))
         t0 = time.monotonic()

@@ -75,9 +75,10 @@ def test_a_sink_whose_stop_raises_does_not_keep_the_others_from_flushing(caption
     first, second = tmp_path / "first.jsonl", tmp_path / "second.srt"
     broken = Broken()
     sinks = [JsonlSink(str(first)), broken, open_sink(f"srt:{second}")]
+    source = SynthSource(fps=30, size=80, frames=20, realtime=False)
+    source.live = False  # every frame is handed over: 6 captions however slowly the interpreter runs (it raced)
     with pytest.raises(OSError, match="disk went away"):
-        pipeline.run(SynthSource(fps=30, size=80, frames=20, realtime=False), captioner, sinks,
-                     LiveOptions(max_frames=6))
+        pipeline.run(source, captioner, sinks, LiveOptions(max_frames=6))
     lines = first.read_text().splitlines()
     assert len(lines) == broken.events == 6 and all(json.loads(line)["text"] for line in lines)
     assert second.read_text().rstrip().endswith(json.loads(lines[-1])["text"])  # the last cue, written at stop

@@ -180,6 +180,11 @@ class Captioner:
         """This thread's language graph."""
         return self._graphs().language
 
+    def batches(self, rows: int) -> bool:
+        """Whether a beam search of ``rows`` beams runs them as one batch, one invoke a step, on this thread
+        (``RuntimeOptions.batch_beams``; the graph must take it soundly and gain from it)."""
+        return self._graphs().rows_graph(rows) is not None
+
     @property
     def info(self) -> dict:
         """Which interpreter package and device run the graphs (for this thread)."""
