@@ -58,7 +58,7 @@ from velm_edge.tools import tflite_model
 from velm_edge.tools.flags import add_flag
 
 TARGETS = ("pi4", "pi5", "edgetpu")
-# Published figures (see README "Performance"): (MACs of the model, milliseconds, threads, source).
+# Published figures (see docs/performance.md): (MACs of the model, milliseconds, threads, source).
 CITED = {
     "pi4": {
         "what": "Raspberry Pi 4 (Cortex-A72, 4 x 1.5 GHz)",
