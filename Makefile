@@ -36,7 +36,7 @@ test: lint $(TFLITE)/bin/pytest  ## lint, the whole suite (ai-edge-litert, numpy
 
 test-tflite: $(TFLITE)/bin/pytest  ## the runtime tests under tflite-runtime 2.14 with numpy < 2, without TensorFlow
 	$(TFLITE)/bin/python -c "import numpy, tflite_runtime; assert numpy.__version__ < '2'; print('tflite-runtime', tflite_runtime.__version__, 'numpy', numpy.__version__)"
-	$(TFLITE)/bin/python -m pytest -q tests/runtime
+	$(TFLITE)/bin/python -m pytest -q tests/edge
 
 lint: setup
 	$(BIN)/ruff check velm_edge velm_convert tests benchmarks examples docs scripts

@@ -15,7 +15,7 @@ and, one after the other:
 
 To compare with another checkout, run this file from that checkout (``cd OLD && python
 /path/to/hostile_load.py``): the service is started from whatever ``velm_edge`` Python imports there.
-``tests/runtime/test_service_under_attack.py`` asserts the same attacks with these helpers.
+``tests/edge/service/test_service_under_attack.py`` asserts the same attacks with these helpers.
 """
 
 from __future__ import annotations

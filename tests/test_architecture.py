@@ -176,3 +176,10 @@ def test_every_decode_option_is_defined_once_and_reaches_the_cli_the_service_and
         for n in names:
             defined = rf'add_(flag|argument)\([^)]*"--{n.replace("_", "-")}"|Key\("{n}"'
             assert not re.search(defined, text), (path, n)
+
+
+def test_the_device_tests_mirror_the_rooms():
+    """tests/edge (no TensorFlow, also run under tflite-runtime) has a folder per velm_edge room it tests."""
+    rooms = {p.parent.name for p in (ROOT / "velm_edge").glob("*/__init__.py")}
+    folders = {p.name for p in (ROOT / "tests" / "edge").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders and folders <= rooms, sorted(folders - rooms)

@@ -12,7 +12,7 @@ import pytest
 
 from velm_edge.runtime.bundle import DEFAULT_BUNDLE, SHAPES_BUNDLE, read_manifest
 
-FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
+FLICKR8K = Path(__file__).resolve().parents[3] / "shared" / "data" / "flickr8k"
 OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian's opencv-doc (installed by .ci/run)
 
 # what a caption must say to name the subject of each photo

@@ -289,7 +289,7 @@ def test_an_rtsp_stream_from_a_real_server_on_loopback(tmp_path, free_port, run_
         coded = cv2.imdecode(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
         truths |= {truth, captioner.caption(coded).text}
     writer.release()
-    server_script = Path(__file__).resolve().parents[1] / "servers" / "rtsp_server.py"
+    server_script = Path(__file__).resolve().parents[2] / "servers" / "rtsp_server.py"
     server = subprocess.Popen(["/usr/bin/python3", str(server_script), str(free_port), str(clip)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

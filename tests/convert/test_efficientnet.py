@@ -16,7 +16,7 @@ from velm_convert.torch_weights import LEGACY_MAGIC, WeightsError, load_state_di
 from velm_edge.testing.scripts import load_script  # noqa: E402
 
 # the independent numpy pass lives with the benchmarks, not in the wheel
-efficientnet_reference = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "efficientnet_reference.py")
+efficientnet_reference = load_script(Path(__file__).resolve().parents[2] / "benchmarks" / "efficientnet_reference.py")
 
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -12,7 +12,7 @@ import pytest
 from velm_edge.runtime.bundle import SHAPES_BUNDLE
 from velm_edge.testing.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def load_project():

@@ -25,7 +25,7 @@ from velm_edge.service.server import CaptionService, ServiceOptions
 from velm_edge.synth import scenes
 from velm_edge.testing.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 _h = load_script(ROOT / "benchmarks" / "hostile_load.py")  # the attacks and raw-socket helpers, for both

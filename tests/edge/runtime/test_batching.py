@@ -16,7 +16,7 @@ from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.options import RuntimeOptions
 from velm_edge.synth import scenes
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = sorted((ROOT / "velm_edge" / "samples").glob("*.jpg"))
 COCO = ROOT.parent / "shared" / "data" / "coco-sample"
 

@@ -10,7 +10,7 @@ import pytest
 from velm_convert import mentions
 from velm_convert.mentions import CATEGORIES, mention_scores, mentioned, plural, shown
 
-COCO_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-sample"
+COCO_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "coco-sample"
 COCO_80 = """person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign
 parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie
 suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard

@@ -15,7 +15,7 @@ import pytest
 from velm_edge.live.sources import open_source
 from velm_edge.runtime.tokenizer import normalize
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
 BIN = Path(sys.executable).parent
 

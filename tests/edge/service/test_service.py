@@ -23,7 +23,7 @@ from velm_edge.service.server import CaptionService, ServiceOptions
 from velm_edge.synth import scenes
 from velm_edge.testing.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "a-long-secret"
 
 
