@@ -159,8 +159,10 @@ class CaptionService:
         return self._pending
 
     # -- captioning
-    def _decode_and_caption(self, data: bytes, options: DecodeOptions) -> Caption:
-        return self.captioner.caption(decode_image(data), options)  # the one image reader: EXIF orientation applied
+    def caption_image_bytes(self, data: bytes, options: DecodeOptions) -> Caption:
+        """What a captioning thread runs for a request: decode the image (the one image reader: EXIF orientation
+        applied) and caption it."""
+        return self.captioner.caption(decode_image(data), options)
 
     def inspect(self, data: bytes) -> tuple[str, int, int]:
         """(type, width, height) of an encoded image, read from its bytes before anything is decoded; Refusal
@@ -194,7 +196,7 @@ class CaptionService:
                 raise Busy
             self._pending += 1
         try:
-            future = self._pool.submit(self._decode_and_caption, data, options)
+            future = self._pool.submit(self.caption_image_bytes, data, options)
         except RuntimeError:  # the pool is shut down: the service is stopping
             with self._lock:
                 self._pending -= 1

@@ -432,14 +432,14 @@ def test_in_chromium_a_foreign_page_gets_nothing_captioned_and_an_allowed_one_re
 def test_captions_still_queued_at_their_504_leave_the_queue(captioner, monkeypatch):
     options = ServiceOptions(port=0, workers=1, max_queue=4, timeout_s=0.5)
     with CaptionService(captioner, options) as service:
-        release, real = threading.Event(), service._decode_and_caption
+        release, real = threading.Event(), service.caption_image_bytes
 
         def slow_first(data, decode):  # the first caption holds the only captioning thread
             if not release.is_set():
                 release.wait(10)
             return real(data, decode)
 
-        monkeypatch.setattr(service, "_decode_and_caption", slow_first)
+        monkeypatch.setattr(service, "caption_image_bytes", slow_first)
         png = scene_png()
         with ThreadPoolExecutor(3) as pool:
             answers = list(pool.map(lambda _: statuses(exchange(service.port, head("POST", "/v1/caption",
