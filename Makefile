@@ -34,7 +34,7 @@ test: lint $(TFLITE)/bin/pytest  ## lint, the whole suite (ai-edge-litert, numpy
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-tflite
 
-test-tflite: $(TFLITE)/bin/pytest  ## the runtime tests under tflite-runtime 2.14 with numpy < 2, without TensorFlow
+test-tflite: $(TFLITE)/bin/pytest  ## the device tests (tests/edge) under tflite-runtime 2.14 with numpy < 2, without TensorFlow
 	$(TFLITE)/bin/python -c "import numpy, tflite_runtime; assert numpy.__version__ < '2'; print('tflite-runtime', tflite_runtime.__version__, 'numpy', numpy.__version__)"
 	$(TFLITE)/bin/python -m pytest -q tests/edge
 
