@@ -108,7 +108,8 @@ def log_softmax(logits: np.ndarray, table: np.ndarray | None = None) -> np.ndarr
     """Log-probabilities (float64) of the last axis of real ``logits``.  With ``table`` (a ``Dequantizer``'s: the
     real value of each byte), ``logits`` are rows (B, V) of 8-bit codes, and each row's maximum, exponentials and
     log-probabilities are worked out for the 256 byte values only, then looked up: the same numbers, summed in
-    the same order, as for the dequantized rows, in a third of the time (a beam step's 3 x 3,700 scores)."""
+    the same order, as for the dequantized rows (a beam step's 3 x 3,700 scores: 48 us against 67 with the
+    dequantizing)."""
     if table is None:
         z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
