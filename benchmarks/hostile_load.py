@@ -88,14 +88,28 @@ def health_during(port: int, seconds: float, token: str | None = None) -> tuple[
     return served, asked
 
 
-def attack(port: int, connections: int, behave, seconds: float) -> threading.Event:
+class Attack(threading.Event):
+    """An attack under way: ``set()`` (or its timer) stops it; ``connected`` counts the connections it made."""
+
+    def __init__(self):
+        super().__init__()
+        self.connected = 0
+        self._count = threading.Lock()
+
+    def made_one(self) -> None:
+        with self._count:
+            self.connected += 1
+
+
+def attack(port: int, connections: int, behave, seconds: float) -> Attack:
     """``connections`` threads run ``behave(socket)`` on fresh connections, reconnecting, until stopped."""
-    stop = threading.Event()
+    stop = Attack()
 
     def loop() -> None:
         while not stop.is_set():
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    stop.made_one()
                     behave(s, stop)
             except OSError:
                 time.sleep(0.01)
@@ -176,7 +190,9 @@ def main() -> int:
     try:
         for name, behave, connections in (("drip", drip, 64), ("idle", idle, 100)):
             stop = attack(port, connections, behave, 4.0)
-            time.sleep(0.5)
+            deadline = time.monotonic() + 5
+            while stop.connected < connections and time.monotonic() < deadline:  # every attacker is connected
+                time.sleep(0.02)
             served, asked = health_during(port, 3.0, TOKEN)
             stop.wait()
             after, asked_after = health_during(port, 0.5, TOKEN)

@@ -28,14 +28,15 @@ class Listener:
         self.thread.start()
 
     def _read(self):
-        while not self.done.is_set():
+        while True:
             try:
                 self.got.append((time.monotonic(), self.sock.recv(4096).decode()))
             except TimeoutError:
-                pass
+                if self.done.is_set():  # the sender had finished and nothing more is queued
+                    return
 
     def messages(self) -> list[tuple[float, str]]:
-        time.sleep(0.3)
+        """Everything sent, once the sender has finished: what is queued is read, then the reader stops."""
         self.done.set()
         self.thread.join()
         self.sock.close()

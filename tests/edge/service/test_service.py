@@ -223,8 +223,11 @@ def test_a_thousand_hostile_requests_are_refused_and_the_service_still_captions(
         assert len(cases) >= 1000
 
         # slowloris and half-open clients hold connections meanwhile; they must not block the others
+        connected = []
+
         def slowloris() -> int | None:
             with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+                connected.append(s)
                 t0 = time.monotonic()
                 try:
                     for byte in request(valid[".png"]):
@@ -243,7 +246,7 @@ def test_a_thousand_hostile_requests_are_refused_and_the_service_still_captions(
         with ThreadPoolExecutor(40) as slow:
             lorises = [slow.submit(slowloris) for _ in range(10)]
             halves = [slow.submit(half_open) for _ in range(10)]
-            time.sleep(0.5)
+            wait_until(lambda: len(connected) == len(lorises), 5, "the slowloris clients to connect")
             t0 = time.monotonic()
             with ThreadPoolExecutor(8) as pool:
                 results = list(pool.map(lambda c: (c[0], raw(port, c[1]), c[2]), cases))

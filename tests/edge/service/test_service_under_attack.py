@@ -24,6 +24,7 @@ from velm_edge.live.sources import Source
 from velm_edge.service.server import CaptionService, ServiceOptions
 from velm_edge.synth import scenes
 from velm_edge.testing.scripts import load_script
+from velm_edge.testing.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -58,7 +59,7 @@ def service(captioner):
 def test_slow_and_idle_connections_do_not_lock_out_normal_requests(captioner, behave, connections):
     with CaptionService(captioner, ServiceOptions(port=0, workers=2, token=TOKEN)) as service:  # 5 s for a head
         stop = attack(service.port, connections, behave, 4.0)
-        time.sleep(0.5)  # the attackers are connected
+        wait_until(lambda: stop.connected >= connections, 5, "every attacker to connect")
         served, asked = health_during(service.port, 3.0, TOKEN)
         stop.wait()
         assert served >= 0.6 * asked, f"{served} of {asked} served during the attack"
