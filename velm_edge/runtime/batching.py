@@ -10,10 +10,10 @@ The exported language graph has a batch of one, and one thing ties it to that: i
 ``rows_free`` rewrites the file in place, in memory: each operator that read a squeezed tensor reads the
 tensor before the squeeze instead (the same values and quantization), and the squeeze itself flattens to
 (-1,) so that it still prepares at any batch (its output is no longer read).  After that the interpreter's
-input resizing is sound, and ``batched`` proves it for each bundle when it builds the graph: ``rows`` rows in
-one invoke must equal ``rows`` single-row invokes bit for bit, and must be faster than them here (``pays``),
-or it is not used and beams run row by row, as before.  A compiled Edge TPU graph keeps its static shapes
-and runs row by row.
+input resizing is sound, and the captioner proves it for each bundle when it builds the graph
+(``Captioner``'s rows graph): ``rows`` rows in one invoke must equal ``rows`` single-row invokes bit for bit
+(``same_rows``), and must be faster than them here (``pays``), or it is not used and beams run row by row, as
+before.  A compiled Edge TPU graph keeps its static shapes and runs row by row.
 """
 
 from __future__ import annotations

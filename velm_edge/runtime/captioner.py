@@ -78,8 +78,7 @@ class _Graphs:
         self.feature_in = requantizer(v.qparams("feature", True), lang.qparams("feature"))
         self.state0_in = requantizer(v.qparams("state", True), lang.qparams("state"))
         self.state_in = requantizer(lang.qparams("state", True), lang.qparams("state"))
-        self.q_logits = lang.qparams("logits", True)
-        self.logits_to_real = Dequantizer(self.q_logits)
+        self.logits_to_real = Dequantizer(lang.qparams("logits", True))  # int8 logits: also their byte table
         self.q_classes = v.qparams("classes", True) if "classes" in v.outputs else None
         self.tag_start_in = None
         if "tag_feature" in v.outputs:
