@@ -1,10 +1,10 @@
 """The model bundle: the contract between ``convert`` (which writes it) and the device (which reads it).
 
 A directory ``NAME.velm/`` holding ``manifest.json``, ``vision.tflite``, ``language.tflite``,
-``embeddings.npy`` and ``vocab.txt`` (plus reports).  The manifest names the format and its version,
-the preprocessing, token ids, tensor sizes and quantization, and the sha256 and size of every file;
-nothing is parsed before its size and checksum match.  Every refusal is a ``BundleError`` that names
-the file, what was expected and what was found.
+``embeddings.npy`` and ``vocab.txt`` (plus reports, and optionally ``classes.json`` and ``detector.tflite``).
+The manifest names the format and its version, the preprocessing, token ids, tensor sizes and quantization,
+and the sha256 and size of every file; nothing is parsed before its size and checksum match. Every refusal is
+a ``BundleError`` that names the file, what was expected and what was found.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from velm_edge.errors import BundleError
-from velm_edge.runtime.contract import CLASSES_FILE, check_files, check_manifest
+from velm_edge.runtime.contract import CLASSES_FILE, DETECTOR_FILE, check_files, check_manifest
+from velm_edge.runtime.detect import Decoding
 from velm_edge.runtime.grounding import WordTable
 from velm_edge.runtime.quant import QParams
 from velm_edge.runtime.tokenizer import Vocab
@@ -129,6 +130,8 @@ class Bundle:
     vocab: Vocab
     edgetpu: dict[str, bytes]  # graph name -> its edgetpu_compiler output, for graphs that have one
     words: WordTable | None = None  # classes.json: the vision graph's ImageNet classes and their caption words
+    detector: bytes | None = None  # detector.tflite, where the bundle has one
+    decoding: Decoding | None = None  # how to read the detector's outputs (the manifest's detector section)
 
     @property
     def precision(self) -> str:
@@ -170,4 +173,7 @@ class Bundle:
                               f"for the {len(vocab)} tokens of vocab.txt")
         words = WordTable.from_bytes(extra[CLASSES_FILE], vocab, str(root / CLASSES_FILE)) \
             if CLASSES_FILE in extra else None
-        return cls(root, manifest, data["vision.tflite"], data["language.tflite"], table, vocab, compiled, words)
+        decoding = Decoding.from_manifest(manifest["detector"], str(root / "manifest.json")) \
+            if DETECTOR_FILE in extra else None
+        return cls(root, manifest, data["vision.tflite"], data["language.tflite"], table, vocab, compiled, words,
+                   extra.get(DETECTOR_FILE), decoding)

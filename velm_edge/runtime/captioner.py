@@ -28,8 +28,9 @@ from velm_edge.runtime.bundle import Bundle, resolve
 from velm_edge.runtime.choices import RESIZE_MODES, check
 from velm_edge.runtime.contract import check_graphs
 from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.detect import Detection, DetectOptions, Detector
 from velm_edge.runtime.graph import Graph
-from velm_edge.runtime.grounding import Tag, no_grounding
+from velm_edge.runtime.grounding import DetectedWords, Tag, no_grounding
 from velm_edge.runtime.options import RuntimeOptions
 from velm_edge.runtime.quant import Dequantizer, dequantize, requantizer
 
@@ -43,11 +44,13 @@ class Caption:
     complete: bool = True  # False when the length limit or time budget cut the caption short
     tags: tuple[Tag, ...] = ()  # the ImageNet classifier's top classes (grounded bundles; empty otherwise)
     confidence: float = 1.0  # 0..1: how sure the model is of this caption (see velm_edge.runtime.confidence)
+    detections: tuple[Detection, ...] = ()  # the detector's objects, best first (bundles with a detector)
 
     def to_json(self) -> dict:
         return {"text": self.text, "tokens": list(self.tokens), "score": round(self.score, 4),
                 "confidence": round(self.confidence, 3), "tags": [t.to_json() for t in self.tags],
-                "complete": self.complete, "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
+                "detections": [d.to_json() for d in self.detections], "complete": self.complete,
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Encoded:
     classes: np.ndarray | None = None  # (C,) ImageNet class probabilities (grounded bundles)
     signal: float = 1.0  # 0..1: how much picture the frame holds (velm_edge.runtime.confidence.image_signal)
     tag_start: tuple[np.ndarray, np.ndarray] | None = None  # (feature, state) from the tags alone (tagged decoders)
+    detections: tuple[Detection, ...] | None = None  # the detector's objects; None where it did not run
 
 
 class _Graphs:
@@ -69,7 +73,14 @@ class _Graphs:
                             bundle.edgetpu.get("vision"))
         self.language = Graph(bundle.language, f"{bundle.root}/language.tflite", runtime.for_language(),
                               bundle.edgetpu.get("language"))
-        check_graphs(bundle, {"vision": self.vision, "language": self.language})
+        self.detector = None
+        graphs = {"vision": self.vision, "language": self.language}
+        if bundle.detector is not None:
+            graphs["detector"] = Graph(bundle.detector, f"{bundle.root}/detector.tflite", runtime.for_vision(),
+                                       bundle.edgetpu.get("detector"))
+        check_graphs(bundle, graphs)
+        if bundle.detector is not None:
+            self.detector = Detector(graphs["detector"], bundle.decoding)
         self.bundle, self.runtime = bundle, runtime
         self._rows: Graph | None = None  # the language graph for several rows (``rows_graph``)
         self._rows_refused = not runtime.batch_beams or bool(self.language.info.get("compiled"))
@@ -115,8 +126,9 @@ class _Graphs:
 
 class Captioner:
     def __init__(self, bundle: Bundle, runtime: RuntimeOptions | None = None, options: DecodeOptions | None = None,
-                 rgb: bool = False, resize: str | None = None):
+                 rgb: bool = False, resize: str | None = None, detection: DetectOptions | None = None):
         self.bundle, self.vocab, self.rgb = bundle, bundle.vocab, rgb
+        self.detection = detection if detection is not None else DetectOptions()
         self.runtime = runtime if runtime is not None else RuntimeOptions()
         self.options = options if options is not None else DecodeOptions.recommended(bundle.manifest)
         pre = bundle.manifest["preprocess"]
@@ -127,6 +139,8 @@ class Captioner:
         self.table = bundle.embeddings
         self.words = bundle.words  # the classifier's labels and caption words (None: not a grounded bundle)
         self.plain_bias = no_grounding(len(self.vocab), self.vocab.unk_id)  # <unk> is never said
+        self.detected_words = DetectedWords(bundle.manifest["detector"], self.vocab, f"{bundle.root}/manifest.json") \
+            if bundle.decoding is not None else None
         self._local = threading.local()
         self._closed = False
         self._graphs()  # build and check now, so a bad bundle fails at open(), not at the first frame
@@ -134,7 +148,7 @@ class Captioner:
     @classmethod
     def open(cls, path: str | Path | None = None, runtime: RuntimeOptions | None = None,
              options: DecodeOptions | None = None, rgb: bool = False, resize: str | None = None,
-             isolate: bool = False, source: object = None) -> Captioner:
+             isolate: bool = False, source: object = None, detection: DetectOptions | None = None) -> Captioner:
         """Load and check a bundle directory, or a shipped one by name (default: "photo", the real-world
         model, or "shapes", which knows the synthetic scenes, when ``source`` is the synthetic camera: a
         ``synth:`` URI or source).
@@ -143,13 +157,14 @@ class Captioner:
         ``options``: decoding (greedy, beam, limits; default: what the bundle's manifest recommends);
         ``rgb``: frames are RGB(A) rather than BGR(A); ``resize``: override the bundle's resize mode;
         ``isolate``: for an untrusted bundle, first load and run it once in a child process with memory and
-        time limits (``velm_edge.runtime.isolate``), so a bundle that crashes the interpreter is refused instead."""
+        time limits (``velm_edge.runtime.isolate``), so a bundle that crashes the interpreter is refused instead;
+        ``detection``: whether the bundle's detector runs and which objects it keeps (``DetectOptions``)."""
         root, digest = resolve(path, source), None  # the one resolve of this open
         if isolate:
             from velm_edge.runtime.isolate import probe
 
             digest = probe(root, backend=(runtime or RuntimeOptions()).backend)["manifest_sha256"]
-        return cls(Bundle.read(root, digest), runtime, options, rgb, resize)
+        return cls(Bundle.read(root, digest), runtime, options, rgb, resize, detection)
 
     def close(self) -> None:
         self._closed = True
@@ -178,6 +193,12 @@ class Captioner:
     def language(self) -> Graph:
         """This thread's language graph."""
         return self._graphs().language
+
+    @property
+    def detector_graph(self) -> Graph | None:
+        """This thread's detector graph (None: the bundle has none)."""
+        detector = self._graphs().detector
+        return None if detector is None else detector.graph
 
     def batches(self, rows: int) -> bool:
         """Whether a beam search of ``rows`` beams runs them as one batch, one invoke a step, on this thread
@@ -256,51 +277,81 @@ class Captioner:
 
     def decode_features(self, feature: np.ndarray, state: np.ndarray, options: DecodeOptions | None = None,
                         classes: np.ndarray | None = None,
-                        tag_start: tuple[np.ndarray, np.ndarray] | None = None) -> decode.Decoded:
-        """The decode loop from (feature, state); ``classes`` (a grounded bundle's class probabilities) steer it
-        when ``options.ground`` is on (see ``velm_edge.runtime.grounding``): a caption that names none of the
-        classifier's confident words is decoded a second time, with them raised, by a beam of at most 2, and
-        from ``tag_start`` (the start from the tags alone, of a decoder trained on tags) when there is one."""
+                        tag_start: tuple[np.ndarray, np.ndarray] | None = None,
+                        detections: tuple[Detection, ...] | None = None) -> decode.Decoded:
+        """The decode loop from (feature, state); ``classes`` (a grounded bundle's class probabilities) and
+        ``detections`` (its detector's objects; None where it did not run) steer it when ``options.ground`` is on
+        (see ``velm_edge.runtime.grounding``): a caption that names none of the classifier's confident words nor
+        the objects found, or names a person the detector does not see, is decoded a second time, with them
+        raised and without people, by a beam of at most 2, and from ``tag_start`` (the start from the tags alone,
+        of a decoder trained on tags) when there is one."""
         g = self._graphs()
         v, options = self.vocab, options or self.options
         bias, boost = self.plain_bias, None
         if classes is not None and self.words is not None and options.ground > 0:
             bias, boost = self.words.bias(classes, options.ground)
+        banned = np.zeros(0, np.int64)
+        if self.detected_words is not None and options.ground > 0 and detections is not None:
+            banned, boost = self.detected_words.apply(detections, boost)
 
-        def run(boost, options, start=(feature, state)):
+        def run(bias, boost, options, start=(feature, state)):
             return decode.decode(self.step_fn(start[0]), start[1], v.start_id, v.end_id, self.max_steps, options,
                                  g.logits_to_real, bias, boost)
 
         t0 = time.perf_counter()
-        d = run(None, options)  # the decoder's own caption, with <unk> and the classifier's unseen words held back
-        if boost is not None and not boost[list(d.tokens)].any():  # it misses every confident word: again, raised,
+        d = run(bias, None, options)  # the decoder's own caption, <unk> and the classifier's unseen words held back
+        said = list(d.tokens)
+        misses = boost is not None and not boost[said].any()  # it names no confident word and no object found
+        invents = bool(np.isin(banned, said).any())  # it names a person the detector does not see
+        if misses or invents:  # again, raised and without the banned words,
             second = options.override(beam_size=min(2, options.beam_size))  # a narrower beam: two thirds of the cost
             if options.time_budget_ms is not None:  # the budget is the whole caption's: only what is left of it
                 left = options.time_budget_ms - (time.perf_counter() - t0) * 1e3
                 if left <= 0:
                     return d
                 second = dataclasses.replace(second, time_budget_ms=left)
-            again = run(boost, second, tag_start or (feature, state))
+            if banned.size:
+                bias = bias.copy()
+                bias[banned] = -np.inf
+            again = run(bias, boost, second, tag_start or (feature, state))
             d = again if again.complete or not d.complete else d  # never trade a finished caption for a cut one
         return d
 
     def _result(self, d: decode.Decoded, classes: np.ndarray | None, signal: float,
-                timings: dict[str, float]) -> Caption:
+                timings: dict[str, float], detections: tuple[Detection, ...]) -> Caption:
         tags, support = (), 0.0
         if classes is not None and self.words is not None:
             tags = self.words.tags(classes)
             support = float(self.words.word_scores(classes)[list(d.tokens)].max(initial=0.0))
         return Caption(self.vocab.decode(d.tokens), d.tokens, d.score, timings, d.complete, tags,
-                       confidence.of_caption(d.score, len(d.tokens), signal, support))
+                       confidence.of_caption(d.score, len(d.tokens), signal, support), detections)
 
-    def encode_frame(self, frame: np.ndarray) -> Encoded:
-        """The first half of ``caption``: preprocess and the vision graph (``decode_encoded`` is the rest).
+    def encode_frame(self, frame: np.ndarray, detection: DetectOptions | None = None) -> Encoded:
+        """The first half of ``caption``: preprocess, the vision graph and, where the bundle has one and
+        ``detection`` (default: the Captioner's) lets it, the detector (``decode_encoded`` is the rest).
         Two threads can run the halves of consecutive frames at once: each thread has its own graphs."""
         t0 = time.perf_counter()
         image = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb, self.color_order)
         preprocess_ms = (time.perf_counter() - t0) * 1e3
         encoded = self.encode_rgb(image)
-        return dataclasses.replace(encoded, timings_ms={"preprocess": preprocess_ms, **encoded.timings_ms})
+        timings = {"preprocess": preprocess_ms, **encoded.timings_ms}
+        detection = detection or self.detection
+        detections = None
+        if detection.detect and self._graphs().detector is not None:
+            t0 = time.perf_counter()
+            detections = self.detect(frame, detection)
+            timings["detect"] = (time.perf_counter() - t0) * 1e3
+        return dataclasses.replace(encoded, timings_ms=timings, detections=detections)
+
+    def detect(self, frame: np.ndarray, detection: DetectOptions | None = None) -> tuple[Detection, ...]:
+        """The bundle's detector alone: any accepted frame -> its objects, best first, boxes in the frame's pixels
+        (``detection``: which ones; default: the Captioner's).  A bundle without a detector refuses."""
+        detector = self._graphs().detector
+        if detector is None:
+            raise BundleError(f"{self.bundle.root}: this bundle has no detector graph (detector.tflite); the "
+                              f"shipped photo bundle has one")
+        scores, boxes, where = detector.run(frame, self.rgb)
+        return detector.detections(scores, boxes, where, detection or self.detection)
 
     def encode_rgb(self, rgb: np.ndarray) -> Encoded:
         """``encode_frame`` for a uint8 image already at the model's size and in its colour order (no preprocess)."""
@@ -312,10 +363,11 @@ class Captioner:
     def decode_encoded(self, encoded: Encoded, options: DecodeOptions | None = None) -> Caption:
         """The second half of ``caption``: the decode loop over an ``encode_frame`` result."""
         t0 = time.perf_counter()
-        d = self.decode_features(encoded.feature, encoded.state, options, encoded.classes, encoded.tag_start)
+        d = self.decode_features(encoded.feature, encoded.state, options, encoded.classes, encoded.tag_start,
+                                 encoded.detections)
         timings = {**encoded.timings_ms, "decode": (time.perf_counter() - t0) * 1e3}
         timings["total"] = sum(timings.values())
-        return self._result(d, encoded.classes, encoded.signal, timings)
+        return self._result(d, encoded.classes, encoded.signal, timings, encoded.detections or ())
 
     def caption_rgb(self, rgb: np.ndarray, options: DecodeOptions | None = None) -> Caption:
         """A uint8 image already at the model's size and in its colour order (RGB unless the bundle's

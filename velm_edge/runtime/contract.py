@@ -18,6 +18,7 @@ import numpy as np
 
 from velm_edge.errors import BundleError
 from velm_edge.runtime.choices import COLOR_ORDERS, PRECISIONS, RESIZE_MODES
+from velm_edge.runtime.detect import Decoding
 
 if TYPE_CHECKING:
     from velm_edge.runtime.bundle import Bundle
@@ -26,10 +27,13 @@ if TYPE_CHECKING:
 TENSOR_DTYPES = ("int8", "uint8", "int16", "float32")
 SPECIAL_TOKENS = {"pad": 0, "start": 1, "end": 2, "unk": 3}  # velm_edge.runtime.tokenizer.Vocab's fixed ids
 IO_NAMES = {"vision": ({"image"}, {"feature", "state"}),
-            "language": ({"embedding", "feature", "state"}, {"logits", "state"})}
+            "language": ({"embedding", "feature", "state"}, {"logits", "state"}),
+            "detector": ({"image"}, {"scores", "boxes"})}
+OPTIONAL_GRAPHS = {"detector"}  # detector.tflite with the manifest's detector section (velm_edge.runtime.detect)
+DETECTOR_FILE = "detector.tflite"
 # Optional outputs: a grounded bundle's vision graph adds the ImageNet class probabilities (with classes.json), and
 # one whose decoder was trained on tags also the start from the tags alone (tag_feature, tag_state: both or none).
-OPTIONAL_OUTPUTS = {"vision": {"classes", "tag_feature", "tag_state"}, "language": set()}
+OPTIONAL_OUTPUTS = {"vision": {"classes", "tag_feature", "tag_state"}, "language": set(), "detector": set()}
 TAG_START = {"tag_feature", "tag_state"}
 CLASSES_FILE = "classes.json"
 MAX_SIDE, MAX_WIDTH, MAX_STEPS, MAX_BEAM = 2048, 1 << 16, 1024, 16
@@ -128,7 +132,17 @@ def check_manifest(m: dict, where: str) -> None:
             if file is not None and (not isinstance(file, str) or file not in m.get("files", {})):
                 raise BundleError(f"{where}: edgetpu.{graph}.file {file!r} is not one of the bundle's files")
     graphs = _dict(m, "graphs", where)
+    if set(graphs) - set(IO_NAMES):
+        raise BundleError(f"{where}: graphs names {sorted(set(graphs) - set(IO_NAMES))}; a bundle's graphs are "
+                          f"{sorted(IO_NAMES)}")
+    if ("detector" in graphs) != ("detector" in m) or ("detector" in graphs) != (DETECTOR_FILE in m["files"]):
+        raise BundleError(f"{where}: a detector needs all of graphs.detector, the detector section and "
+                          f"{DETECTOR_FILE} among the files, or none of them")
+    if "detector" in m:
+        Decoding.from_manifest(_dict(m, "detector", where), where)
     for graph, (inputs, outputs) in IO_NAMES.items():
+        if graph in OPTIONAL_GRAPHS and graph not in graphs:
+            continue
         g = _dict(graphs, graph, f"{where}: graphs")
         for side, names in (("inputs", inputs), ("outputs", outputs)):
             io = _dict(g, side, f"{where}: graphs.{graph}")
@@ -149,20 +163,28 @@ def check_manifest(m: dict, where: str) -> None:
                 _qparams(d, at)
 
 
-def expected_shapes(m: dict, classes: int = 0) -> dict[str, dict[str, tuple[int, ...]]]:
+def expected_shapes(m: dict, classes: int = 0,
+                    detector: Decoding | None = None) -> dict[str, dict[str, tuple[int, ...]]]:
     """Every graph input/output's shape as the manifest's sizes imply (batch 1); ``classes``: the rows of
-    classes.json, when the bundle has one."""
+    classes.json, when the bundle has one; ``detector``: the detector's ``Decoding``, when it has one."""
     side, f, s = m["preprocess"]["size"], m["feature_size"], m["state_size"]
-    return {"vision": {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s), "classes": (1, classes),
+    found = {}
+    if detector is not None:
+        d = detector
+        found["detector"] = {"image": (1, d.size, d.size, 3), "scores": (1, d.points, len(d.labels)),
+                             "boxes": (1, d.points, 4 * (d.reg_max + 1))}
+    return {**found,
+            "vision": {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s), "classes": (1, classes),
                        "tag_feature": (1, f), "tag_state": (1, s)},
             "language": {"embedding": (1, m["embedding_size"]), "feature": (1, f), "state": (1, s),
                          "logits": (1, m["vocab_size"])}}
 
 
 def check_graphs(bundle: Bundle, graphs: dict[str, Graph]) -> None:
-    """Both graphs against the manifest and each other; the embedding table against the language graph."""
+    """The graphs given (vision and language; the detector where the bundle has one) against the manifest and each
+    other; the embedding table against the language graph."""
     m, root = bundle.manifest, bundle.root
-    shapes = expected_shapes(m, len(bundle.words) if bundle.words is not None else 0)
+    shapes = expected_shapes(m, len(bundle.words) if bundle.words is not None else 0, bundle.decoding)
     want_dtype = "int8" if m["precision"] == "int8" else "float32"
     for name, graph in graphs.items():
         inputs, outputs = IO_NAMES[name]

@@ -121,6 +121,48 @@ class WordTable:
         return bias, boost
 
 
+class DetectedWords:
+    """The detector's labels against the vocabulary (the manifest's ``detector.words``: label -> caption words).
+
+    From one frame's detections, ``apply`` gives what the Captioner's second decoding uses:
+    - the words of a label listed in ``detector.unseen_banned`` ("person") are banned while the detector sees no
+      such object: a caption that invents people the detector did not find is decoded again without them;
+    - the words of every label it sees join the boost, by ``Nudge.boost`` times the detection's score, so a
+      caption that names none of the objects is decoded again with them raised."""
+
+    def __init__(self, section: dict, vocab, where: str):
+        words, banned = section.get("words", {}), section.get("unseen_banned", [])
+        labels = set(section["labels"])
+        if not isinstance(words, dict) or not set(words) <= labels or not isinstance(banned, list) \
+                or not set(banned) <= labels:
+            raise BundleError(f"{where}: detector.words must map labels to word lists and detector.unseen_banned "
+                              f"list labels, among the detector's labels")
+        self.ids: dict[str, np.ndarray] = {}
+        for label, ws in words.items():
+            if not isinstance(ws, list) or not all(isinstance(w, str) for w in ws):
+                raise BundleError(f"{where}: detector.words[{label!r}] must be a list of words")
+            ids = [vocab.id(w) for w in ws]
+            if vocab.unk_id in ids:
+                raise BundleError(f"{where}: detector.words[{label!r}] holds a word not in vocab.txt")
+            self.ids[label] = np.array(ids, np.int64)
+        self.banned = tuple(banned)
+        self.vocab_size, self.unk_id = len(vocab), vocab.unk_id
+        self.nudge = NUDGE
+
+    def apply(self, detections, boost: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(banned token ids, boost) for one frame's detections: ``boost`` (from ``WordTable.bias``, or None) with
+        the seen labels' words raised, and the words of ``unseen_banned`` labels it does not see."""
+        seen: dict[str, float] = {}
+        for d in detections:
+            seen[d.label] = max(seen.get(d.label, 0.0), d.score)
+        unseen = [self.ids[label] for label in self.banned if label not in seen and label in self.ids]
+        for label, score in seen.items():
+            if label in self.ids:
+                boost = np.zeros(self.vocab_size) if boost is None else boost
+                boost[self.ids[label]] = np.maximum(boost[self.ids[label]], self.nudge.boost * score)
+        return (np.concatenate(unseen) if unseen else np.zeros(0, np.int64)), boost
+
+
 def no_grounding(vocab_size: int, unk_id: int) -> np.ndarray:
     """The bias of a bundle without classes: only ``<unk>`` forbidden."""
     bias = np.zeros(vocab_size)

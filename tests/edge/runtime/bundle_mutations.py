@@ -216,3 +216,50 @@ def mutations(good: Path, seed: int = 0, per_file: int = 40) -> list[Mutation]:
     out.append(Mutation("swap", "vision.tflite <-> language.tflite", True, True, True,
                         _swap("vision.tflite", "language.tflite")))
     return out
+
+
+DETECTOR_READ = ("labels", "size", "color_order", "strides", "reg_max", "center_offset", "min_score", "iou")
+DETECTOR_OPTIONAL = ("words", "unseen_banned")  # read when present: absent means none
+DETECTOR_VALID = {"center_offset": (0, 1)}  # bad values elsewhere, fine here (a point at a cell's corner or far edge)
+
+
+def detector_mutations(good: Path, seed: int = 0, flips: int = 6) -> list[Mutation]:
+    """The third graph's damage: detector.tflite cut, flipped, missing or swapped, and every field of the
+    manifest's detector section removed or given a wrong value (resealed)."""
+    rng = random.Random(seed)
+    name, size = "detector.tflite", (good / "detector.tflite").stat().st_size
+    out = [Mutation("truncate", f"{name} to {n} bytes", False, False, True, _truncate(name, n))
+           for n in (0, 8, size // 2)]
+    out += [Mutation("truncate", f"{name} to {n} bytes", True, True, True, _truncate(name, n)) for n in (16, size // 3)]
+    for _ in range(flips):
+        off, bit = rng.randrange(size), rng.randrange(8)
+        out.append(Mutation("bit flip", f"{name} byte {off} bit {bit}", False, False, True, _flip(name, off, bit)))
+    out.append(Mutation("path", f"{name} missing", False, False, True, lambda r: (r / name).unlink()))
+    out.append(Mutation("path", f"{name} a symlink to /etc/passwd", False, False, True, _symlink(name, "/etc/passwd")))
+    out.append(Mutation("swap", "detector.tflite <-> vision.tflite", True, True, True,
+                        _swap("detector.tflite", "vision.tflite")))
+    manifest = json.loads((good / "manifest.json").read_text())
+    section = manifest["detector"]
+    out.append(Mutation("field removed", "detector", True, False, True, _edit_manifest(("detector",), None, True)))
+    out.append(Mutation("field removed", "graphs.detector", True, False, True,
+                        _edit_manifest(("graphs", "detector"), None, True)))
+    for key in (*DETECTOR_READ, *DETECTOR_OPTIONAL):
+        optional = key in DETECTOR_OPTIONAL
+        out.append(Mutation("field removed", f"detector.{key}", True, False, not optional,
+                            _edit_manifest(("detector", key), None, True)))
+        for value in BAD_VALUES:
+            if value == section[key] or (optional and value in ({}, []) and type(value) is type(section[key])) \
+                    or (type(value) is int and value in DETECTOR_VALID.get(key, ())):
+                continue
+            out.append(Mutation("field value", f"detector.{key} = {value!r}", True, False, True,
+                                _edit_manifest(("detector", key), value)))
+    labels = section["labels"]
+    for label, changed in {"one label fewer": labels[:-1], "one label more": [*labels, "unicorn"],
+                           "a duplicate": [*labels[:-1], labels[0]]}.items():
+        out.append(Mutation("field value", f"detector.labels: {label}", True, False, True,
+                            _edit_manifest(("detector", "labels"), changed)))
+    out.append(Mutation("field value", "detector.size 320 (the graph takes 416)", True, False, True,
+                        _edit_manifest(("detector", "size"), 320)))
+    out.append(Mutation("field value", "detector.words names a word not in vocab.txt", True, False, True,
+                        _edit_manifest(("detector", "words", "person"), ["xyzzy"])))
+    return out

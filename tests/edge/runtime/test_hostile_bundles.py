@@ -59,3 +59,32 @@ def test_a_thousand_malformed_bundles_are_refused_or_contained(shapes_bundle, tm
     assert not unexpected, unexpected[:10]
     assert not wrongly_accepted, wrongly_accepted[:10]
     assert sum(tally.values()) == len(todo)
+
+
+@pytest.mark.slow
+def test_a_damaged_detector_graph_or_section_is_refused_or_contained(tmp_path):
+    from bundle_mutations import detector_mutations
+
+    from velm_edge.runtime.bundle import SHIPPED
+
+    good = SHIPPED["photo"]
+    todo = detector_mutations(good)
+    assert len(todo) >= 90
+    wrongly_accepted, unexpected, tally = [], [], Counter()
+    for i, m in enumerate(todo):
+        root = tmp_path / f"d{i}.velm"
+        shutil.copytree(good, root)
+        m.apply(root)
+        try:
+            outcome = judge(root, m)
+        except Exception as e:
+            unexpected.append(f"{m.kind}: {m.detail}: {type(e).__name__}: {e}")
+            continue
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        tally[outcome] += 1
+        if outcome == "accepted" and m.must_refuse:
+            wrongly_accepted.append(f"{m.kind}: {m.detail}")
+    print(f"\n{len(todo)} damaged detectors: {dict(tally)}")
+    assert not unexpected, unexpected[:10]
+    assert not wrongly_accepted, wrongly_accepted[:10]
