@@ -8,7 +8,8 @@ The method, every input printed with the result:
 1. Measure on this machine (`velm-edge bench --json`): preprocess, vision graph, the interpreter's time of one
    decoder invoke, the Python glue (everything outside the interpreter and OpenCV: lookups, copies, the beam
    search's bookkeeping), and the decoder invokes per caption.
-2. The vision graph is convolution work: its time on a target is its multiply-accumulates (counted
+2. The vision graph (and the detector graph, where the bundle has one) is convolution work: its time on a target
+   is its multiply-accumulates (counted
    from the .tflite, as `velm-edge info` reports them) divided by the target's effective int8 rate,
    taken from a published benchmark of an int8 CNN on that device (CITED below, with the arithmetic).
 3. The decoder invokes and the resize are scaled by how much slower one target core is than one core here,
@@ -178,19 +179,24 @@ def project(bench: dict, macs: dict, language_weight_bytes: float = 0.0,
     pi4_rate = pi4["macs"] / (pi4["ms"] * 1e-3)
     rates = {"pi4": pi4_rate, "pi5": pi4_rate * CITED["pi5"]["pi4_speedup"]}
     out = {"here": {"vision_mac_per_s": here_rate, **here_ms, "steps": steps, "python_s_per_step": python_s_per_step}}
+    if "detect" in bench:
+        out["here"]["detect"] = bench["detect"]["median"]
     for name, rate in rates.items():
         slower = here_rate / (rate / pi4["threads"])  # one target core vs one core here (SIMD-bound work)
         python_slower = slower if python_s_per_step is None else PYTHON[name]["s_per_step"] / python_s_per_step
         per_call = steps * here_ms["decode_invoke"] * slower
         memory = steps * language_weight_bytes / BANDWIDTH[name]["bytes_per_s"] * 1e3
         parts = {"vision": macs["vision"] / rate * 1e3, "decode": max(per_call, memory),
-                 "preprocess": here_ms["preprocess"] * slower, "python_glue": here_ms["python_glue"] * python_slower}
+                 "preprocess": here_ms["preprocess"] * slower, "python_glue": here_ms["python_glue"] * python_slower,
+                 "detector": macs.get("detector", 0.0) / rate * 1e3 if "detect" in bench else 0.0}
         out[name] = {"core_slower_than_here": slower, "python_slower_than_here": python_slower,
                      "int8_mac_per_s": rate, **parts, "decode_per_call": per_call, "decode_memory": memory,
                      "decode_bound": "memory" if memory > per_call else "per-call"}
     tpu = CITED["edgetpu"]
     pi4_parts = out["pi4"]
-    parts = {"vision": macs["vision"] / (tpu["macs"] / (tpu["ms"] * 1e-3)) * 1e3 + tpu["call_ms"],
+    tpu_rate = tpu["macs"] / (tpu["ms"] * 1e-3)
+    parts = {"vision": macs["vision"] / tpu_rate * 1e3 + tpu["call_ms"],
+             "detector": macs["detector"] / tpu_rate * 1e3 + tpu["call_ms"] if pi4_parts["detector"] else 0.0,
              **{k: pi4_parts[k] for k in ("decode", "preprocess", "python_glue", "decode_per_call", "decode_memory",
                                            "decode_bound")}}
     out["edgetpu"] = {"int8_mac_per_s": tpu["macs"] / (tpu["ms"] * 1e-3), **parts}
@@ -200,7 +206,8 @@ def project(bench: dict, macs: dict, language_weight_bytes: float = 0.0,
 
 
 def _total(parts: dict) -> None:
-    parts["caption_ms"] = sum(parts[k] for k in ("vision", "decode", "preprocess", "python_glue"))
+    parts["without_detector_ms"] = sum(parts[k] for k in ("vision", "decode", "preprocess", "python_glue"))
+    parts["caption_ms"] = parts["without_detector_ms"] + parts["detector"]
     parts["captions_per_s"] = 1e3 / parts["caption_ms"]
 
 
@@ -240,8 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     bench = json.load(open(args.bench))["result"] if args.bench else measure(args.bundle, args.images,
                                                                                args.beam_size)
+    graphs = ("vision", "language", "detector") if Path(bench["bundle"], "detector.tflite").is_file() else \
+        ("vision", "language")
     costs = {name: tflite_model.cost(tflite_model.read(Path(bench["bundle"], f"{name}.tflite").read_bytes()))
-             for name in ("vision", "language")}  # counted from the graphs themselves, as velm-edge info does
+             for name in graphs}  # counted from the graphs themselves, as velm-edge info does
     macs, weights = {name: c["macs"] for name, c in costs.items()}, costs["language"]["weight_bytes"]
     python_here = args.nbody * 1e-6 if args.nbody else measure_python()
     p = project(bench, macs, weights, python_here)
@@ -255,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     decoding = f"{bench['steps_per_caption']:.1f} decoder steps per caption"
     print(f"\nPROJECTED (not measured) per caption, int8 bundle, {decoding}, ms.  First estimate: the vision graph at "
           "published int8 CNN rates:\n")
-    _table(["vision graph", "decoder: per-call", "decoder: memory", "decoder (bound)", "resize", "Python", "caption",
-            "captions/s"],
-           lambda name: [f"{p[name]['vision']:.2f}", f"{p[name]['decode_per_call']:.2f}",
+    _table(["vision graph", "detector graph", "decoder: per-call", "decoder: memory", "decoder (bound)", "resize",
+            "Python", "caption without the detector", "caption", "captions/s"],
+           lambda name: [f"{p[name]['vision']:.2f}", f"{p[name]['detector']:.2f}", f"{p[name]['decode_per_call']:.2f}",
                          f"{p[name]['decode_memory']:.2f}", f"{p[name]['decode']:.2f} ({p[name]['decode_bound']})"]
            + [f"{p[name][k]:.2f}" for k in ("preprocess", "python_glue")]
-           + [f"{p[name]['caption_ms']:.1f}", f"{p[name]['captions_per_s']:.1f}"])
+           + [f"{p[name]['without_detector_ms']:.1f}", f"{p[name]['caption_ms']:.1f}",
+              f"{p[name]['captions_per_s']:.1f}"])
     print(f"\ndecoder, memory bound: {bench['steps_per_caption']:.1f} invokes x {weights / 1e6:.2f} MB of weights / "
           + ", ".join(f"{name} {BANDWIDTH[name]['bytes_per_s'] / 1e9:.2f} GB/s" for name in TARGETS[:2])
           + "; per-call bound: invokes x the interpreter's time of one invoke here x how much slower a target core is")

@@ -1,5 +1,6 @@
 """Make docs/photos.png: real photographs captioned by the shipped photo bundle (the default), each caption drawn
-under its photo by the project's own overlay, with the classifier's first tag that has a caption word in brackets.
+under its photo by the project's own overlay, with the classifier's first tag that has a caption word in brackets,
+and the detector's boxes drawn on the photo.
 Only photos whose licence allows it: scikit-image's sample photos
 (astronaut: NASA, public domain; chelsea, coffee: CC0 by Stefan van der Walt and Rachel Michaels; the motorcycle
 from the Middlebury stereo set) and matplotlib's Grace Hopper portrait (US Navy, public domain).
@@ -17,7 +18,7 @@ import numpy as np
 from skimage import data
 
 from velm_edge import Captioner
-from velm_edge.sinks.overlay import draw_caption
+from velm_edge.sinks.overlay import draw_caption, draw_detections
 
 
 def photos() -> dict[str, np.ndarray]:
@@ -41,7 +42,10 @@ def main() -> int:
             tag = next((t for t in caption.tags if t.word), None)
             text = caption.text + (f" [{tag.word} {tag.score:.2f}]" if tag else "")
             print(f"{name}: {text}")
-            tile = cv2.resize(image, (360, 270), interpolation=cv2.INTER_AREA)  # the grid's cell, captioned
+            boxed = draw_detections(image.copy(), caption.detections)
+            found = ", ".join(f"{d.label} {d.score:.2f}" for d in caption.detections)
+            print(f"{'':{len(name)}s}  detections: {found}")
+            tile = cv2.resize(boxed, (360, 270), interpolation=cv2.INTER_AREA)  # the grid's cell, captioned
             tiles.append(np.pad(draw_caption(tile, text), ((4, 4), (4, 4), (0, 0)), constant_values=255))
     sheet = np.concatenate(tiles, axis=1)
     cv2.imwrite(args.out, sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])

@@ -29,6 +29,7 @@ class CaptionEvent:
     latency_ms: float  # preprocess + graphs + decoding of this caption
     confidence: float = 1.0  # 0..1, how sure the model is (velm_edge.runtime.confidence)
     tags: tuple = ()  # the ImageNet classifier's top classes: runtime.grounding.Tag (label, word, score)
+    detections: tuple = ()  # the detector's objects: runtime.detect.Detection (label, score, box in frame pixels)
     dropped: int = 0  # frames the reader replaced before they were captioned, so far
     bad_frames: int = 0  # malformed frames skipped, so far
     reconnects: int = 0  # times the reader reopened the source, so far
@@ -44,6 +45,7 @@ class CaptionEvent:
         now; ``more`` sets the other fields (counters, image, truth, correct)."""
         return cls(text=caption.text, tokens=tuple(caption.tokens), score=round(caption.score, 4),
                    confidence=round(caption.confidence, 3), tags=tuple(caption.tags), complete=caption.complete,
+                   detections=tuple(caption.detections),
                    frame=frame, captured=time.time() if captured is None else captured,
                    frame_age_ms=frame_age_ms, latency_ms=round(caption.timings_ms.get("total", 0.0), 3), **more)
 
@@ -55,7 +57,7 @@ class CaptionEvent:
             if value is None and f.default is None:
                 continue
             out[f.name] = list(value) if f.name == "tokens" else [t.to_json() for t in value] \
-                if f.name == "tags" else value
+                if f.name in ("tags", "detections") else value
         return out
 
 

@@ -33,6 +33,10 @@ class LiveOptions:
         "help": "run the next frame's vision graph on a second thread while the current caption decodes: more "
                 "captions/s when the camera is faster than the captioner, on 2+ cores (velm-edge run: on with "
                 "--device cpu, off with an Edge TPU)"})
+    detect_every: int = field(default=1, metadata={
+        "help": "run the bundle's detector on every N-th captioned frame only; the frames between keep its last "
+                "objects (for a slow device: a Pi 4 projects a detector pass at several times a caption's vision "
+                "graph)"})
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 0:
@@ -41,6 +45,8 @@ class LiveOptions:
             raise OptionError(f"duration_s must be >= 0 (or None), got {self.duration_s}")
         if not 0 <= self.min_confidence <= 1:
             raise OptionError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if isinstance(self.detect_every, bool) or not isinstance(self.detect_every, int) or self.detect_every < 1:
+            raise OptionError(f"detect_every must be a whole number >= 1, got {self.detect_every!r}")
         if self.gate < 0 or self.gate_interval_s <= 0 or self.stable < 0:
             raise OptionError(f"gate must be >= 0, gate_interval_s > 0 and stable >= 0, got {self.gate}, "
                               f"{self.gate_interval_s}, {self.stable}")

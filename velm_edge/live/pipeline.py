@@ -40,16 +40,16 @@ def _event(frame: Frame, caption: Caption, wall_offset: float, **counters: int) 
 
 
 def _sequential(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,
-                on_progress: Callable[[], None] | None, counts: dict) -> Iterator[tuple | None]:
+                on_progress: Callable[[], None] | None, counts: dict, detect_every: int) -> Iterator[tuple | None]:
     """(frame, caption) for the newest frames, one after the other; None while there is nothing new."""
-    for item in encoded_frames(reader, captioner, gate, on_progress, counts):
+    for item in encoded_frames(reader, captioner, gate, on_progress, counts, detect_every):
         yield None if item is None else (item[0], captioner.decode_encoded(item[1]))
 
 
 def _overlapped(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,
-                on_progress: Callable[[], None] | None, counts: dict) -> Iterator[tuple | None]:
-    """The same pairs, with the next frame's vision graph running on its own thread meanwhile."""
-    ahead = VisionAhead(reader, captioner, gate, on_progress, counts).start()
+                on_progress: Callable[[], None] | None, counts: dict, detect_every: int) -> Iterator[tuple | None]:
+    """The same pairs, with the next frame's vision graph (and detector) running on its own thread meanwhile."""
+    ahead = VisionAhead(reader, captioner, gate, on_progress, counts, detect_every).start()
     try:
         while True:
             item = ahead.get(timeout=0.2)
@@ -82,7 +82,7 @@ def captions(source: Source, captioner: Captioner, options: LiveOptions | None =
     reader = (reader or LatestFrameReader(source)).start()
     wall_offset = time.time() - time.monotonic()
     start, done, counts = time.monotonic(), 0, {"bad": 0}
-    pairs = (_overlapped if o.overlap else _sequential)(reader, captioner, gate, on_progress, counts)
+    pairs = (_overlapped if o.overlap else _sequential)(reader, captioner, gate, on_progress, counts, o.detect_every)
     try:
         while (o.max_frames is None or done < o.max_frames) and not (stop and stop()):
             if o.duration_s is not None and time.monotonic() - start >= o.duration_s:

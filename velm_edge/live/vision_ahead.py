@@ -12,6 +12,7 @@ decode time.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -26,10 +27,15 @@ END = object()  # the source ended
 
 
 def encoded_frames(reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None,
-                   on_progress: Callable[[], None] | None, counts: dict) -> Iterator[tuple[Frame, Encoded] | None]:
+                   on_progress: Callable[[], None] | None, counts: dict,
+                   detect_every: int = 1) -> Iterator[tuple[Frame, Encoded] | None]:
     """The frame loop of both live paths: (frame, encoded) for each newest frame the scene gate lets through,
     None while there is nothing new (so the caller can look at its limits), until the source ends.  A malformed
-    frame is counted in ``counts["bad"]``, never fatal; ``on_progress`` is called for every frame taken."""
+    frame is counted in ``counts["bad"]``, never fatal; ``on_progress`` is called for every frame taken.
+    ``detect_every``: the bundle's detector runs on every n-th encoded frame; the frames between keep the last
+    detections (their boxes are as old as that frame)."""
+    without = captioner.detection.override(detect=False) if detect_every > 1 else None
+    encoded_count, last = 0, None
     while True:
         frame = reader.get(timeout=0.2)
         if frame is None:
@@ -43,11 +49,17 @@ def encoded_frames(reader: LatestFrameReader, captioner: Captioner, gate: SceneG
             if gate is not None and not gate.changed(frame.image, frame.captured):
                 yield None
                 continue
-            encoded = captioner.encode_frame(frame.image)
+            detect = encoded_count % detect_every == 0 or last is None
+            encoded = captioner.encode_frame(frame.image) if detect else captioner.encode_frame(frame.image, without)
         except FrameError:  # an undecodable or malformed frame
             counts["bad"] += 1
             yield None
             continue
+        encoded_count += 1
+        if detect:
+            last = encoded.detections
+        elif last is not None:
+            encoded = dataclasses.replace(encoded, detections=last)
         yield frame, encoded
 
 
@@ -55,8 +67,9 @@ class VisionAhead:
     """``encoded_frames`` on a thread of its own, one result ahead of the caller."""
 
     def __init__(self, reader: LatestFrameReader, captioner: Captioner, gate: SceneGate | None = None,
-                 on_progress: Callable[[], None] | None = None, counts: dict | None = None):
-        self.frames = encoded_frames(reader, captioner, gate, on_progress, counts if counts is not None else {"bad": 0})
+                 on_progress: Callable[[], None] | None = None, counts: dict | None = None, detect_every: int = 1):
+        self.frames = encoded_frames(reader, captioner, gate, on_progress, counts if counts is not None else {"bad": 0},
+                                     detect_every)
         self._slot: queue.Queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vision ahead", daemon=True)

@@ -8,11 +8,11 @@ and Node-RED"):
 
 - **The prompt is not followed.**  The answer to a request with images is their captions, one line per
   image in the order sent, each exactly the text ``velm-edge caption`` gives.  Each answer also carries
-  the captions with their tags and confidence as JSON in an extra field, ``velm``.
+  the captions with their tags, detections and confidence as JSON in an extra field, ``velm``.
 - **A request without images** (a "Hi" to check the server) gets a 200 that says what velm-edge does,
   with no captions.  With ``format`` / ``response_format`` it gets ``{"captions": []}``.
 - **JSON output:** Ollama ``format: "json"`` or OpenAI ``response_format: {"type": "json_object"}`` gets
-  the text ``{"captions": [{"text", "tags", "confidence"}, ...]}``, one entry per image.  A JSON schema
+  the text ``{"captions": [{"text", "tags", "detections", "confidence"}, ...]}``, one entry per image.  A JSON schema
   cannot be followed, so it gets a 400 that says so.
 - **Token counts** (``eval_count``, ``usage.completion_tokens``) are the captions' words and end tokens.
   The prompt is not read, so ``prompt_eval_count`` and ``prompt_tokens`` are 0.
@@ -138,7 +138,8 @@ def _format(value) -> bool:
         return True
     if isinstance(value, dict):
         raise Refusal(HTTPStatus.BAD_REQUEST, "format: a captioner cannot fill a JSON schema; send format "
-                      "\"json\" for {\"captions\": [{\"text\", \"tags\", \"confidence\"}]}", param="format")
+                      "\"json\" for {\"captions\": [{\"text\", \"tags\", \"detections\", \"confidence\"}]}",
+                      param="format")
     raise Refusal(HTTPStatus.BAD_REQUEST, "format must be \"json\" (a JSON schema cannot be followed)", param="format")
 
 
@@ -189,7 +190,8 @@ def openai_chat(request: dict) -> Ask:
     kind = response_format.get("type", "text")
     if kind not in ("text", "json_object"):
         raise Refusal(HTTPStatus.BAD_REQUEST, f"response_format {kind!r} cannot be followed by a captioner; use "
-                      "\"json_object\" for {\"captions\": [{\"text\", \"tags\", \"confidence\"}]} or \"text\"",
+                      "\"json_object\" for {\"captions\": [{\"text\", \"tags\", \"detections\", \"confidence\"}]} "
+                      "or \"text\"",
                       param="response_format")
     return Ask(_model(request), tuple(images), _field(request, "stream", (bool,), False), kind == "json_object")
 
@@ -205,7 +207,7 @@ def answer_text(captions: list, as_json: bool) -> str:
 
 def _caption_json(caption) -> dict:
     return {"text": caption.text, "tags": [t.to_json() for t in caption.tags],
-            "confidence": round(caption.confidence, 3)}
+            "detections": [d.to_json() for d in caption.detections], "confidence": round(caption.confidence, 3)}
 
 
 def extra(captions: list) -> dict:

@@ -11,11 +11,16 @@ _ERROR = {"description": "an error: what to fix", "content": {"application/json"
 _JSON = {"application/json": {"schema": {"type": "object"}}}
 _TAG = {"type": "object", "required": ["label", "word", "score"],
         "properties": {"label": {"type": "string"}, "word": {"type": ["string", "null"]}, "score": {"type": "number"}}}
-_CAPTION = {"type": "object", "required": ["text", "tokens", "score", "confidence", "tags", "complete", "timings_ms",
-                                           "image"],
+_DETECTION = {"type": "object", "required": ["label", "score", "box"],
+              "properties": {"label": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1},
+                             "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
+                                     "description": "x_min, y_min, x_max, y_max in pixels of the image sent"}}}
+_CAPTION = {"type": "object", "required": ["text", "tokens", "score", "confidence", "tags", "detections", "complete",
+                                           "timings_ms", "image"],
             "properties": {"text": {"type": "string"}, "tokens": {"type": "array", "items": {"type": "integer"}},
                            "score": {"type": "number"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
                            "tags": {"type": "array", "items": _TAG}, "complete": {"type": "boolean"},
+                           "detections": {"type": "array", "items": _DETECTION},
                            "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
                            "image": {"type": "object", "properties": {
                                "type": {"type": "string", "enum": ["jpeg", "png", "bmp"]},

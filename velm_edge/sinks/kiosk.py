@@ -3,7 +3,8 @@
 ``http://127.0.0.1:8080`` by default (``kiosk`` or ``kiosk:HOST:PORT`` as a sink):
 
 =================  ==========================================================================
-``/``              full-screen page: MJPEG preview, the caption pushed by server-sent events
+``/``              full-screen page: MJPEG preview with the detector's boxes, the caption pushed by
+                   server-sent events
 ``/stream.mjpg``   the preview (multipart JPEG) at the source's frame rate
 ``/events``        captions as server-sent events (one JSON object each)
 ``/latest.json``   the newest caption event
@@ -43,17 +44,39 @@ html, body { margin: 0; height: 100%; background: #000; color: #fff; font-family
 #caption { position: absolute; left: 0; right: 0; bottom: 0; padding: 3vh 4vw; font-size: 5vh;
            background: rgba(0, 0, 0, 0.6); text-align: center; min-height: 6vh; }
 #meta { position: absolute; top: 1vh; right: 2vw; font-size: 2vh; opacity: 0.7; }
+#boxes { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
+#boxes rect { fill: none; stroke: #50c8ff; stroke-width: 0.4%; }
+#boxes text { fill: #50c8ff; font-family: sans-serif; font-weight: bold; }
 </style></head>
 <body>
 <img id="preview" src="stream.mjpg__TOKEN__" alt="live preview">
+<svg id="boxes" preserveAspectRatio="xMidYMid meet"></svg>
 <div id="caption">waiting for the first caption...</div>
 <div id="meta"></div>
 <script>
+const preview = document.getElementById("preview"), boxes = document.getElementById("boxes");
+function draw(detections) {  // boxes are in the frame's pixels: the svg's viewBox is the frame
+  const w = preview.naturalWidth, h = preview.naturalHeight;
+  if (!w || !h) return;
+  boxes.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  const ns = "http://www.w3.org/2000/svg", size = Math.max(12, w / 40);
+  boxes.replaceChildren(...(detections || []).flatMap((d) => {
+    const [x1, y1, x2, y2] = d.box;
+    const rect = document.createElementNS(ns, "rect"), label = document.createElementNS(ns, "text");
+    const set = (node, attributes) => Object.entries(attributes).forEach(([k, v]) => node.setAttribute(k, v));
+    set(rect, {x: x1, y: y1, width: x2 - x1, height: y2 - y1});
+    set(label, {x: x1 + 4, y: Math.max(size, y1 - 4), "font-size": size});
+    rect.setAttribute("class", "box");
+    label.textContent = `${d.label} ${d.score.toFixed(2)}`;
+    return [rect, label];
+  }));
+}
 const events = new EventSource("events__TOKEN__");
 events.onmessage = (m) => {
   const e = JSON.parse(m.data);
   document.getElementById("caption").textContent = e.text;
   document.getElementById("meta").textContent = `frame ${e.frame} - ${Math.round(e.frame_age_ms)} ms`;
+  draw(e.detections);
 };
 </script>
 </body></html>

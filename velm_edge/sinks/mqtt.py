@@ -115,7 +115,7 @@ def discovery_config(node: str, state_topic: str, availability_topic: str, name:
         "json_attributes_topic": state_topic,
         "json_attributes_template": "{{ {'frame': value_json.frame, 'frame_age_ms': value_json.frame_age_ms, "
                                     "'score': value_json.score, 'confidence': value_json.confidence, "
-                                    "'tags': value_json.tags} | tojson }}",
+                                    "'tags': value_json.tags, 'detections': value_json.detections} | tojson }}",
         "availability_topic": availability_topic, "payload_available": "online", "payload_not_available": "offline",
         "icon": "mdi:image-text",
         "device": {"identifiers": [f"velm_edge_{node}"], "name": name or f"velm-edge {node}",

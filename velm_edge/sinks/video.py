@@ -1,4 +1,4 @@
-"""The ``video:PATH[?fps=15]`` sink: the preview written to a video file with the captions burned in."""
+"""The ``video:PATH[?fps=15]`` sink: the preview written to a video file with the captions and boxes burned in."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class VideoSink(Sink):
         if fps <= 0:
             raise OptionError(f"video sink fps must be > 0, got {fps}")
         self.path, self.fps, self.name = Path(path), fps, f"video:{path}"
-        self.text, self.frames = "", 0
+        self.text, self.frames, self.detections = "", 0, ()
         self._writer = None
 
     def start(self) -> VideoSink:
@@ -29,7 +29,7 @@ class VideoSink(Sink):
         return self
 
     def frame(self, image) -> None:
-        out = draw_caption(image, self.text)
+        out = draw_caption(image, self.text, detections=self.detections)
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (out.shape[1], out.shape[0]))
@@ -39,7 +39,7 @@ class VideoSink(Sink):
         self.frames += 1
 
     def write(self, event: CaptionEvent) -> None:
-        self.text = event.text
+        self.text, self.detections = event.text, event.detections
 
     def stop(self) -> None:
         if self._writer is not None:

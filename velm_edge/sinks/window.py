@@ -21,17 +21,18 @@ class WindowSink(Sink):
     def __init__(self, title: str = "velm-edge"):
         require_gui("the window sink")
         self.title, self.text, self.status, self.stopped = title, "", "", False
+        self.detections = ()
         self._times: list[float] = []
 
     def frame(self, image) -> None:  # the reader thread: all window calls happen here
-        cv2.imshow(self.title, draw_caption(image, self.text, self.status))
+        cv2.imshow(self.title, draw_caption(image, self.text, self.status, self.detections))
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.stopped = True
 
     def write(self, event: CaptionEvent) -> None:
         now = time.monotonic()
         self._times = [t for t in self._times if now - t < 2.0] + [now]
-        self.text = event.text
+        self.text, self.detections = event.text, event.detections
         self.status = f"{len(self._times) / 2.0:.1f} captions/s, frame age {event.frame_age_ms:.0f} ms"
 
     def stop(self) -> None:

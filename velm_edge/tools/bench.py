@@ -1,7 +1,8 @@
 """``velm-edge bench``: where a caption's time goes, per stage, on this machine.
 
 Stages of a caption from a camera-sized BGR frame (640x480 by default, ``--frame WxH``): preprocess
-(colour, resize, quantize), vision (one graph run), decode (every language step, lookups and search
+(colour, resize, quantize), vision (one graph run), detect (the detector graph with its letterbox, box decoding
+and NMS, for bundles that have one), decode (every language step, lookups and search
 bookkeeping), and the whole caption; each as median and p95 over the frames.  The interpreter's own
 time (``invoke``) is summed separately: ``glue`` = whole caption - interpreter time (preprocessing
 included), ``python_glue`` = glue - preprocessing (lookups, tensor copies, search bookkeeping);
@@ -26,6 +27,7 @@ import numpy as np
 from velm_edge.errors import VelmError
 from velm_edge.runtime.captioner import Captioner
 from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.detect import DetectOptions
 from velm_edge.runtime.options import RuntimeOptions
 from velm_edge.synth import scenes
 
@@ -45,21 +47,26 @@ def measure(cap: Captioner, images: list[np.ndarray], options: DecodeOptions | N
     """Per-stage timings of captioning ``images`` (after ``warmup`` untimed captions)."""
     for img in images[:warmup]:
         cap.caption(img, options)
-    vision, language = cap.vision, cap.language
+    vision, language, detector = cap.vision, cap.language, cap.detector_graph
+    graphs = [g for g in (vision, language, detector) if g is not None]
     rows = {"preprocess": [], "vision": [], "decode": [], "decode_step": [], "decode_invoke": [], "caption": [],
             "interpreter": [], "glue": [], "python_glue": []}
+    if detector is not None and cap.detection.detect:
+        rows["detect"] = []
     steps = 0
     for img in images:
-        inv0, lang0 = vision.invoke_seconds + language.invoke_seconds, language.invoke_seconds
+        inv0, lang0 = sum(g.invoke_seconds for g in graphs), language.invoke_seconds
         n0 = language.invokes
         t0 = time.perf_counter()
         c = cap.caption(img, options)
         total = (time.perf_counter() - t0) * 1e3
-        interp = (vision.invoke_seconds + language.invoke_seconds - inv0) * 1e3
+        interp = (sum(g.invoke_seconds for g in graphs) - inv0) * 1e3
         n = language.invokes - n0
         steps += n
         rows["preprocess"].append(c.timings_ms["preprocess"])
         rows["vision"].append(c.timings_ms["vision"])
+        if "detect" in rows:
+            rows["detect"].append(c.timings_ms["detect"])
         rows["decode"].append(c.timings_ms["decode"])
         rows["decode_step"].append(c.timings_ms["decode"] / max(n, 1))
         rows["decode_invoke"].append((language.invoke_seconds - lang0) * 1e3 / max(n, 1))
@@ -97,9 +104,10 @@ def cold_start(bundle: str | Path, runs: int = 5, runtime: RuntimeOptions | None
 
 
 def run(bundle: str | Path, runtime: RuntimeOptions | None = None, options: DecodeOptions | None = None,
-        images: int = 50, cold_runs: int = 5, frame: tuple[int, int] = (640, 480)) -> dict:
+        images: int = 50, cold_runs: int = 5, frame: tuple[int, int] = (640, 480),
+        detection: DetectOptions | None = None) -> dict:
     data = frames(images, *frame)
-    with Captioner.open(bundle, runtime) as cap:
+    with Captioner.open(bundle, runtime, detection=detection) as cap:
         result = {"bundle": str(bundle), "precision": cap.bundle.precision, "runtime": cap.info,
                   "threads": {"vision": cap.vision.threads, "language": cap.language.threads},
                   "images": images, "frame": f"{frame[0]}x{frame[1]} BGR", **measure(cap, data, options)}
@@ -145,7 +153,7 @@ def format_sweep(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-STAGES = ("preprocess", "vision", "decode_step", "decode_invoke", "decode", "caption", "interpreter", "glue",
+STAGES = ("preprocess", "vision", "detect", "decode_step", "decode_invoke", "decode", "caption", "interpreter", "glue",
           "python_glue")
 
 
@@ -154,8 +162,10 @@ def format_result(r: dict, against: dict | None = None) -> str:
     columns = f"{'stage (ms)':14s} {'median':>9s} {'p95':>9s}"
     lines = [head, columns + (f" {'other':>9s} {'ratio':>7s}" if against else "")]
     for k in STAGES:
+        if k not in r:  # detect: bundles with a detector only
+            continue
         line = f"{k:14s} {r[k]['median']:9.3f} {r[k]['p95']:9.3f}"
-        if against:
+        if against and k in against:
             o = against[k]["median"]
             line += f" {o:9.3f} {o / r[k]['median'] if r[k]['median'] else float('nan'):6.2f}x"
         lines.append(line)

@@ -3,6 +3,7 @@
     velm-edge run [SOURCE] [--sink S]...                 live captions (camera, file, stream, synth:)
     velm-edge serve [SOURCE] [--port P]                  captions over local HTTP for any program
     velm-edge caption IMAGE... [--bundle B] [--json]     captions for image files
+    velm-edge detect IMAGE... [--draw OUT] [--json]      who and what is in image files, with boxes
     velm-edge info [BUNDLE]                              what a bundle holds
     velm-edge bench [BUNDLE] [--against OTHER]           where a caption's time goes
     velm-edge doctor                                     what this machine offers the runtime
@@ -23,6 +24,7 @@ from velm_edge.errors import OptionError, VelmError
 from velm_edge.runtime.bundle import DEFAULT_BUNDLE, SHIPPED, resolve
 from velm_edge.runtime.choices import HELP, RESIZE_MODES
 from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.detect import DetectOptions
 from velm_edge.runtime.options import RuntimeOptions
 from velm_edge.specs import describe
 from velm_edge.synth import scenes
@@ -68,8 +70,9 @@ def open_captioner(args, side_by_side: int = 1):
     from velm_edge.runtime.captioner import Captioner
 
     runtime = from_args(RuntimeOptions, args).sharing(side_by_side)
-    cap = Captioner.open(args.bundle, runtime, resize=args.resize, isolate=args.isolate,
-                         source=getattr(args, "source", None))
+    detection = from_args(DetectOptions, args) if hasattr(args, "min_score") else None
+    cap = Captioner.open(args.bundle, runtime, resize=getattr(args, "resize", None), isolate=args.isolate,
+                         source=getattr(args, "source", None), detection=detection)
     cap.options = decode_options(args, cap.options)  # the bundle's recommended decoding, with the flags on top
     return cap
 
@@ -109,6 +112,51 @@ def cmd_caption(args) -> int:
     return 1 if failed else 0
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def drawn_path(out: Path, image: str, many: bool) -> Path:
+    """Where ``--draw OUT`` puts the boxes of ``image``: OUT itself for one image named like an image file, else
+    OUT/<image's name>."""
+    if not many and out.suffix.lower() in IMAGE_SUFFIXES:
+        return out
+    return out / (Path(image).stem + ".jpg")
+
+
+def cmd_detect(args) -> int:
+    import cv2
+
+    from velm_edge.runtime.image_file import read_image
+    from velm_edge.runtime.preprocess import as_bgr
+    from velm_edge.sinks.overlay import draw_detections
+
+    images = list(args.images)
+    if not images:
+        raise OptionError("name at least one IMAGE")
+    out = Path(args.draw) if args.draw else None
+    failed = 0
+    with open_captioner(args) as cap:
+        for path in images:
+            try:
+                frame = read_image(path)
+                found = cap.detect(frame)
+            except (VelmError, OSError) as e:
+                print(f"velm-edge detect: error: {path}: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            if args.json:
+                print(json.dumps({"image": path, "detections": [d.to_json() for d in found]}), flush=True)
+            else:
+                listed = ", ".join(f"{d.label} {d.score:.2f} [{' '.join(map(str, d.box))}]" for d in found)
+                print(f"{path}: {listed or 'nothing detected'}", flush=True)
+            if out is not None:
+                target = drawn_path(out, path, len(images) > 1)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not cv2.imwrite(str(target), draw_detections(as_bgr(frame).copy(), found)):
+                    raise OSError(f"{target}: OpenCV could not write it (use .jpg or .png)")
+    return 1 if failed else 0
+
+
 def cmd_info(args) -> int:
     from velm_edge.tools import info
 
@@ -130,7 +178,8 @@ def cmd_bench(args) -> int:
                            args.frame)
         print(json.dumps(rows, indent=2) if args.json else bench.format_sweep(rows))
         return 0
-    kw = dict(runtime=from_args(RuntimeOptions, args), images=args.images, cold_runs=args.cold_runs, frame=args.frame)
+    kw = dict(runtime=from_args(RuntimeOptions, args), images=args.images, cold_runs=args.cold_runs, frame=args.frame,
+              detection=from_args(DetectOptions, args))
     result = bench.run(path, options=shipped(path), **kw)
     other = bench.run(args.against, options=shipped(resolve(args.against)), **kw) if args.against else None
     if args.json:
@@ -183,17 +232,14 @@ def cmd_serve(args) -> int:
     import threading
 
     from velm_edge.live import sources
-    from velm_edge.runtime.captioner import Captioner
     from velm_edge.service.server import CaptionService, ServiceOptions
 
-    options = from_args(ServiceOptions, args)
-    runtime = from_args(RuntimeOptions, args).sharing(options.workers)  # the workers share the cores
+    options = from_args(ServiceOptions, args)  # its workers share the cores (open_captioner)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     source = sources.open_source(args.source, loop=args.loop) if args.source else None
-    with Captioner.open(args.bundle, runtime, resize=args.resize, isolate=args.isolate, source=args.source) as cap:
-        cap.options = decode_options(args, cap.options)
+    with open_captioner(args, side_by_side=options.workers) as cap:
         with CaptionService(cap, options, source, args.source) as service:
             print(f"velm-edge serve: listening on {service.url} (POST an image to {service.url}/v1/caption; "
                   f"API: {service.url}/v1/openapi.json; Ollama and OpenAI clients: base URL {service.url}, "
@@ -257,6 +303,12 @@ def _resize_option(p: argparse.ArgumentParser) -> None:
 def _decode_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (default: what the bundle's manifest recommends, else greedy)")
     add_fields(g, DecodeOptions, defaults={f.name: None for f in dataclasses.fields(DecodeOptions)})  # None: not given
+    _detect_flags(p)
+
+
+def _detect_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    add_fields(p.add_argument_group("detection (bundles with a detector graph: the photo bundle)"), DetectOptions,
+               skip=skip)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,6 +338,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="one JSON object per line: image, text, tokens, score, "
                                                         "confidence, tags, complete, timings_ms, recognised")
     add_flag(sp, "--tags", action="store_true", help="also print the classifier's words and scores after each caption")
+
+    sp = sub.add_parser("detect", formatter_class=fmt, help="who and what is in image files, with boxes",
+                        description="Run the bundle's detector graph (COCO's 80 classes: person, car, dog, ...) on "
+                                    "image files: one line per image with each object's label, score and box "
+                                    "(x_min y_min x_max y_max in the image's pixels), best first.  --draw writes "
+                                    "the boxes onto a copy of each photo.  Unreadable files are reported and "
+                                    "skipped; the exit code is 1 if any was.")
+    sp.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
+    _bundle_options(sp)
+    _detect_flags(sp, skip=("detect",))
+    add_flag(sp, "--draw", metavar="OUT", default=None,
+             help="write each photo with its boxes: to OUT for one image named like an image file (boxes.jpg), "
+                  "else into the folder OUT (created), as NAME.jpg")
+    sp.add_argument("--json", action="store_true", help="one JSON object per line: image, detections (label, score, "
+                                                        "box)")
 
     sp = sub.add_parser("run", formatter_class=fmt, help="live captions from a camera, file, stream or synth:",
                         description="Caption the newest frame of a source again and again and send every caption "
@@ -362,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"run": cmd_run, "serve": cmd_serve, "caption": cmd_caption, "info": cmd_info, "bench": cmd_bench,
+COMMANDS = {"run": cmd_run, "serve": cmd_serve, "caption": cmd_caption, "detect": cmd_detect, "info": cmd_info,
+            "bench": cmd_bench,
             "doctor": cmd_doctor,
             "synth": cmd_synth}
 

@@ -14,7 +14,9 @@ def bundle_info(path: str | Path, runtime: RuntimeOptions | None = None, isolate
     with Captioner.open(path, runtime, isolate=isolate) as cap:
         m = cap.bundle.manifest
         graphs = {}
-        for name, g in (("vision", cap.vision), ("language", cap.language)):
+        detector = cap.detector_graph
+        named = [("vision", cap.vision), ("language", cap.language)] + ([("detector", detector)] if detector else [])
+        for name, g in named:
             graphs[name] = {
                 "bytes": m["files"][f"{name}.tflite"]["bytes"],
                 "cost": tflite_model.cost(tflite_model.read(getattr(cap.bundle, name))),
@@ -38,8 +40,16 @@ def bundle_info(path: str | Path, runtime: RuntimeOptions | None = None, isolate
         "model": {k: model.get(k) for k in ("backbone", "parameters", "macs", "dataset", "train_images")},
         "metrics": m.get("metrics") or {},
         "training": m.get("training"), "decoding": m.get("decoding"), "grounding": classes,
-        "edgetpu": m.get("edgetpu"),
+        "edgetpu": m.get("edgetpu"), "detector": _detector(m.get("detector")),
     }
+
+
+def _detector(section: dict | None) -> dict | None:
+    """What the detector section says of the model, its decoding and where it came from."""
+    if section is None:
+        return None
+    keep = ("model", "size", "color_order", "strides", "min_score", "iou", "int8_vs_float", "source")
+    return {**{k: section.get(k) for k in keep}, "labels": len(section["labels"])}
 
 
 def _tensor(g, name: str, output: bool) -> dict:
@@ -91,6 +101,14 @@ def format_info(info: dict) -> str:
         ground = (d or {}).get("ground", 0.5)
         lines.append(f"grounding  {g['classes']} ImageNet classes in the vision graph, {g['with_a_word']} with a "
                      f"caption word (classes.json); a word they give {ground:g} steers the caption (--ground)")
+    det = info.get("detector")
+    if det:
+        a = det.get("int8_vs_float") or {}
+        lines.append(f"detector   {det['model']}: {det['labels']} COCO labels, {det['size']}x{det['size']} "
+                     f"{det['color_order']} letterboxed, score >= {det['min_score']:g}, NMS IoU {det['iou']:g}"
+                     + (f"; int8 against float: precision {a.get('precision')}, recall {a.get('recall')}" if a else ""))
+        if det.get("source"):
+            lines.append(f"{'':10s} from {det['source'].get('package')}: {det['source'].get('licence')}")
     metrics = info["metrics"]
     if metrics.get("bundle"):
         b = metrics["bundle"]

@@ -117,7 +117,7 @@ def test_json_output_is_the_documented_object_and_a_schema_is_refused(service, c
         "model": service.model.name, "prompt": "x", "images": [b64(image)], "stream": False, "format": "json"})
     captions = json.loads(json.loads(answer)["response"])["captions"]
     assert status == 200 and [c["text"] for c in captions] == [direct(captioner, image)]
-    assert set(captions[0]) == {"text", "tags", "confidence"}
+    assert set(captions[0]) == {"text", "tags", "detections", "confidence"}
     status, answer, _ = call(service.port, "POST", "/v1/chat/completions", {
         "model": service.model.name, "response_format": {"type": "json_object"},
         "messages": [{"role": "user", "content": "Hi"}]})

@@ -241,3 +241,37 @@ def test_head_on_the_preview_stream_sends_headers_only_and_origins_are_checked()
         assert allowed.startswith(b"HTTP/1.1 200") and b"Access-Control-Allow-Origin: http://localhost:3000" in allowed
     finally:
         k.stop()
+
+
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="chromium is not installed")
+def test_the_page_boxes_what_the_detector_sees(tmp_path, free_port, wait_for_http):
+    import re
+    import shutil
+    import subprocess
+    import sys
+    import urllib.request
+
+    from velm_edge import samples
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(next(p for p in samples.paths() if p.stem == "astronaut"), folder / "astronaut.jpg")
+    port = free_port
+    run = subprocess.Popen([sys.executable, "-m", "velm_edge.tools.cli", "run", str(folder), "--loop",
+                            "--sink", f"kiosk:127.0.0.1:{port}", "--duration", "60"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    chrome = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--timeout=4000"]
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/latest.json", accept=lambda body: json.loads(body) is not None)
+        latest = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/latest.json", timeout=5).read())
+        assert latest["detections"][0]["label"] == "person"
+        labels, deadline = [], time.monotonic() + 60
+        while not labels and time.monotonic() < deadline:
+            dom = subprocess.run([*chrome, "--dump-dom", f"http://127.0.0.1:{port}/"], capture_output=True,
+                                 text=True, timeout=60).stdout
+            if re.search(r'<rect [^>]*class="box"', dom):
+                labels = re.findall(r"<text [^>]*>([^<]*)</text>", dom)
+    finally:
+        run.terminate()
+        run.wait(10)
+    assert labels and labels[0].startswith("person 0.")  # drawn by the page itself, in the browser

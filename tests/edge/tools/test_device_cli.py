@@ -55,8 +55,8 @@ def test_caption_json_lines_and_a_16_bit_image(scene_files, tmp_path, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["image"] for r in rows] == [scene_files[0][0], str(path16)]
     assert rows[0]["text"] == rows[1]["text"] and rows[0]["complete"] is True
-    assert set(rows[0]) == {"image", "text", "tokens", "score", "confidence", "tags", "complete", "timings_ms",
-                            "recognised"}
+    assert set(rows[0]) == {"image", "text", "tokens", "score", "confidence", "tags", "detections", "complete",
+                            "timings_ms", "recognised"}
 
 
 def test_unreadable_files_are_reported_and_the_rest_still_captioned(scene_files, tmp_path, capsys):
