@@ -4,8 +4,9 @@ Every photo goes through the device code exactly as ``velm-edge caption`` does (
 ``velm_edge.runtime.image_file``, then ``Captioner.caption``).  Columns: BLEU-4 and CIDEr-D against the
 5 human captions; mention precision, recall and F1 over COCO's 80 categories and the share of photos
 whose subject is named (``velm_convert.mentions``: a photo shows a category when 2 of its 5 captions
-name it); captions holding ``<unk>``; captions that repeat a word pair.  Beside them, the human row:
-one caption scored against the other four (the ceiling).
+name it); the precision and recall of saying "person"; for a bundle with a detector, the same for the
+set of labels it detects (a row of its own); captions holding ``<unk>``; captions that repeat a word pair.
+Beside them, the human row: one caption scored against the other four (the ceiling).
 
     python benchmarks/wider_world.py                          # the shipped photo bundle, its default decoding
     python benchmarks/wider_world.py --row 'greedy=beam_size=1' --row 'beam 3=beam_size=3'
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from velm_convert import datasets, metrics
-from velm_convert.mentions import mention_scores
+from velm_convert.mentions import mention_scores, set_scores
 from velm_edge.runtime.bundle import DEFAULT_BUNDLE
 from velm_edge.runtime.captioner import Captioner
 from velm_edge.runtime.grounding import Nudge
@@ -77,13 +78,15 @@ def human(refs: list[list[str]]) -> dict[str, float]:
             "unk": 0, "stutter": sum(stutters(h) for h in first)}
 
 
-def caption_all(cap: Captioner, files: list[Path], options) -> tuple[list[str], list[dict], float]:
-    texts, tags, t0 = [], [], time.perf_counter()
+def caption_all(cap: Captioner, files: list[Path], options) -> tuple[list[str], list[dict], list[set[str]], float]:
+    """Every photo's caption, tags and detected labels, and the mean ms a photo."""
+    texts, tags, labels, t0 = [], [], [], time.perf_counter()
     for path in files:
         c = cap.caption(read_image(path), options)
         texts.append(c.text)
         tags.append(c.to_json().get("tags", []))
-    return texts, tags, (time.perf_counter() - t0) / max(1, len(files)) * 1e3
+        labels.append({d.label for d in c.detections})
+    return texts, tags, labels, (time.perf_counter() - t0) / max(1, len(files)) * 1e3
 
 
 def time_against(bundle: str, other: str, files: list[Path], rounds: int = 3) -> dict:
@@ -109,9 +112,11 @@ def time_against(bundle: str, other: str, files: list[Path], rounds: int = 3) ->
 
 
 def fmt(row: dict) -> str:
-    return (f"{row['bleu4'] * 100:.1f} | {row['cider']:.3f} | {row['mention_precision']:.2f} / "
-            f"{row['mention_recall']:.2f} / **{row['mention_f1']:.2f}** | {row['subject_named']:.0%} | "
-            f"{row['unk']} | {row['stutter']}")
+    text = "" if "bleu4" not in row else f"{row['bleu4'] * 100:.1f} | {row['cider']:.3f} | "
+    return (f"{text or '| | '}{row['mention_precision']:.2f} / {row['mention_recall']:.2f} / "
+            f"**{row['mention_f1']:.2f}** | "
+            f"{row['subject_named']:.0%} | {row['person_precision']:.2f} / {row['person_recall']:.2f} | "
+            f"{row.get('unk', '')} | {row.get('stutter', '')}")
 
 
 def main() -> int:
@@ -152,11 +157,15 @@ def main() -> int:
                 cap.words.nudge = nudge
             options = cap.options.override(**given)
             for set_name, (files, refs) in sets.items():
-                texts, tags, ms = caption_all(cap, files, options)
+                texts, tags, labels, ms = caption_all(cap, files, options)
                 s = {**score(texts, refs), "ms_per_photo": ms}
                 out["rows"][f"{label} | {set_name}"] = {**s, "captions": dict(zip(map(str, files), texts)),
-                                                       "tags": tags}
+                                                       "tags": tags, "detections": [sorted(x) for x in labels]}
                 print(f"| {label} | {set_name} | {fmt(s)} | {ms:.0f} |", flush=True)
+                if cap.bundle.decoding is not None and cap.detection.detect:
+                    d = set_scores(labels, refs)
+                    out["rows"][f"{label}, detections alone | {set_name}"] = d
+                    print(f"| {label}, the detections alone | {set_name} | {fmt(d)} | |", flush=True)
                 if set_name == "coco-sample":
                     for path, text in list(zip(files, texts))[:args.examples]:
                         print(f"    {path.name}: {text}")
@@ -166,8 +175,8 @@ def main() -> int:
         h = human(refs)
         out["rows"][f"human | {set_name}"] = h
         print(f"| one human caption vs the other four | {set_name} | {fmt(h)} | |")
-    print("columns: decoding | set | BLEU-4 | CIDEr-D | mention P / R / F1 | subject named | captions with <unk> | "
-          "captions repeating a word pair | ms per photo")
+    print("columns: decoding | set | BLEU-4 | CIDEr-D | mention P / R / F1 | subject named | person P / R | captions "
+          "with <unk> | captions repeating a word pair | ms per photo")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0

@@ -149,20 +149,36 @@ def phrase_table() -> dict[tuple[str, ...], str]:
     return table
 
 
+NOT_A_PERSON_BEFORE = {"couple": {"of"}}  # "a couple of pizzas"
+KIN = {"baby", "babies", "mother", "mothers", "adult", "adults", "family", "families", "couple", "couples"}
+
+
 def mentioned(caption: str) -> set[str]:
-    """The categories a caption names; the longest phrase at each position wins ("teddy bear" over "bear")."""
+    """The categories a caption names; the longest phrase at each position wins ("teddy bear" over "bear").
+    A person word that describes something else is not a person: "a couple of pizzas", and a kin word before
+    another category ("baby elephant", "mother giraffe", "a family of ducks" is still a family of ducks)."""
     table = phrase_table()
     longest = max(len(k) for k in table)
     words, found, i = normalize(caption), set(), 0
-    while i < len(words):
+
+    def at(i: int) -> tuple[str | None, int]:
         for n in range(min(longest, len(words) - i), 0, -1):
             category = table.get(tuple(words[i:i + n]))
             if category is not None:
-                found.add(category)
-                i += n
-                break
-        else:
-            i += 1
+                return category, n
+        return None, 1
+
+    while i < len(words):
+        category, n = at(i)
+        if category == "person" and n == 1 and words[i] in KIN:
+            following = words[i + 1] if i + 1 < len(words) else ""
+            if following in NOT_A_PERSON_BEFORE.get(words[i], ()) or at(i + 1)[0] not in (None, "person"):
+                category = None
+            elif following == "of" and at(i + 2)[0] not in (None, "person"):  # "a family of ducks"
+                category = None
+        if category is not None:
+            found.add(category)
+        i += n
     return found
 
 
@@ -176,19 +192,30 @@ def shown(references: Iterable[str], agree: int = 2) -> set[str]:
 
 
 def mention_scores(hyps: Sequence[str], refs: Sequence[Sequence[str]], agree: int = 2) -> dict[str, float]:
-    """Mention precision, recall and F1 over all images, and the share of images whose subject is named
-    (the caption names at least one category the references agree on, among images that show one)."""
+    """Mention precision, recall and F1 over all images, the share of images whose subject is named (the caption
+    names at least one category the references agree on, among images that show one), and the precision and
+    recall of saying "person" (a person word) per image."""
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} captions but {len(refs)} reference lists")
+    return set_scores([mentioned(h) for h in hyps], refs, agree)
+
+
+def set_scores(predicted: Sequence[set[str]], refs: Sequence[Sequence[str]], agree: int = 2) -> dict[str, float]:
+    """``mention_scores`` for sets of categories already found (a detector's labels, or a caption's mentions)."""
     hit = said = truth = named = with_subject = 0
-    for hyp, rs in zip(hyps, refs):
-        m, g = mentioned(hyp), shown(rs, agree)
+    person = {"said": 0, "shown": 0, "both": 0}
+    for m, rs in zip(predicted, refs):
+        g = shown(rs, agree)
         hit, said, truth = hit + len(m & g), said + len(m), truth + len(g)
         if g:
             with_subject += 1
             named += bool(m & g)
+        person["said"] += "person" in m
+        person["shown"] += "person" in g
+        person["both"] += "person" in m and "person" in g
     p = hit / said if said else 0.0
     r = hit / truth if truth else 0.0
     return {"mention_precision": p, "mention_recall": r, "mention_f1": 2 * p * r / (p + r) if p + r else 0.0,
-            "subject_named": named / with_subject if with_subject else 0.0}
-
+            "subject_named": named / with_subject if with_subject else 0.0,
+            "person_precision": person["both"] / person["said"] if person["said"] else 0.0,
+            "person_recall": person["both"] / person["shown"] if person["shown"] else 0.0}
