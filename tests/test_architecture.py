@@ -140,7 +140,8 @@ def test_the_public_names_keep_working():
 
     before = ("Captioner", "Caption", "DecodeOptions", "BundleError", "DEFAULT_BUNDLE", "live_captions",
               "PushCaptioner")
-    added = ("RuntimeOptions", "LiveOptions", "CaptionEvent", "VelmError", "OptionError", "FrameError", "SourceError")
+    added = ("RuntimeOptions", "LiveOptions", "CaptionEvent", "VelmError", "OptionError", "FrameError", "SourceError",
+             "Detection", "DetectOptions")
     for name in (*before, *added):
         assert name in velm_edge.__all__ and getattr(velm_edge, name) is not None, name
 

@@ -19,6 +19,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 _LAZY = {"Captioner": "velm_edge.runtime.captioner", "Caption": "velm_edge.runtime.captioner",
          "DecodeOptions": "velm_edge.runtime.decode", "RuntimeOptions": "velm_edge.runtime.options",
+         "Detection": "velm_edge.runtime.detect", "DetectOptions": "velm_edge.runtime.detect",
          "DEFAULT_BUNDLE": "velm_edge.runtime.bundle",
          "live_captions": "velm_edge.live.pipeline", "LiveOptions": "velm_edge.live.options",
          "CaptionEvent": "velm_edge.live.events", "PushCaptioner": "velm_edge.live.push",

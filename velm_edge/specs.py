@@ -30,6 +30,15 @@ def scalar_type(hint) -> type:
     return args[0] if len(args) == 1 and args[0] in (*SCALARS, bool) else str
 
 
+def boolean(text: str) -> bool:
+    """``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/``off`` (any case) as a bool; ValueError otherwise."""
+    value = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
+             "off": False}.get(text.strip().lower())
+    if value is None:
+        raise ValueError(f"not a yes/no value: {text!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Key:
     """One ``?key=value`` option: its name, how its text becomes a value, and what it means."""
@@ -42,7 +51,8 @@ class Key:
         """A key per field of the dataclass ``options``, typed by its annotation and helped by its metadata (so a
         request's ``?beam_size=3`` is the same option as ``--beam-size 3`` and ``DecodeOptions.beam_size``)."""
         hints = typing.get_type_hints(options)
-        return tuple(cls(f.name, scalar_type(hints[f.name]), f.metadata["help"]) for f in dataclasses.fields(options))
+        return tuple(cls(f.name, boolean if scalar_type(hints[f.name]) is bool else scalar_type(hints[f.name]),
+                         f.metadata["help"]) for f in dataclasses.fields(options))
 
 
 @dataclass(frozen=True)

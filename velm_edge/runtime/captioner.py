@@ -374,11 +374,12 @@ class Captioner:
         preprocess.color_order says BGR) -> Caption (timings: vision, decode, total)."""
         return self.decode_encoded(self.encode_rgb(rgb), options)
 
-    def caption(self, frame: np.ndarray, options: DecodeOptions | None = None, beam_size: int | None = None) -> Caption:
+    def caption(self, frame: np.ndarray, options: DecodeOptions | None = None, beam_size: int | None = None,
+                detection: DetectOptions | None = None) -> Caption:
         """A frame of any size and accepted dtype (see preprocess) -> Caption.
 
         ``options`` overrides the Captioner's decode options for this call; ``beam_size`` is a shortcut
-        (1 = greedy, more = beam search of that width)."""
+        (1 = greedy, more = beam search of that width); ``detection`` overrides its detection options."""
         if beam_size is not None:
             options = (options or self.options).override(beam_size=beam_size)
-        return self.decode_encoded(self.encode_frame(frame), options)
+        return self.decode_encoded(self.encode_frame(frame, detection), options)

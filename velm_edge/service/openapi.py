@@ -4,6 +4,7 @@ the description cannot list a route that does not exist or miss one that does.""
 from __future__ import annotations
 
 from velm_edge import __version__
+from velm_edge.specs import boolean
 
 _ERROR = {"description": "an error: what to fix", "content": {"application/json": {"schema": {
     "type": "object", "required": ["error", "status"],
@@ -67,15 +68,19 @@ for _path, _what in {"/": "plain text: the server is running", "/api/version": "
                                   "responses": {"200": {"description": _what, "content": _JSON}}}
 
 
+SCHEMA_TYPES = {int: "integer", float: "number", boolean: "boolean", str: "string"}
+
+
 def describe(routes: dict[tuple[str, str], str], decode_keys) -> dict:
-    """The OpenAPI document of ``routes`` (the handler's own table); ``decode_keys``: the caption's query keys."""
+    """The OpenAPI document of ``routes`` (the handler's own table); ``decode_keys``: the caption's query keys
+    (decoding and detection)."""
     paths: dict = {}
     for method, path in sorted(routes):
         op = dict(OPERATIONS[(method, path)])
         op["operationId"] = routes[(method, path)].removeprefix("native_")  # the ids of before: caption, info, ...
         if (method, path) == ("POST", "/v1/caption"):
             op["parameters"] = [{"name": k.name, "in": "query", "required": False, "description": k.help,
-                                 "schema": {"type": "integer" if k.type is int else "number"}} for k in decode_keys]
+                                 "schema": {"type": SCHEMA_TYPES.get(k.type, "string")}} for k in decode_keys]
         op["responses"] = {**op["responses"], "401": _ERROR, "403": _ERROR}
         paths.setdefault(path, {})[method.lower()] = op
     return {"openapi": "3.0.3",

@@ -41,6 +41,7 @@ from velm_edge.live import pipeline
 from velm_edge.live.sources import Source
 from velm_edge.runtime.captioner import Caption, Captioner
 from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.detect import DetectOptions
 from velm_edge.runtime.image_file import decode_image
 from velm_edge.service import compat, images
 from velm_edge.service.openapi import describe
@@ -49,6 +50,7 @@ from velm_edge.service.refusal import Busy, Refusal
 from velm_edge.specs import Key, parse_query
 
 DECODE_KEYS = Key.fields_of(DecodeOptions)  # a request's ?beam_size=... and the rest: DecodeOptions' own fields
+DETECT_KEYS = Key.fields_of(DetectOptions)  # ?min_score=0.5&classes=person,car: DetectOptions' own fields
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,11 @@ class CaptionService:
         return self._pending
 
     # -- captioning
-    def caption_image_bytes(self, data: bytes, options: DecodeOptions) -> Caption:
+    def caption_image_bytes(self, data: bytes, options: DecodeOptions,
+                            detection: DetectOptions | None = None) -> Caption:
         """What a captioning thread runs for a request: decode the image (the one image reader: EXIF orientation
         applied) and caption it."""
-        return self.captioner.caption(decode_image(data), options)
+        return self.captioner.caption(decode_image(data), options, detection=detection)
 
     def inspect(self, data: bytes) -> tuple[str, int, int]:
         """(type, width, height) of an encoded image, read from its bytes before anything is decoded; Refusal
@@ -187,7 +190,7 @@ class CaptionService:
                           f"to {decoded} bytes; at most {o.max_decoded_bytes} are accepted (--max-decoded-bytes)")
         return kind, width, height
 
-    def caption(self, data: bytes, options: DecodeOptions) -> Caption:
+    def caption(self, data: bytes, options: DecodeOptions, detection: DetectOptions | None = None) -> Caption:
         """Caption an encoded image on the pool (check it with ``inspect`` first).  Refusal: Busy (503) when
         the queue is full, 504 after ``timeout_s``, 400 when the decoder cannot read the image."""
         o = self.options
@@ -196,7 +199,7 @@ class CaptionService:
                 raise Busy
             self._pending += 1
         try:
-            future = self._pool.submit(self.caption_image_bytes, data, options)
+            future = self._pool.submit(self.caption_image_bytes, data, options, detection)
         except RuntimeError:  # the pool is shut down: the service is stopping
             with self._lock:
                 self._pending -= 1
@@ -291,11 +294,13 @@ class ServiceHandler(ProtocolRoutes, GuardedHandler):
             return
         try:
             given = parse_query("POST /v1/caption", self.path.partition("?")[2],
-                                (*DECODE_KEYS, Key("token", str, "the bearer token, if not in a header")))
+                                (*DECODE_KEYS, *DETECT_KEYS, Key("token", str, "the bearer token, if not in a header")))
             given.pop("token", None)
+            detect = {k.name: given.pop(k.name) for k in DETECT_KEYS if k.name in given}
             options = self.service.captioner.options.override(**given)  # DecodeOptions checks every bound
+            detection = self.service.captioner.detection.override(**detect)  # and DetectOptions its own
             kind, width, height = self.service.inspect(data)
-            caption = self.service.caption(data, options)
+            caption = self.service.caption(data, options, detection)
         except OptionError as e:
             self.refuse(HTTPStatus.BAD_REQUEST, str(e))
             return
@@ -314,7 +319,7 @@ class ServiceHandler(ProtocolRoutes, GuardedHandler):
                                         "captions": s.served, "pending": s.pending, "workers": s.options.workers})
 
     def native_openapi(self) -> None:
-        self.reply_json(HTTPStatus.OK, describe(self.routes, DECODE_KEYS))
+        self.reply_json(HTTPStatus.OK, describe(self.routes, (*DECODE_KEYS, *DETECT_KEYS)))
 
     def _live(self) -> EventBoard | None:
         if self.service.live is None:

@@ -78,6 +78,23 @@ def test_the_photo_bundle_answers_with_its_tags():
     assert set(answer["tags"][0]) == {"label", "word", "score"} and 0.5 <= answer["confidence"] <= 1
 
 
+def test_the_photo_bundle_answers_with_detections_filtered_by_the_query():
+    from velm_edge import samples
+    from velm_edge.runtime.captioner import Captioner
+
+    photo = (samples.FOLDER / "astronaut.jpg").read_bytes()
+    with Captioner.open("photo") as cap, CaptionService(cap, ServiceOptions(port=0, workers=1)) as service:
+        every = post(service.url, photo, "?min_score=0.05&max_detections=100")[1]["detections"]
+        people = post(service.url, photo, "?classes=person&min_score=0.05")[1]["detections"]
+        off = post(service.url, photo, "?detect=false")[1]
+        refused = [post(service.url, photo, q) for q in ("?classes=unicorn", "?detect=maybe", "?min_score=2")]
+    assert len(every) > len(people) >= 1 and {d["label"] for d in people} == {"person"}
+    assert every[0]["label"] == "person" and set(every[0]) == {"label", "score", "box"}
+    assert off["detections"] == [] and "detect" not in off["timings_ms"]
+    assert [status for status, _ in refused] == [400, 400, 400]
+    assert "unicorn" in refused[0][1]["error"] and "detect must be boolean" in refused[1][1]["error"]
+
+
 def np_bytes(data: bytes):
     import numpy as np
 

@@ -299,10 +299,10 @@ def test_captions_still_queued_at_their_504_leave_the_queue(captioner, monkeypat
     with CaptionService(captioner, options) as service:
         release, real = threading.Event(), service.caption_image_bytes
 
-        def slow_first(data, decode):  # the first caption holds the only captioning thread
+        def slow_first(*request):  # the first caption holds the only captioning thread
             if not release.is_set():
                 release.wait(10)
-            return real(data, decode)
+            return real(*request)
 
         monkeypatch.setattr(service, "caption_image_bytes", slow_first)
         png = scene_png()
