@@ -24,3 +24,4 @@ def test_aarch64_captions_equal_x86_for_both_interpreter_packages(tmp_path):
     assert out.count("on Linux aarch64") == 2  # doctor ran under emulation for both packages
     assert "ai-edge-litert   2.3.0" in out and re.search(r"tflite-runtime\s+2\.14", out)
     assert len(re.findall(r"\d+ JSONL events", out)) == 2
+    assert len(re.findall(r"4 of 4 photos with the same detections as x86", out)) == 2  # the detector graph too
