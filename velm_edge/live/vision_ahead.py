@@ -57,9 +57,9 @@ def encoded_frames(reader: LatestFrameReader, captioner: Captioner, gate: SceneG
             continue
         encoded_count += 1
         if detect:
-            last = encoded.detections
+            last = encoded
         elif last is not None:
-            encoded = dataclasses.replace(encoded, detections=last)
+            encoded = dataclasses.replace(encoded, detections=last.detections, seen=last.seen)
         yield frame, encoded
 
 

@@ -28,7 +28,7 @@ from velm_edge.runtime.bundle import Bundle, resolve
 from velm_edge.runtime.choices import RESIZE_MODES, check
 from velm_edge.runtime.contract import check_graphs
 from velm_edge.runtime.decode import DecodeOptions
-from velm_edge.runtime.detect import Detection, DetectOptions, Detector
+from velm_edge.runtime.detect import MAX_DETECTIONS, Detection, DetectOptions, Detector
 from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.grounding import DetectedWords, Tag, no_grounding
 from velm_edge.runtime.options import RuntimeOptions
@@ -63,6 +63,10 @@ class Encoded:
     signal: float = 1.0  # 0..1: how much picture the frame holds (velm_edge.runtime.confidence.image_signal)
     tag_start: tuple[np.ndarray, np.ndarray] | None = None  # (feature, state) from the tags alone (tagged decoders)
     detections: tuple[Detection, ...] | None = None  # the detector's objects; None where it did not run
+    seen: tuple[Detection, ...] | None = None  # what grounding uses: every label at the bundle's threshold
+
+
+GROUNDING = DetectOptions(max_detections=MAX_DETECTIONS)  # the detections captions are grounded in
 
 
 class _Graphs:
@@ -335,13 +339,18 @@ class Captioner:
         preprocess_ms = (time.perf_counter() - t0) * 1e3
         encoded = self.encode_rgb(image)
         timings = {"preprocess": preprocess_ms, **encoded.timings_ms}
-        detection = detection or self.detection
-        detections = None
-        if detection.detect and self._graphs().detector is not None:
+        detection, detector = detection or self.detection, self._graphs().detector
+        detections = seen = None
+        if detection.detect and detector is not None:
             t0 = time.perf_counter()
-            detections = self.detect(frame, detection)
+            scores, boxes, where = detector.run(frame, self.rgb)
+            detections = detector.detections(scores, boxes, where, detection)
+            # grounding sees every label at the bundle's threshold, whatever the caller keeps ("only cars" must
+            # not make a caption drop the people)
+            seen = detections if detection.classes == () and detection.min_score is None else \
+                detector.detections(scores, boxes, where, GROUNDING)
             timings["detect"] = (time.perf_counter() - t0) * 1e3
-        return dataclasses.replace(encoded, timings_ms=timings, detections=detections)
+        return dataclasses.replace(encoded, timings_ms=timings, detections=detections, seen=seen)
 
     def detect(self, frame: np.ndarray, detection: DetectOptions | None = None) -> tuple[Detection, ...]:
         """The bundle's detector alone: any accepted frame -> its objects, best first, boxes in the frame's pixels
@@ -364,7 +373,7 @@ class Captioner:
         """The second half of ``caption``: the decode loop over an ``encode_frame`` result."""
         t0 = time.perf_counter()
         d = self.decode_features(encoded.feature, encoded.state, options, encoded.classes, encoded.tag_start,
-                                 encoded.detections)
+                                 encoded.seen)
         timings = {**encoded.timings_ms, "decode": (time.perf_counter() - t0) * 1e3}
         timings["total"] = sum(timings.values())
         return self._result(d, encoded.classes, encoded.signal, timings, encoded.detections or ())

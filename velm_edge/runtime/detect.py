@@ -8,8 +8,8 @@ boxes of one class that overlap too much are merged by non-maximum suppression (
 mapped back to the pixels of the image the caller gave.
 
 The manifest's ``detector`` section says how: ``labels`` (COCO's names, as Frigate and DeepStack spell them),
-``size``, ``color_order``, ``mean``/``std`` (applied inside the graph: it takes plain pixel values),
-``strides``, ``reg_max``, ``center_offset``, and the recommended ``min_score`` and ``iou``.
+``size``, ``color_order`` (the graph takes plain pixel values: any normalisation is inside it), ``strides``,
+``reg_max``, ``center_offset``, and the recommended ``min_score`` and ``iou``.
 """
 
 from __future__ import annotations

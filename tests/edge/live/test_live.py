@@ -328,3 +328,18 @@ def test_push_frames_and_receive_captions_through_a_callback(shapes_bundle, held
         assert done.wait(10)
     assert all(e.text for e in got) and [e.frame for e in got] == sorted(e.frame for e in got)
     assert max(e.bad_frames for e in got) >= 1
+
+
+def test_detect_every_n_runs_the_detector_on_every_nth_frame_and_keeps_its_objects_between(tmp_path):
+    from velm_edge import samples
+    from velm_edge.runtime.captioner import Captioner
+
+    astronaut = next(p for p in samples.paths() if p.stem == "astronaut")
+    for i in range(6):
+        (tmp_path / f"{i}.jpg").write_bytes(astronaut.read_bytes())
+    with Captioner.open("photo") as cap:
+        events = list(pipeline.captions(open_source(str(tmp_path)), cap, LiveOptions(detect_every=3)))
+        runs = cap.detector_graph.invokes  # the sequential path: this thread's graphs
+    assert len(events) == 6 and runs == 2
+    assert all(e.detections and e.detections[0].label == "person" for e in events)
+    assert all(e.to_json()["detections"][0]["box"] == list(events[0].detections[0].box) for e in events)

@@ -193,3 +193,12 @@ def test_velm_edge_detect_prints_draws_and_reports_bad_files(tmp_path, capsys):
 def test_the_letterbox_geometry_is_what_the_runtime_uses():
     where = Letterbox(0.5, (10, 0), (100, 50))
     assert where.to_frame(np.array([[10, 0, 60, 25]], np.float32)).tolist() == [[0, 0, 100, 50]]
+
+
+def test_a_class_filter_or_a_higher_threshold_changes_what_is_reported_not_the_caption(photo):
+    frame = PHOTOS["astronaut"]
+    plain = photo.caption(frame)
+    only_cats = photo.caption(frame, detection=DetectOptions(classes=("cat",)))
+    strict = photo.caption(frame, detection=DetectOptions(min_score=0.99))
+    assert only_cats.detections == () == strict.detections and plain.detections
+    assert only_cats.text == strict.text == plain.text  # "only cats" does not make the astronaut nobody
