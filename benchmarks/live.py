@@ -1,7 +1,7 @@
 """Benchmark: live captions from a 30 fps synthetic camera for a fixed time.
 
     python benchmarks/live.py [--seconds 30] [--fps 30] [--size 640] [--bundle B] [--gate 0] [--kiosk]
-                              [--stalled-clients N]
+                              [--stalled-clients N] [--detect-every N]
 
 Reports the preview rate (frames the reader delivered per second), captions per second, frame age
 (capture to caption) median and p95 against the target (p95 <= one caption time + one frame
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "camera's model; photo times the real-world model)")
     ap.add_argument("--gate", type=float, default=0.0, help="scene-change gate threshold, 0 = off (default)")
     ap.add_argument("--kiosk", action="store_true", help="also serve the kiosk page on a free port")
+    add_flag(ap, "--detect-every", type=int, default=1,
+             help="the bundle's detector on every N-th captioned frame (bundles with a detector; default: %(default)s)")
     ap.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=False,
                     help="the next frame's vision graph on a second thread while the current caption decodes")
     ap.add_argument("--threads", type=int, default=None,
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
         sinks.append(KioskSink(port=0))
     ages, lat, correct, skipped = [], [], [], 0
-    live = LiveOptions(duration_s=args.seconds, gate=args.gate, overlap=args.overlap)
+    live = LiveOptions(duration_s=args.seconds, gate=args.gate, overlap=args.overlap, detect_every=args.detect_every)
     runtime = RuntimeOptions(threads=args.threads).sharing(2 if args.overlap else 1)
     with Captioner.open(args.bundle, runtime) as cap:
         c0, t0 = os.times(), time.monotonic()
