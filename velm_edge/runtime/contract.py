@@ -170,9 +170,9 @@ def expected_shapes(m: dict, classes: int = 0,
     side, f, s = m["preprocess"]["size"], m["feature_size"], m["state_size"]
     found = {}
     if detector is not None:
-        d = detector
-        found["detector"] = {"image": (1, d.size, d.size, 3), "scores": (1, d.points, len(d.labels)),
-                             "boxes": (1, d.points, 4 * (d.reg_max + 1))}
+        found["detector"] = {"image": (1, detector.size, detector.size, 3),
+                             "scores": (1, detector.points, len(detector.labels)),
+                             "boxes": (1, detector.points, 4 * (detector.reg_max + 1))}
     return {**found,
             "vision": {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s), "classes": (1, classes),
                        "tag_feature": (1, f), "tag_state": (1, s)},

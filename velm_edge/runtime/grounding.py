@@ -1,4 +1,5 @@
-"""Grounding: what the ImageNet classifier in the vision graph sees, as tags and as a nudge to the decoder.
+"""Grounding: what the ImageNet classifier in the vision graph sees, as tags and as a nudge to the decoder
+(``WordTable``), and the same for the objects the bundle's detector finds (``DetectedWords``).
 
 A grounded bundle's vision graph also outputs ``classes``: ImageNet-1k class probabilities (a softmax;
 int8 in int8 bundles), computed by the classifier head the backbone was trained with.  Its
@@ -134,7 +135,7 @@ class DetectedWords:
         words, banned = section.get("words", {}), section.get("unseen_banned", [])
         labels = set(section["labels"])
         if not isinstance(words, dict) or not set(words) <= labels or not isinstance(banned, list) \
-                or not set(banned) <= labels:
+                or not all(isinstance(b, str) and b in labels for b in banned):
             raise BundleError(f"{where}: detector.words must map labels to word lists and detector.unseen_banned "
                               f"list labels, among the detector's labels")
         self.ids: dict[str, np.ndarray] = {}
@@ -146,8 +147,7 @@ class DetectedWords:
                 raise BundleError(f"{where}: detector.words[{label!r}] holds a word not in vocab.txt")
             self.ids[label] = np.array(ids, np.int64)
         self.banned = tuple(banned)
-        self.vocab_size, self.unk_id = len(vocab), vocab.unk_id
-        self.nudge = NUDGE
+        self.vocab_size, self.nudge = len(vocab), NUDGE
 
     def apply(self, detections, boost: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """(banned token ids, boost) for one frame's detections: ``boost`` (from ``WordTable.bias``, or None) with

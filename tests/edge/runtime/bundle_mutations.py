@@ -262,4 +262,7 @@ def detector_mutations(good: Path, seed: int = 0, flips: int = 6) -> list[Mutati
                         _edit_manifest(("detector", "size"), 320)))
     out.append(Mutation("field value", "detector.words names a word not in vocab.txt", True, False, True,
                         _edit_manifest(("detector", "words", "person"), ["xyzzy"])))
+    for nested in ([["person"]], [{"a": 1}], ["unicorn"]):
+        out.append(Mutation("field value", f"detector.unseen_banned = {nested!r}", True, False, True,
+                            _edit_manifest(("detector", "unseen_banned"), nested)))
     return out
