@@ -228,6 +228,9 @@ class CaptionService:
                                                    "input_size": self.captioner.size, "vocab_size": m["vocab_size"],
                                                    "training": m.get("training")},
                 "decoding": {"strategy": self.captioner.options.strategy, **dataclasses.asdict(self.captioner.options)},
+                "detection": None if "detector" not in m else {
+                    "model": m["detector"].get("model"), "labels": list(m["detector"]["labels"]),
+                    **dataclasses.asdict(self.captioner.detection)},
                 "runtime": self.captioner.info,
                 "workers": o.workers, "live_source": self.live_source,
                 "limits": {"max_body_bytes": o.max_body_bytes, "max_pixels": o.max_pixels,

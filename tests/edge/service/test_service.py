@@ -88,6 +88,9 @@ def test_the_photo_bundle_answers_with_detections_filtered_by_the_query():
         people = post(service.url, photo, "?classes=person&min_score=0.05")[1]["detections"]
         off = post(service.url, photo, "?detect=false")[1]
         refused = [post(service.url, photo, q) for q in ("?classes=unicorn", "?detect=maybe", "?min_score=2")]
+        info = json.loads(urllib.request.urlopen(f"{service.url}/v1/info", timeout=5).read())
+    assert info["detection"]["labels"][0] == "person" and len(info["detection"]["labels"]) == 80
+    assert info["detection"]["detect"] is True and info["detection"]["min_score"] is None
     assert len(every) > len(people) >= 1 and {d["label"] for d in people} == {"person"}
     assert every[0]["label"] == "person" and set(every[0]) == {"label", "score", "box"}
     assert off["detections"] == [] and "detect" not in off["timings_ms"]
@@ -131,6 +134,7 @@ def test_the_openapi_description_lists_exactly_the_routes_that_answer(service):
     with urllib.request.urlopen(f"{service.url}/v1/info", timeout=10) as r:
         info = json.load(r)
     assert info["bundle"]["precision"] == "int8" and info["workers"] == 2 and info["live_source"] is None
+    assert info["detection"] is None  # the shapes bundle has no detector
 
 
 def test_binding_beyond_loopback_needs_a_token():
