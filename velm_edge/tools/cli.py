@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(sp, "--min-confidence", type=float, default=0.0,
              help="print 'nothing recognisable' (and the caption) for an image whose confidence is below this (0-1)")
     sp.add_argument("--json", action="store_true", help="one JSON object per line: image, text, tokens, score, "
-                                                        "confidence, tags, complete, timings_ms, recognised")
+                                                        "confidence, tags, detections, complete, timings_ms, "
+                                                        "recognised")
     add_flag(sp, "--tags", action="store_true", help="also print the classifier's words and scores after each caption")
 
     sp = sub.add_parser("detect", formatter_class=fmt, help="who and what is in image files, with boxes",
