@@ -55,12 +55,13 @@ html, body { margin: 0; height: 100%; background: #000; color: #fff; font-family
 <div id="meta"></div>
 <script>
 const preview = document.getElementById("preview"), boxes = document.getElementById("boxes");
-function draw(detections) {  // boxes are in the frame's pixels: the svg's viewBox is the frame
+let shown = [];  // the newest caption's detections, drawn once the preview has its size
+function draw() {  // boxes are in the frame's pixels: the svg's viewBox is the frame
   const w = preview.naturalWidth, h = preview.naturalHeight;
-  if (!w || !h) return;
+  if (!w || !h) { setTimeout(draw, 100); return; }
   boxes.setAttribute("viewBox", `0 0 ${w} ${h}`);
   const ns = "http://www.w3.org/2000/svg", size = Math.max(12, w / 40);
-  boxes.replaceChildren(...(detections || []).flatMap((d) => {
+  boxes.replaceChildren(...shown.flatMap((d) => {
     const [x1, y1, x2, y2] = d.box;
     const rect = document.createElementNS(ns, "rect"), label = document.createElementNS(ns, "text");
     const set = (node, attributes) => Object.entries(attributes).forEach(([k, v]) => node.setAttribute(k, v));
@@ -71,13 +72,16 @@ function draw(detections) {  // boxes are in the frame's pixels: the svg's viewB
     return [rect, label];
   }));
 }
-const events = new EventSource("events__TOKEN__");
-events.onmessage = (m) => {
-  const e = JSON.parse(m.data);
+function show(e) {
+  if (!e) return;
   document.getElementById("caption").textContent = e.text;
   document.getElementById("meta").textContent = `frame ${e.frame} - ${Math.round(e.frame_age_ms)} ms`;
-  draw(e.detections);
-};
+  shown = e.detections || [];
+  draw();
+}
+fetch("latest.json__TOKEN__").then((r) => r.json()).then(show).catch(() => {});  // what is on now, at once
+const events = new EventSource("events__TOKEN__");
+events.onmessage = (m) => show(JSON.parse(m.data));
 </script>
 </body></html>
 """
