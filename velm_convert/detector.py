@@ -27,7 +27,6 @@ from velm_edge.runtime import detect
 from velm_edge.runtime.bundle import read_manifest, write_manifest
 from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.image_file import read_image
-from velm_edge.runtime.preprocess import as_bgr
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +133,9 @@ def decoding_section(source: Source) -> dict:
 
 
 def squares(files: list[Path], source: Source) -> list[tuple[np.ndarray, detect.Letterbox]]:
-    """Photos letterboxed as the runtime does (``detect.Detector.run``), in the source's colour order."""
-    out = []
-    for f in files:
-        bgr = as_bgr(read_image(f))
-        out.append(detect.letterbox(bgr[..., ::-1].copy() if source.color_order == "RGB" else bgr, source.size))
-    return out
+    """Photos as the detector graph sees them at runtime (``detect.square``)."""
+    decoding = detect.Decoding.from_manifest(decoding_section(source), source.name)
+    return [detect.square(read_image(f), decoding) for f in files]
 
 
 def to_tflite(function, calibration: list[np.ndarray]) -> bytes:
@@ -181,21 +177,16 @@ def agreement(function, graph: Graph, decoding: detect.Decoding, checks: list[np
         n_int8, n_float = n_int8 + len(got), n_float + len(want)
         free = list(want)
         for g in got:
-            best = max(free, key=lambda w: iou(g.box, w.box) if w.label == g.label else -1, default=None)
-            if best is not None and best.label == g.label and iou(g.box, best.box) >= 0.5:
-                matched += 1
-                free.remove(best)
+            same = [w for w in free if w.label == g.label]
+            if same:
+                fit = detect.overlaps(g.box, [w.box for w in same])
+                if fit.max() >= 0.5:
+                    matched += 1
+                    free.remove(same[int(fit.argmax())])
     p = matched / n_int8 if n_int8 else 1.0
     r = matched / n_float if n_float else 1.0
     return {"photos": len(checks), "float_detections": n_float, "int8_detections": n_int8,
             "precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0, 4)}
-
-
-def iou(a, b) -> float:
-    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
 
 
 def convert(model_json: Path, calibration: list[Path], checks: list[Path], source: Source = NANODET,

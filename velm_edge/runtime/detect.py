@@ -90,13 +90,18 @@ class Letterbox:
 def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     """A 3-channel uint8 frame -> (size, size, 3) with its aspect ratio kept, centred on black bars."""
     h, w = frame.shape[:2]
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    canvas = np.full((size, size, 3), LETTERBOX_FILL, np.uint8)
-    y, x = (size - nh) // 2, (size - nw) // 2
-    canvas[y:y + nh, x:x + nw] = cv2.resize(frame, (nw, nh), interpolation=interp)
-    return canvas, Letterbox(scale, (x, y), (w, h))
+    interp = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_LINEAR
+    canvas, scale, offset = preprocess.letterbox(frame, size, LETTERBOX_FILL, interp)
+    return canvas, Letterbox(scale, offset, (w, h))
+
+
+def square(frame: np.ndarray, decoding: Decoding, rgb: bool = False) -> tuple[np.ndarray, Letterbox]:
+    """Any accepted frame (see ``preprocess``; ``rgb``: RGB(A) rather than BGR(A)) -> the detector's square in its
+    colour order, and where the frame sits in it: what the graph sees, at runtime and in calibration alike."""
+    image = preprocess.as_bgr(frame, rgb)
+    if decoding.color_order == "RGB":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return letterbox(image, decoding.size)
 
 
 @dataclass(frozen=True)
@@ -146,20 +151,25 @@ class Decoding:
         return np.concatenate(xy).astype(np.float32), np.concatenate(strides)
 
 
+def overlaps(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box (4,) with each of ``boxes`` (N, 4), all x_min, y_min, x_max, y_max."""
+    box, boxes = np.asarray(box, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
+    w = np.maximum(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0)
+    h = np.maximum(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0)
+    inter = w * h
+    area = np.maximum(box[2] - box[0], 0) * np.maximum(box[3] - box[1], 0)
+    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     """Indices of the boxes kept by greedy non-maximum suppression, best score first."""
     order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = boxes.T
-    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
     keep: list[int] = []
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(int(i))
-        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
-        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
-        inter = w * h
-        overlap = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[overlap <= iou]
+        order = rest[overlaps(boxes[i], boxes[rest]) <= iou]
     return keep
 
 
@@ -214,11 +224,8 @@ class Detector:
     def run(self, frame: np.ndarray, rgb: bool = False) -> tuple[np.ndarray, np.ndarray, Letterbox]:
         """Any accepted frame (see ``preprocess``; ``rgb``: RGB(A) rather than BGR(A)) -> the graph's scores and
         box distributions as stored (int8 for int8 bundles), and where the frame sits in the square."""
-        image = preprocess.as_bgr(frame, rgb)
-        if self.decoding.color_order == "RGB":
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        square, where = letterbox(image, self.decoding.size)
-        self.graph.set("image", preprocess.to_input(square, self.q_image, 1.0))
+        image, where = square(frame, self.decoding, rgb)
+        self.graph.set("image", preprocess.to_input(image, self.q_image, 1.0))
         self.graph.invoke()
         return self.graph.get("scores")[0], self.graph.get("boxes")[0], where
 

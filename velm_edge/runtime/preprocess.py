@@ -38,13 +38,20 @@ def resize(frame: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
         y, x = (h - side) // 2, (w - side) // 2
         frame = frame[y:y + side, x:x + side]
     elif mode == "letterbox":
-        scale = size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        canvas = np.full((size, size, 3), LETTERBOX_GREY, np.uint8)
-        y, x = (size - nh) // 2, (size - nw) // 2
-        canvas[y:y + nh, x:x + nw] = cv2.resize(frame, (nw, nh), interpolation=interp)
-        return canvas
+        return letterbox(frame, size, LETTERBOX_GREY, interp)[0]
     return cv2.resize(frame, (size, size), interpolation=interp)
+
+
+def letterbox(frame: np.ndarray, size: int, fill: int, interp: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """A 3-channel uint8 frame -> (size, size, 3) with its aspect ratio kept, centred on bars of ``fill``; also the
+    scale and the (x, y) offset of the frame inside the square."""
+    h, w = frame.shape[:2]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    canvas = np.full((size, size, 3), fill, np.uint8)
+    y, x = (size - nh) // 2, (size - nw) // 2
+    canvas[y:y + nh, x:x + nw] = cv2.resize(frame, (nw, nh), interpolation=interp)
+    return canvas, scale, (x, y)
 
 
 def to_uint8(frame: np.ndarray) -> np.ndarray:
