@@ -157,9 +157,14 @@ def mentioned(caption: str) -> set[str]:
     """The categories a caption names; the longest phrase at each position wins ("teddy bear" over "bear").
     A person word that describes something else is not a person: "a couple of pizzas", and a kin word before
     another category ("baby elephant", "mother giraffe", "a family of ducks" is still a family of ducks)."""
-    table = phrase_table()
+    return set(counted(caption))
+
+
+def counted(caption: str) -> dict[str, int]:
+    """``mentioned`` with how many of each the caption names: 2 for a plural ("two dogs", "people"), else 1."""
+    table, plurals = phrase_table(), _plural_phrases()
     longest = max(len(k) for k in table)
-    words, found, i = normalize(caption), set(), 0
+    words, found, i = normalize(caption), {}, 0
 
     def at(i: int) -> tuple[str | None, int]:
         for n in range(min(longest, len(words) - i), 0, -1):
@@ -177,9 +182,20 @@ def mentioned(caption: str) -> set[str]:
             elif following == "of" and at(i + 2)[0] not in (None, "person"):  # "a family of ducks"
                 category = None
         if category is not None:
-            found.add(category)
+            many = tuple(words[i:i + n]) in plurals or (i > 0 and words[i - 1] in MANY)
+            found[category] = max(found.get(category, 0), 2 if many else 1)
         i += n
     return found
+
+
+MANY = {"two", "three", "four", "five", "six", "several", "many", "group", "groups", "crowd", "team", "pair"}
+
+
+@lru_cache(maxsize=1)
+def _plural_phrases() -> set[tuple[str, ...]]:
+    """The normalized phrases that name more than one ("dogs", "people"; not "sheep", whose plural is itself)."""
+    return {tuple(normalize(plural(word))) for words in CATEGORIES.values() for word in words
+            if plural(word) != word}
 
 
 def shown(references: Iterable[str], agree: int = 2) -> set[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from velm_convert import mentions
-from velm_convert.mentions import CATEGORIES, mention_scores, mentioned, plural, shown
+from velm_convert.mentions import CATEGORIES, counted, mention_scores, mentioned, plural, shown
 
 COCO_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "coco-sample"
 COCO_80 = """person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign
@@ -49,6 +49,18 @@ def test_plurals(word, expected):
 ])
 def test_mentioned(caption, expected):
     assert mentioned(caption) == expected
+
+
+@pytest.mark.parametrize("caption, expected", [
+    ("Two dogs play in the grass", {"dog": 2}),
+    ("a man riding a horse", {"person": 1, "horse": 1}),
+    ("people at a table", {"person": 2, "dining table": 1}),  # an irregular plural
+    ("three sheep on a hill", {"sheep": 2}),  # a plural that is its singular: the number says it
+    ("a sheep on a hill", {"sheep": 1}),
+    ("a couple of pizzas", {"pizza": 2}),  # not people
+])
+def test_counted_says_one_or_more_than_one(caption, expected):
+    assert counted(caption) == expected and mentioned(caption) == set(expected)
 
 
 def test_shown_needs_agreement_and_the_scores_count_every_image():

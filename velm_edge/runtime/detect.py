@@ -245,6 +245,19 @@ class Detector:
                      for b, s, c in zip(boxes, conf, cls))
 
 
+def as_tags(detections: tuple[Detection, ...], labels: tuple[str, ...]) -> np.ndarray:
+    """Detections as tags, for a decoder trained on them (a vision graph with a "detected" input): for each label
+    its best score (0: not seen), then for each label 1 where two or more are seen ("two people")."""
+    index = {label: i for i, label in enumerate(labels)}
+    tags = np.zeros(2 * len(labels), np.float32)
+    for d in detections:
+        i = index[d.label]
+        if tags[i] > 0:
+            tags[len(labels) + i] = 1.0
+        tags[i] = max(tags[i], d.score)
+    return tags
+
+
 def _q_threshold(threshold: float, q: QParams) -> int:
     """The smallest stored value whose real value can reach ``threshold`` (a conservative pre-filter)."""
     return int(np.floor(threshold / q.scale + q.zero_point)) if q.scale > 0 else -128

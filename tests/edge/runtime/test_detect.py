@@ -190,6 +190,13 @@ def test_velm_edge_detect_prints_draws_and_reports_bad_files(tmp_path, capsys):
     assert edge > 40 and inside == 0  # the box's outline is drawn, the photo inside left as it was
 
 
+def test_detections_as_tags_are_each_labels_best_score_then_whether_there_are_more():
+    found = (detect.Detection("dog", 0.9, (0, 0, 5, 5)), detect.Detection("person", 0.7, (1, 1, 4, 4)),
+             detect.Detection("dog", 0.5, (6, 6, 9, 9)))
+    np.testing.assert_allclose(detect.as_tags(found, ("person", "dog", "cat")), [0.7, 0.9, 0, 0, 1, 0])
+    np.testing.assert_allclose(detect.as_tags((), ("person", "dog")), [0, 0, 0, 0])
+
+
 def test_the_letterbox_geometry_is_what_the_runtime_uses():
     where = Letterbox(0.5, (10, 0), (100, 50))
     assert where.to_frame(np.array([[10, 0, 60, 25]], np.float32)).tolist() == [[0, 0, 100, 50]]
