@@ -34,8 +34,9 @@ class Trajectories:
                 "vocab_rows": self.vocab_rows}
 
 
-def record(velm: Velm, images: np.ndarray, captions: list[list[str]], progress=None) -> Trajectories:
-    """Run the float decoder over float images (N,H,W,3) in [0,1] and record every step's inputs."""
+def record(velm: Velm, images, captions: list[list[str]], progress=None) -> Trajectories:
+    """Run the float decoder over float images (N,H,W,3) in [0,1] (or {"image", "detected"} for a decoder trained
+    on detections) and record every step's inputs."""
     table = velm.embedding_table
     vocab, steps = velm.vocab, velm.config.steps
     feats, states0 = velm.encode_images(images)
@@ -64,7 +65,7 @@ def record(velm: Velm, images: np.ndarray, captions: list[list[str]], progress=N
         if progress:
             progress.update(1)
     # free running: the model's own greedy caption, up to and including the step that emits <end>
-    tokens, state, done, free = np.full(len(images), vocab.start_id), states0, np.zeros(len(images), bool), 0
+    tokens, state, done, free = np.full(len(captions), vocab.start_id), states0, np.zeros(len(captions), bool), 0
     for _ in range(steps):
         free += keep(tokens, state, ~done)
         logits, state = advance(tokens, state)
@@ -94,7 +95,9 @@ def language_samples(traj: Trajectories, max_samples: int, seed: int = 0) -> Ite
         yield {"embedding": traj.embedding[i:i + 1], "feature": traj.feature[i:i + 1], "state": traj.state[i:i + 1]}
 
 
-def vision_samples(images: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
-    """Representative dataset for the vision graph: float images (N,H,W,3) in [0,1], one at a time."""
-    for i in range(len(images)):
-        yield {"image": images[i:i + 1]}
+def vision_samples(images) -> Iterator[dict[str, np.ndarray]]:
+    """Representative dataset for the vision graph: float images (N,H,W,3) in [0,1] (or {"image", "detected"}),
+    one at a time."""
+    inputs = images if isinstance(images, dict) else {"image": images}
+    for i in range(len(inputs["image"])):
+        yield {k: v[i:i + 1] for k, v in inputs.items()}

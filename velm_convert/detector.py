@@ -6,11 +6,15 @@ wraps it so that it takes plain pixels in the NHWC layout every other graph of a
 mean and std and the NCHW transpose happen inside), joins its three feature levels into two outputs (``scores``,
 ``boxes``), quantizes it calibrated on Flickr8k *training* photos, checks int8 against float on other training
 photos (the detections must agree), runs the op check, and writes ``detector.tflite`` with its ``detector``
-manifest section (labels, decoding, provenance and licences) into the bundle.
+manifest section (labels, decoding, provenance and licences) into the bundle, or, given a folder that is not
+a bundle, ``detector.tflite`` and ``detector.json`` into it: the photo recipe converts the detector first, trains
+the decoder on its detections (``velm-convert train --detector FOLDER``) and exports the bundle with it
+(``velm-convert export --detector FOLDER``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -24,7 +28,8 @@ import numpy as np
 from velm_convert.mentions import CATEGORIES, forms
 from velm_edge.errors import VelmError
 from velm_edge.runtime import detect
-from velm_edge.runtime.bundle import read_manifest, write_manifest
+from velm_convert.datasets import progress_bar
+from velm_edge.runtime.bundle import read_file, read_manifest, write_manifest
 from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.image_file import read_image
 
@@ -242,6 +247,51 @@ def add_to_bundle(bundle: Path, model: bytes, section: dict) -> dict:
     written = write_manifest(bundle, manifest)
     log.info("wrote %s (%d bytes) into %s", FILE, len(model), bundle)
     return written
+
+
+SECTION_FILE = "detector.json"  # beside detector.tflite in a folder ``write`` made (no bundle yet)
+
+
+def write(folder: Path, model: bytes, section: dict) -> None:
+    """The detector graph and its section into ``folder`` (no bundle yet: the recipe trains on its detections,
+    then ``export --detector FOLDER`` puts it into the bundle)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FILE).write_bytes(model)
+    (folder / SECTION_FILE).write_text(json.dumps(section, indent=1) + "\n")
+
+
+def load(path: str | Path) -> tuple[bytes, dict]:
+    """The detector graph and its section (graph io included) from a bundle that has one or a folder ``write``
+    made."""
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        manifest = read_manifest(path)
+        if "detector" not in manifest:
+            raise DetectorError(f"{path}: the bundle has no detector graph ({FILE})")
+        return read_file(path, manifest, FILE), {**manifest["detector"], "graph": manifest["graphs"]["detector"]}
+    if not (path / FILE).is_file() or not (path / SECTION_FILE).is_file():
+        raise DetectorError(f"{path}: neither a bundle with a detector nor a folder with {FILE} and {SECTION_FILE} "
+                            f"(velm-convert detector FOLDER writes one)")
+    return (path / FILE).read_bytes(), json.loads((path / SECTION_FILE).read_text())
+
+
+def open_detector(path: str | Path) -> detect.Detector:
+    """``load``'s detector, ready to run (TF-free: the device's own decoding)."""
+    model, section = load(path)
+    return detect.Detector(Graph(model, f"{path}/{FILE}"), detect.Decoding.from_manifest(section, str(path)))
+
+
+def detections_of(detector: detect.Detector, files: list[Path], progress: bool = False) -> list[tuple]:
+    """Every label's detections at the bundle's threshold (what a caption is grounded in) on each photo."""
+    from velm_edge.runtime.captioner import GROUNDING
+
+    out = []
+    bar = progress_bar(len(files), f"detecting objects in {len(files)} photos", progress)
+    for file in files:
+        out.append(detector.detections(*detector.run(read_image(file)), GROUNDING))
+        bar.update(1)
+    bar.close()
+    return out
 
 
 def summary(section: dict) -> str:

@@ -32,11 +32,13 @@ import keras
 import numpy as np
 
 from velm_convert import calibrate, opcheck, provenance
+from velm_convert import detector as detector_graph
 from velm_convert.datasets import CaptionSet, progress_bar
 from velm_convert.model import Velm, count_macs, step_model, vision_model
 from velm_edge import __version__
 from velm_edge.errors import OptionError
 from velm_edge.runtime import bundle, preprocess
+from velm_edge.runtime.detect import as_tags
 from velm_edge.runtime.choices import PRECISIONS, check
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.graph import Graph
@@ -91,7 +93,16 @@ def to_tflite(model: keras.Model, precision: str, representative=None) -> bytes:
 
 
 def _convert(tf, model: keras.Model, precision: str, representative) -> bytes:
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if isinstance(model.input, dict) and "image" in model.input:
+        # a vision graph with a second input (the detections): from_keras_model fails on it (TFLite's Keras tracing
+        # reaches for tf-keras' call context, None under Keras 3); Keras' own SavedModel export keeps the names
+        with tempfile.TemporaryDirectory(prefix="velm-vision-") as saved:
+            model.export(saved, format="tf_saved_model", verbose=False)
+            return _quantized(tf, tf.lite.TFLiteConverter.from_saved_model(saved), precision, representative)
+    return _quantized(tf, tf.lite.TFLiteConverter.from_keras_model(model), precision, representative)
+
+
+def _quantized(tf, conv, precision: str, representative) -> bytes:
     if precision in ("int8", "dynamic"):
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "int8":
@@ -176,9 +187,26 @@ def _manifest(velm: Velm, name: str, precision: str, graphs: dict[str, Graph], r
     }
 
 
+def _calibration_detections(cfg, detector: str | Path | None, calibration: CaptionSet, n: int,
+                            progress: bool) -> np.ndarray:
+    """The detections of the first ``n`` calibration photos as tags, for a decoder trained on them."""
+    if detector is None:
+        raise OptionError("this model's decoder was trained on a detector's detections: give --detector (the "
+                          "bundle or velm-convert detector folder its training used)")
+    found = detector_graph.open_detector(detector)
+    if found.decoding.labels != cfg.detection_labels:
+        raise OptionError(f"--detector {detector} has other labels than the detector the model was trained on")
+    if len(calibration.files) < n:
+        raise OptionError("a model trained on detections is calibrated on photos read from files; this "
+                          "calibration set has none")
+    dets = detector_graph.detections_of(found, list(calibration.files[:n]), progress)
+    return np.stack([as_tags(d, found.decoding.labels) for d in dets])
+
+
 def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet, calib_images: int = 200,
            calib_samples: int = 2000, overwrite: bool = False, progress: bool = True, edgetpu: bool = False,
-           decoding: DecodeOptions | None = None, terms: str | None = None) -> Path:
+           decoding: DecodeOptions | None = None, terms: str | None = None,
+           detector: str | Path | None = None) -> Path:
     """Write the bundle OUT (a directory, conventionally NAME.velm) and return its path.  ``edgetpu``: also
     compile both graphs with edgetpu_compiler and store the compiled graphs (int8 only).  ``decoding``: the
     decoding the device uses by default (its ``DecodeOptions.MANIFEST`` fields go into the manifest; None:
@@ -204,6 +232,11 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
     vision_k, step_k = vision_model(velm.model, classifier), step_model(velm.model)
     n = min(calib_images, len(calibration))
     images = preprocess.to_float(calibration.images[:n])
+    found = None
+    if detector is not None:
+        found = detector_graph.load(detector)
+    if cfg.detection_labels:
+        images = {"image": images, "detected": _calibration_detections(cfg, detector, calibration, n, progress)}
     traj = None
     if precision == "int8":
         if n == 0:
@@ -239,6 +272,8 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
             manifest["decoding"] = decoding.for_manifest()
         manifest["edgetpu"] = compile_edgetpu(tmp) if edgetpu and precision == "int8" else None
         bundle.write_manifest(tmp, manifest)
+        if found is not None:
+            detector_graph.add_to_bundle(tmp, *found)
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp made it private

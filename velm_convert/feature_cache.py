@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from velm_convert.datasets import progress_bar
-from velm_edge.runtime import preprocess
+from velm_edge.runtime import detect, preprocess
 from velm_edge.runtime.image_file import decode_image
 
 DEFAULT_DIR = Path(os.environ.get("VELM_FEATURE_CACHE", Path.home() / ".cache" / "velm-convert" / "features"))
@@ -95,3 +95,32 @@ class FeatureCache:
         if not ok:
             return np.empty((0, 0), np.float32), []
         return np.stack([out[i] for i in ok]), ok
+
+
+def detected_tags(files: list[Path], detector: str | Path, root: str | Path = DEFAULT_DIR,
+                  progress: bool = True) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The detections of a detector graph (a bundle with one, or velm-convert detector's folder) on each of
+    ``files``, as tags (``detect.as_tags``; zeros for a file that cannot be decoded), and the detector's labels.
+    Cached like features, under the graph's sha256: the int8 graph the device runs, so training sees what the
+    device will see."""
+    from velm_convert.detector import detections_of, load, open_detector
+
+    model, _ = load(detector)
+    found = open_detector(detector)
+    labels = found.decoding.labels
+    cache = FeatureCache(root, "detected", found.decoding.size, "letterbox", hashlib.sha256(model).hexdigest())
+    out = np.zeros((len(files), 2 * len(labels)), np.float32)
+    bar = progress_bar(len(files), f"detections of {len(files)} images", progress)
+    for i, file in enumerate(files):
+        key = file_sha256(file)
+        tags = cache.get(key)
+        if tags is None:
+            try:
+                tags = detect.as_tags(detections_of(found, [file])[0], labels)
+            except ValueError:
+                tags = np.zeros(2 * len(labels), np.float32)
+            cache.put(key, tags)
+        out[i] = tags
+        bar.update(1)
+    bar.close()
+    return out, labels

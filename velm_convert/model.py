@@ -8,7 +8,9 @@ Training graph (teacher forcing over whole sequences)::
 
 With ``ModelConfig.tag_words`` (a decoder trained on tags) the feature is relu(W pooled + b + T tags), the tags
 being the ImageNet classifier's probability of each tag word, computed by frozen layers from the same pooled
-output; its vision graph also gives the start from the tags alone (tag_feature, tag_state).
+output; its vision graph also gives the start from the tags alone (tag_feature, tag_state).  With
+``ModelConfig.detection_labels`` too, a second input "detected" (the detector's objects as tags:
+``velm_edge.runtime.detect.as_tags``) adds D detected inside the same relu.
 
 Inference/export graphs built from the same weights (see ``vision_model`` and ``step_model``):
 vision: image -> feature, state0;  step: embedding, feature, state -> logits, state.
@@ -84,14 +86,18 @@ def set_tagger(model: keras.Model, classifier: tuple[np.ndarray, np.ndarray], cl
     model.get_layer("class_words").set_weights([class_words])
 
 
-def _head(cfg: ModelConfig, pooled, tokens, tags=None):
-    """Backbone output (and tag scores) -> feature, initial state and the teacher-forced GRU's logits."""
+def _head(cfg: ModelConfig, pooled, tokens, tags=None, detected=None):
+    """Backbone output (and tag scores, and detections as tags) -> feature, initial state and the teacher-forced
+    GRU's logits."""
     if tags is None:
         feature = keras.layers.Dense(cfg.feature_dim, activation="relu", name="feature")(pooled)
-    else:  # relu(W pooled + b + T tags): an image without the objects its tags name is still described by them
-        image_part = keras.layers.Dense(cfg.feature_dim, name="feature")(pooled)
-        tag_part = keras.layers.Dense(cfg.feature_dim, use_bias=False, name="feature_tags")(tags)
-        mixed = keras.layers.Add(name="feature_mix")([image_part, tag_part])
+    else:  # relu(W pooled + b + T tags [+ D detected]): an image without the objects its tags name is still
+        # described by them
+        parts = [keras.layers.Dense(cfg.feature_dim, name="feature")(pooled),
+                 keras.layers.Dense(cfg.feature_dim, use_bias=False, name="feature_tags")(tags)]
+        if detected is not None:
+            parts.append(keras.layers.Dense(cfg.feature_dim, use_bias=False, name="feature_detected")(detected))
+        mixed = keras.layers.Add(name="feature_mix")(parts)
         feature = keras.layers.ReLU(name="grounded_feature")(mixed)
     state0 = keras.layers.Dense(cfg.units, activation="tanh", name="init_state")(feature)
     emb = keras.layers.Embedding(cfg.vocab_size, cfg.embed_dim, name="embedding")(tokens)
@@ -109,9 +115,12 @@ def build(cfg: ModelConfig) -> keras.Model:
     ``cfg.tag_words`` the tags are computed from the backbone inside (load the tagger with ``set_tagger``)."""
     image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     tokens = keras.Input((cfg.steps,), dtype="int32", name="tokens")
+    inputs = {"image": image, "tokens": tokens}
+    if cfg.detection_labels:
+        inputs["detected"] = keras.Input((2 * len(cfg.detection_labels),), name="detected")
     pooled = _backbone(image, cfg)
     tags = _tagger(cfg, pooled) if cfg.tag_words else None
-    return keras.Model({"image": image, "tokens": tokens}, _head(cfg, pooled, tokens, tags), name="velm")
+    return keras.Model(inputs, _head(cfg, pooled, tokens, tags, inputs.get("detected")), name="velm")
 
 
 def build_on_features(cfg: ModelConfig, pooled_dim: int) -> keras.Model:
@@ -123,11 +132,14 @@ def build_on_features(cfg: ModelConfig, pooled_dim: int) -> keras.Model:
     inputs = {"pooled": pooled, "tokens": tokens}
     if cfg.tag_words:
         inputs["tags"] = keras.Input((len(cfg.tag_words),), name="tags")
-    return keras.Model(inputs, _head(cfg, pooled, tokens, inputs.get("tags")), name="velm_head")
+    if cfg.detection_labels:
+        inputs["detected"] = keras.Input((2 * len(cfg.detection_labels),), name="detected")
+    return keras.Model(inputs, _head(cfg, pooled, tokens, inputs.get("tags"), inputs.get("detected")),
+                       name="velm_head")
 
 
 def transfer_head(source: keras.Model, target: keras.Model) -> None:
-    for name in HEAD_LAYERS + (("feature_tags",) if _has(source, "feature_tags") else ()):
+    for name in HEAD_LAYERS + tuple(n for n in ("feature_tags", "feature_detected") if _has(source, n)):
         target.get_layer(name).set_weights(source.get_layer(name).get_weights())
 
 
@@ -141,7 +153,8 @@ def vision_model(model: keras.Model, classifier: tuple[np.ndarray, np.ndarray] |
     outputs "classes", its ImageNet softmax (C,); ``classifier``: (kernel (D, C), bias (C,)) of a classifier over
     the pooled backbone output (EfficientNet-Lite0's ImageNet head) adds it to a model without one."""
     if "image" in model.input:
-        inputs = model.input["image"]
+        inputs = model.input["image"] if "detected" not in model.input else \
+            {k: model.input[k] for k in ("image", "detected")}
     else:
         inputs = {k: v for k, v in model.input.items() if k != "tokens"}
         inputs = inputs if len(inputs) > 1 else inputs["pooled"]
@@ -161,12 +174,15 @@ def vision_model(model: keras.Model, classifier: tuple[np.ndarray, np.ndarray] |
 
 
 def _tags_alone(model: keras.Model):
-    """(feature, initial state) of a tagged model with the image part withheld: relu(b + T tags), as in training
-    with ``image_dropout`` or a text caption.  The bias is added by an identity FULLY_CONNECTED layer (an op the
+    """(feature, initial state) of a tagged model with the image part withheld: relu(b + T tags [+ D detected]), as
+    in training with ``image_dropout`` or a text caption.  The bias is added by an identity FULLY_CONNECTED layer (an op the
     Edge TPU runs), and the initial state comes from the model's own "init_state" layer."""
     image_part = model.get_layer("feature")
     add_bias = keras.layers.Dense(image_part.units, name="tags_alone_bias")
-    biased = add_bias(model.get_layer("feature_tags").output)
+    tagged = model.get_layer("feature_tags").output
+    if _has(model, "feature_detected"):
+        tagged = keras.layers.Add(name="tags_alone_mix")([tagged, model.get_layer("feature_detected").output])
+    biased = add_bias(tagged)
     add_bias.set_weights([np.eye(image_part.units, dtype=np.float32), np.asarray(image_part.bias)])
     feature = keras.layers.ReLU(name="tags_alone_feature")(biased)
     return feature, model.get_layer("init_state")(feature)
@@ -324,7 +340,7 @@ class Velm:
         """Float images (N,H,W,3) in [0,1] (or a head's pooled features (N,D), or {"pooled", "tags"} arrays for a
         head with tags) -> (features (N,F), initial states (N,S)).  Images go through the backbone 32 at a time:
         an EfficientNet-Lite0 batch of 256 at 224x224 holds gigabytes of activations."""
-        if not isinstance(images, dict) and images.ndim == 4:
+        if (images.get("image", images.get("pooled")) if isinstance(images, dict) else images).ndim == 4:
             batch_size = min(batch_size, 32)
         feats, states = [], []
         for i in range(0, _count(images), batch_size):

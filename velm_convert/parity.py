@@ -20,7 +20,9 @@ from velm_convert.datasets import CaptionSet, progress_bar
 from velm_convert.model import Velm
 from velm_edge.runtime import bundle as bundle_format
 from velm_edge.runtime import preprocess
-from velm_edge.runtime.captioner import Captioner
+from velm_edge.runtime.captioner import GROUNDING, Captioner
+from velm_edge.runtime.detect import as_tags
+from velm_edge.runtime.image_file import read_image
 from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.quant import dequantize, quantize
 
@@ -35,16 +37,18 @@ def token_agreement(a: list[tuple[int, ...]], b: list[tuple[int, ...]], end_id: 
     return same / max(total, 1)
 
 
-def state_errors(cap: Captioner, velm: Velm, images: np.ndarray, steps: int = 4) -> dict[str, float]:
+def state_errors(cap: Captioner, velm: Velm, images: np.ndarray, seen: list | None = None,
+                 steps: int = 4) -> dict[str, float]:
     """Largest |bundle - float| of the feature and initial state, and of the state after one language
-    step fed the float model's own inputs (the first ``steps`` greedy steps of each image)."""
-    feats, states = velm.encode_images(preprocess.to_float(images))
+    step fed the float model's own inputs (the first ``steps`` greedy steps of each image; ``seen``: each
+    image's detections, for a decoder trained on them)."""
+    feats, states = velm.encode_images(_float_inputs(cap, images, seen))
     q_feat, q_state = cap.language.qparams("feature"), cap.language.qparams("state")
     q_state_out = cap.language.qparams("state", True)
     table = velm.embedding_table
     err = {"feature": 0.0, "state0": 0.0, "step_state": 0.0}
-    for img, f, s in zip(images, feats, states):
-        bf, bs = cap.encode(img)
+    for i, (img, f, s) in enumerate(zip(images, feats, states)):
+        bf, bs = (e := cap.see(img, None if seen is None else seen[i])).feature, e.state
         err["feature"] = max(err["feature"], float(np.abs(dequantize(bf, q_feat)[0] - f).max()))
         err["state0"] = max(err["state0"], float(np.abs(dequantize(bs, q_state)[0] - s).max()))
         token, state = velm.vocab.start_id, s[None]
@@ -61,17 +65,30 @@ def state_errors(cap: Captioner, velm: Velm, images: np.ndarray, steps: int = 4)
     return {f"max_abs_error_{k}": round(v, 5) for k, v in err.items()}
 
 
+def _float_inputs(cap: Captioner, images: np.ndarray, seen: list | None):
+    """What the float model takes for ``images``: with detections (``seen``), {"image", "detected"}."""
+    floats = preprocess.to_float(images)
+    if seen is None:
+        return floats
+    return {"image": floats, "detected": np.stack([as_tags(d, cap.bundle.decoding.labels) for d in seen])}
+
+
 def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None = None,
              options: DecodeOptions = DecodeOptions(), progress: bool = True) -> dict:
     """Caption ``data`` with the bundle (and the float reference, if given) and compare; both decode with
     ``options``, the bundle without grounding (the float model has no classifier to ground with)."""
     like_for_like = dataclasses.replace(options, ground=0.0, time_budget_ms=None)
     with Captioner.open(bundle_path) as cap:  # closed however the comparison ends
+        seen = None
+        if cap.takes_detections:  # both see the bundle's detections of the whole photo
+            if len(data.files) != len(data):
+                raise ValueError("a bundle whose decoder takes detections is checked on photos read from files")
+            seen = [cap.detect(read_image(f), GROUNDING) for f in data.files]
         bar = progress_bar(len(data), f"captioning {len(data)} images with {Path(bundle_path).name}", progress)
         ours = []
-        for img in data.images:
+        for i, img in enumerate(data.images):
             # like for like with the float model (benchmarks/wider_world.py measures the bundle's own decoding)
-            ours.append(cap.caption_rgb(img, like_for_like))
+            ours.append(cap.decode_encoded(cap.encode_rgb(img, None if seen is None else seen[i]), like_for_like))
             bar.update(1)
         bar.close()
         texts = [c.text for c in ours]
@@ -82,7 +99,7 @@ def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None =
                   "decode_ms_mean": round(float(np.mean([c.timings_ms["decode"] for c in ours])), 3),
                   "vision_ms_mean": round(float(np.mean([c.timings_ms["vision"] for c in ours])), 3)}
         if reference is not None:
-            ref = reference.caption_arrays(preprocess.to_float(data.images), like_for_like)
+            ref = reference.caption_arrays(_float_inputs(cap, data.images, seen), like_for_like)
             result["float"] = metrics.score([reference.vocab.decode(d.tokens) for d in ref], data.captions)
             result["agreement"] = {
                 "exact_caption": round(float(np.mean([a.tokens == b.tokens for a, b in zip(ours, ref)])), 4),
@@ -91,7 +108,8 @@ def evaluate(bundle_path: str | Path, data: CaptionSet, reference: Velm | None =
             }
             result["relative_change"] = {k: round((result["bundle"][k] - result["float"][k])
                                                   / max(abs(result["float"][k]), 1e-12), 4) for k in ("bleu4", "cider")}
-            result["errors"] = state_errors(cap, reference, data.images[: min(100, len(data))])
+            k = min(100, len(data))
+            result["errors"] = state_errors(cap, reference, data.images[:k], None if seen is None else seen[:k])
             result["disagreements"] = [{"bundle": c.text, "float": reference.vocab.decode(d.tokens), "truth": refs[0]}
                                        for c, d, refs in zip(ours, ref, data.captions) if c.tokens != d.tokens][:20]
     return result

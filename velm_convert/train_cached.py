@@ -145,6 +145,23 @@ class Tagger:
         return out.astype(np.float32)
 
 
+def text_detected(captions: list[str], labels: tuple[str, ...], rng: np.random.Generator) -> np.ndarray:
+    """(N, 2L) detections as tags (``detect.as_tags``) for captions without an image, as the detector might give
+    them: each object the caption names is seen with a score between 0.4 and 0.95 and missed one time in six, and
+    one in three of the "two or more" it says is missed too."""
+    from velm_convert.mentions import counted
+
+    index = {label: i for i, label in enumerate(labels)}
+    out = np.zeros((len(captions), 2 * len(labels)), np.float32)
+    for n, caption in enumerate(captions):
+        for category, count in counted(caption).items():
+            if category in index and rng.random() >= 1 / 6:
+                out[n, index[category]] = rng.uniform(0.4, 0.95)
+                if count > 1 and rng.random() >= 1 / 3:
+                    out[n, len(labels) + index[category]] = 1.0
+    return out
+
+
 def text_captions(path: str | Path) -> list[str]:
     """The 'caption' column of a CSV of captions without images."""
     import csv
@@ -171,14 +188,18 @@ def matched_images(texts: list[str], image_captions: list[list[str]], rng: np.ra
 
 
 def with_tags(x: dict, seq: np.ndarray, idx: np.ndarray, fs: FeatureSet, image_tags: np.ndarray, texts: list[str],
-              tagger: Tagger, vocab: Vocab, cfg: TrainConfig) -> tuple[dict, np.ndarray]:
+              tagger: Tagger, vocab: Vocab, cfg: TrainConfig,
+              detected: tuple[np.ndarray, tuple[str, ...]] | None = None) -> tuple[dict, np.ndarray]:
     """The training pairs of a decoder conditioned on tags: the image pairs ``x`` (pooled, tokens; of the images
-    ``idx`` of ``fs``) with their images' tags, ``cfg.image_dropout`` of them with the image withheld, then the
-    ``texts``, each without an image or with a matched one (``cfg.text_images``)."""
+    ``idx`` of ``fs``) with their images' tags (and ``detected``: the images' detections as tags, and the
+    detector's labels), ``cfg.image_dropout`` of them with the image withheld, then the ``texts``, each without an
+    image or with a matched one (``cfg.text_images``)."""
     rng = np.random.default_rng(cfg.seed)
     tags = image_tags[idx]
     pooled = x["pooled"]
     pooled[rng.random(len(pooled)) < cfg.image_dropout] = 0.0
+    if detected is not None:
+        x = {**x, "detected": detected[0][idx]}
     if not texts:
         return {**x, "tags": tags}, seq
     t_seq = np.array([vocab.encode(c, cfg.max_length) for c in texts], np.int32)
@@ -188,8 +209,11 @@ def with_tags(x: dict, seq: np.ndarray, idx: np.ndarray, fs: FeatureSet, image_t
     else:
         t_pooled = np.zeros((len(texts), pooled.shape[1]), np.float32)
         t_tags = tagger.text_tags(texts, image_tags, rng)
-    return {"pooled": np.concatenate([pooled, t_pooled]), "tokens": np.concatenate([x["tokens"], t_seq[:, :-1]]),
-            "tags": np.concatenate([tags, t_tags])}, np.concatenate([seq, t_seq])
+    out = {"pooled": np.concatenate([pooled, t_pooled]), "tokens": np.concatenate([x["tokens"], t_seq[:, :-1]]),
+           "tags": np.concatenate([tags, t_tags])}
+    if detected is not None:
+        out["detected"] = np.concatenate([x["detected"], text_detected(texts, detected[1], rng)])
+    return out, np.concatenate([seq, t_seq])
 
 
 def train_cached(cfg: TrainConfig) -> Velm:
@@ -199,6 +223,8 @@ def train_cached(cfg: TrainConfig) -> Velm:
     if not 0 <= cfg.image_dropout < 1 or cfg.text_weight < 0:
         raise OptionError(f"--image-dropout must be in [0, 1) and --text-weight at least 0, got {cfg.image_dropout} "
                           f"and {cfg.text_weight}")
+    if cfg.detector and not cfg.tags:
+        raise OptionError("--detector conditions a decoder trained on tags on detections too: add --tags")
     if cfg.tags and cfg.backbone != "efficientnet_lite0":
         raise OptionError("--tags needs --backbone efficientnet_lite0 (its ImageNet classifier names the tags)")
     texts = text_captions(cfg.text_captions) if cfg.text_captions else []
@@ -207,15 +233,25 @@ def train_cached(cfg: TrainConfig) -> Velm:
     tagger = Tagger.for_vocab(vocab, cfg.backbone_weights) if cfg.tags else None
     if tagger is not None:
         mcfg = dataclasses.replace(mcfg, tag_words=tagger.words)
+    detected = {}
+    if cfg.detector:
+        from velm_convert.feature_cache import detected_tags
+
+        for name, fs in (("train", train_set), ("dev", dev_set)):
+            detected[name] = detected_tags(fs.files, cfg.detector, cfg.feature_cache or DEFAULT_DIR, cfg.progress)
+        mcfg = dataclasses.replace(mcfg, detection_labels=detected["train"][1])
     pairs, dev_inputs = {}, dev_set.features
     for name, fs in (("train", train_set), ("dev", dev_set)):
         idx, seq = encode_captions(fs, vocab, cfg.max_length)
         x = {"pooled": fs.features[idx], "tokens": seq[:, :-1]}
         if tagger is not None and name == "dev":
             dev_inputs = {"pooled": fs.features, "tags": tagger.tags(fs.features)}
-            x["tags"] = dev_inputs["tags"][idx]
+            if detected:
+                dev_inputs["detected"] = detected["dev"][0]
+            x.update({k: v[idx] for k, v in dev_inputs.items() if k != "pooled"})
         elif tagger is not None:
-            x, seq = with_tags(x, seq, idx, fs, tagger.tags(fs.features), texts, tagger, vocab, cfg)
+            x, seq = with_tags(x, seq, idx, fs, tagger.tags(fs.features), texts, tagger, vocab, cfg,
+                               detected.get("train"))
         weight = (seq[:, 1:] != 0).astype(np.float32)
         if name == "train" and texts:
             weight[len(seq) - len(texts):] *= cfg.text_weight
@@ -226,8 +262,9 @@ def train_cached(cfg: TrainConfig) -> Velm:
     budget = CosineOnBudget(cfg.learning_rate, cfg.epochs * steps, cfg.max_minutes)
     dev_score = DevScore(dev_set, dev_inputs, vocab, mcfg, cfg.patience)
     callbacks = [budget, dev_score, keras.callbacks.CSVLogger(str(run.out / "history.csv"))]
-    log.info("head on %s features: %d training pairs (%d of them text only), vocabulary %d, %d tag words",
-             cfg.backbone, len(pairs["train"][1]), len(texts), len(vocab), len(mcfg.tag_words))
+    log.info("head on %s features: %d training pairs (%d of them text only), vocabulary %d, %d tag words, "
+             "%d detector labels", cfg.backbone, len(pairs["train"][1]), len(texts), len(vocab), len(mcfg.tag_words),
+             len(mcfg.detection_labels))
     t1 = time.monotonic()
     x, y, w = pairs["train"]
     history = head.fit(x, y, sample_weight=w, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,

@@ -158,6 +158,19 @@ def test_text_tags_look_like_a_classifiers_scores_of_the_words_said():
     assert (tags[:, 2] > 0).any()  # the floor is a real image's tags, scaled
 
 
+def test_text_detections_look_like_the_detectors_of_the_objects_said():
+    from velm_convert.train_cached import text_detected
+
+    labels = ("person", "dog", "cat")
+    found = text_detected(["Two dogs run.", "A man and a dog."] * 600, labels, np.random.default_rng(0))
+    dogs, man = found[0::2], found[1::2]
+    for seen in (dogs[:, 1], man[:, 0], man[:, 1]):  # seen five times in six, scored like a detection
+        assert 0.78 < (seen > 0).mean() < 0.88 and seen[seen > 0].min() >= 0.4 and seen.max() <= 0.95
+    assert 0.45 < dogs[:, 4].mean() < 0.65 and not man[:, 3:].any()  # "two dogs": more than one, mostly said
+    assert not (dogs[:, 4] > 0)[dogs[:, 1] == 0].any()  # never more than one of what is not seen
+    assert not found[:, 2].any() and not dogs[:, 0].any()  # nothing that is not said
+
+
 def test_a_text_caption_is_matched_with_a_photo_that_agrees_on_people():
     from velm_convert.train_cached import matched_images
 
@@ -211,3 +224,43 @@ def test_a_decoder_conditioned_on_tags_trains_with_text_and_exports_its_tagger(t
     pizza[:, tagger.words.index("pizza")] = 1.0
     other = head_vision({"pooled": pooled, "tags": pizza})  # the tags change the feature
     assert np.abs(np.asarray(other["feature"]) - np.asarray(head["feature"])).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_a_decoder_conditioned_on_detections_trains_exports_and_captions_with_them(tmp_path, flickr_like, capsys):
+    """--detector: the decoder trains on the detector's detections of each photo (cached), the export calibrates on
+    them and puts the detector into the bundle, and the device feeds the vision graph what its detector sees."""
+    from velm_convert import imagenet_words
+    from velm_convert.cli import main as velm_convert
+    from velm_convert.model import Velm
+    from velm_convert.train import train
+    from velm_edge.runtime.bundle import SHIPPED
+    from velm_edge.runtime.captioner import Captioner
+    from velm_edge.runtime.detect import Detection
+
+    if not (imagenet_words.DARKNET / "imagenet.labels.list").is_file() or not imagenet_words.WORDNET.is_file():
+        pytest.skip("needs Debian's darknet and wordnet-base (apt-get install darknet wordnet-base; .ci/run does)")
+    detector = str(SHIPPED["photo"])
+    cfg = TrainConfig(out=str(tmp_path / "run"), dataset="flickr8k", annotations=str(flickr_like),
+                      backbone="efficientnet_lite0", image_size=SIZE, feature_dim=32, embed_dim=16, units=32,
+                      min_count=3, epochs=1, batch_size=16, feature_cache=str(tmp_path / "cache"), progress=False,
+                      tags=True, detector=detector)
+    train(cfg)
+    model = tmp_path / "run" / "model.keras"
+    loaded = Velm.load(model)
+    assert loaded.config.detection_labels[:3] == ("person", "bicycle", "car")
+    assert len(list((tmp_path / "cache").glob("detected-*/*/*.npy"))) == 32  # train and dev photos, once each
+    out = tmp_path / "mine.velm"
+    export = ["export", str(model), "--out", str(out), "--dataset", "flickr8k", "--annotations", str(flickr_like),
+              "--calib-images", "8", "--calib-samples", "100", "--parity-images", "4", "--no-progress"]
+    assert velm_convert(export) == 1 and "give --detector" in capsys.readouterr().err and not out.exists()
+    assert velm_convert([*export, "--detector", detector]) == 0
+    with Captioner.open(out) as cap:
+        assert cap.takes_detections and cap.bundle.decoding.labels == loaded.config.detection_labels
+        frame = cv2.imread(str(next((flickr_like / "images").iterdir())))
+        assert "detect" in cap.caption(frame, detection=cap.detection.override(detect=False)).timings_ms
+        image = preprocess.prepare(frame, SIZE, "stretch", False, "RGB")
+        nobody, someone = cap.see(image, ()), cap.see(image, (Detection("person", 0.9, (0, 0, 9, 9)),))
+        assert not np.array_equal(nobody.feature, someone.feature)  # what is seen reaches the decoder
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "detected" in manifest["graphs"]["vision"]["inputs"] and manifest["metrics"]["images"] == 4

@@ -34,7 +34,6 @@ def encoded_frames(reader: LatestFrameReader, captioner: Captioner, gate: SceneG
     frame is counted in ``counts["bad"]``, never fatal; ``on_progress`` is called for every frame taken.
     ``detect_every``: the bundle's detector runs on every n-th encoded frame; the frames between keep the last
     detections (their boxes are as old as that frame)."""
-    without = captioner.detection.override(detect=False) if detect_every > 1 else None
     encoded_count, last = 0, None
     while True:
         frame = reader.get(timeout=0.2)
@@ -50,7 +49,7 @@ def encoded_frames(reader: LatestFrameReader, captioner: Captioner, gate: SceneG
                 yield None
                 continue
             detect = encoded_count % detect_every == 0 or last is None
-            encoded = captioner.encode_frame(frame.image) if detect else captioner.encode_frame(frame.image, without)
+            encoded = captioner.encode_frame(frame.image, earlier=None if detect else last)
         except FrameError:  # an undecodable or malformed frame
             counts["bad"] += 1
             yield None
@@ -58,8 +57,6 @@ def encoded_frames(reader: LatestFrameReader, captioner: Captioner, gate: SceneG
         encoded_count += 1
         if detect:
             last = encoded
-        elif last is not None:
-            encoded = dataclasses.replace(encoded, detections=last.detections, seen=last.seen)
         yield frame, encoded
 
 

@@ -28,11 +28,11 @@ from velm_edge.runtime.bundle import Bundle, resolve
 from velm_edge.runtime.choices import RESIZE_MODES, check
 from velm_edge.runtime.contract import check_graphs
 from velm_edge.runtime.decode import DecodeOptions
-from velm_edge.runtime.detect import MAX_DETECTIONS, Detection, DetectOptions, Detector
+from velm_edge.runtime.detect import MAX_DETECTIONS, Detection, DetectOptions, Detector, as_tags
 from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.grounding import DetectedWords, Tag, no_grounding
 from velm_edge.runtime.options import RuntimeOptions
-from velm_edge.runtime.quant import Dequantizer, dequantize, requantizer
+from velm_edge.runtime.quant import Dequantizer, dequantize, quantize, requantizer
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class _Graphs:
         self.state_in = requantizer(lang.qparams("state", True), lang.qparams("state"))
         self.logits_to_real = Dequantizer(lang.qparams("logits", True))  # int8 logits: also their byte table
         self.q_classes = v.qparams("classes", True) if "classes" in v.outputs else None
+        self.q_detected = v.qparams("detected") if "detected" in v.inputs else None  # a decoder trained on them
         self.tag_start_in = None
         if "tag_feature" in v.outputs:
             self.tag_start_in = (requantizer(v.qparams("tag_feature", True), lang.qparams("feature")),
@@ -204,6 +205,11 @@ class Captioner:
         detector = self._graphs().detector
         return None if detector is None else detector.graph
 
+    @property
+    def takes_detections(self) -> bool:
+        """Whether the bundle's decoder was trained on its detector's detections (its vision graph takes them)."""
+        return "detected" in self.bundle.manifest["graphs"]["vision"]["inputs"]
+
     def batches(self, rows: int) -> bool:
         """Whether a beam search of ``rows`` beams runs them as one batch, one invoke a step, on this thread
         (``RuntimeOptions.batch_beams``; the graph must take it soundly and gain from it)."""
@@ -220,11 +226,16 @@ class Captioner:
         seen = self.see(rgb)
         return seen.feature, seen.state
 
-    def see(self, rgb: np.ndarray) -> Encoded:
+    def see(self, rgb: np.ndarray, seen: tuple[Detection, ...] | None = None) -> Encoded:
         """``encode`` and, for a grounded bundle, the ImageNet class probabilities (C,), and for a decoder trained
-        on tags its start from the tags alone (no timings, no image signal)."""
+        on tags its start from the tags alone (no timings, no image signal).  A vision graph that takes the
+        detections is given ``seen`` (every label at the bundle's threshold; None: the detector runs on ``rgb``)."""
         g = self._graphs()
         g.vision.set("image", preprocess.to_input(rgb, g.q_image, self.input_scale))
+        if g.q_detected is not None:
+            if seen is None:
+                seen = g.detector.detections(*g.detector.run(rgb, self.color_order == "RGB"), GROUNDING)
+            g.vision.set("detected", quantize(as_tags(seen, self.bundle.decoding.labels)[None], g.q_detected))
         g.vision.invoke()
         classes = None if g.q_classes is None else dequantize(g.vision.get("classes")[0], g.q_classes)
         tag_start = None
@@ -330,27 +341,33 @@ class Captioner:
         return Caption(self.vocab.decode(d.tokens), d.tokens, d.score, timings, d.complete, tags,
                        confidence.of_caption(d.score, len(d.tokens), signal, support), detections)
 
-    def encode_frame(self, frame: np.ndarray, detection: DetectOptions | None = None) -> Encoded:
-        """The first half of ``caption``: preprocess, the vision graph and, where the bundle has one and
-        ``detection`` (default: the Captioner's) lets it, the detector (``decode_encoded`` is the rest).
+    def encode_frame(self, frame: np.ndarray, detection: DetectOptions | None = None,
+                     earlier: Encoded | None = None) -> Encoded:
+        """The first half of ``caption``: preprocess, the detector where the bundle has one and ``detection``
+        (default: the Captioner's) lets it, and the vision graph (``decode_encoded`` is the rest).  A bundle whose
+        decoder was trained on the detections runs its detector whatever ``detection`` says (``detect`` off
+        then only leaves them out of the answer).  ``earlier``: an earlier frame's result whose detections are
+        kept instead of running the detector again (live's ``--detect-every``).
         Two threads can run the halves of consecutive frames at once: each thread has its own graphs."""
+        detection, g = detection or self.detection, self._graphs()
+        timings, detections, seen = {}, None, None
+        if earlier is not None:
+            detections, seen = earlier.detections, earlier.seen
+        elif g.detector is not None and (detection.detect or g.q_detected is not None):
+            t0 = time.perf_counter()
+            scores, boxes, where = g.detector.run(frame, self.rgb)
+            seen = g.detector.detections(scores, boxes, where, GROUNDING)
+            if detection.detect:  # grounding sees every label at the bundle's threshold, whatever the caller keeps
+                # ("only cars" must not make a caption drop the people)
+                detections = seen[:detection.max_detections] if detection.classes == () and \
+                    detection.min_score is None else g.detector.detections(scores, boxes, where, detection)
+            timings["detect"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         image = preprocess.prepare(frame, self.size, self.resize_mode, self.rgb, self.color_order)
-        preprocess_ms = (time.perf_counter() - t0) * 1e3
-        encoded = self.encode_rgb(image)
-        timings = {"preprocess": preprocess_ms, **encoded.timings_ms}
-        detection, detector = detection or self.detection, self._graphs().detector
-        detections = seen = None
-        if detection.detect and detector is not None:
-            t0 = time.perf_counter()
-            scores, boxes, where = detector.run(frame, self.rgb)
-            detections = detector.detections(scores, boxes, where, detection)
-            # grounding sees every label at the bundle's threshold, whatever the caller keeps ("only cars" must
-            # not make a caption drop the people)
-            seen = detections if detection.classes == () and detection.min_score is None else \
-                detector.detections(scores, boxes, where, GROUNDING)
-            timings["detect"] = (time.perf_counter() - t0) * 1e3
-        return dataclasses.replace(encoded, timings_ms=timings, detections=detections, seen=seen)
+        timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+        encoded = self.encode_rgb(image, () if seen is None and g.q_detected is not None else seen)
+        return dataclasses.replace(encoded, timings_ms={**timings, **encoded.timings_ms}, detections=detections,
+                                   seen=seen)
 
     def detect(self, frame: np.ndarray, detection: DetectOptions | None = None) -> tuple[Detection, ...]:
         """The bundle's detector alone: any accepted frame -> its objects, best first, boxes in the frame's pixels
@@ -362,10 +379,11 @@ class Captioner:
         scores, boxes, where = detector.run(frame, self.rgb)
         return detector.detections(scores, boxes, where, detection or self.detection)
 
-    def encode_rgb(self, rgb: np.ndarray) -> Encoded:
-        """``encode_frame`` for a uint8 image already at the model's size and in its colour order (no preprocess)."""
+    def encode_rgb(self, rgb: np.ndarray, seen: tuple[Detection, ...] | None = None) -> Encoded:
+        """``encode_frame`` for a uint8 image already at the model's size and in its colour order (no preprocess;
+        ``seen``: see ``see``)."""
         t0 = time.perf_counter()
-        seen = self.see(rgb)
+        seen = self.see(rgb, seen)
         return dataclasses.replace(seen, timings_ms={"vision": (time.perf_counter() - t0) * 1e3},
                                    signal=confidence.image_signal(rgb))
 

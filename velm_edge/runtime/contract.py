@@ -35,6 +35,9 @@ DETECTOR_FILE = "detector.tflite"
 # one whose decoder was trained on tags also the start from the tags alone (tag_feature, tag_state: both or none).
 OPTIONAL_OUTPUTS = {"vision": {"classes", "tag_feature", "tag_state"}, "language": set(), "detector": set()}
 TAG_START = {"tag_feature", "tag_state"}
+# Optional inputs: the vision graph of a decoder trained on detections takes them as tags ("detected": per label
+# the best score, then per label whether two or more are seen; velm_edge.runtime.detect.as_tags): needs the detector.
+OPTIONAL_INPUTS = {"vision": {"detected"}, "language": set(), "detector": set()}
 CLASSES_FILE = "classes.json"
 MAX_SIDE, MAX_WIDTH, MAX_STEPS, MAX_BEAM = 2048, 1 << 16, 1024, 16
 MAX_LENGTH_PENALTY = 5.0  # decoding's length penalty: a bundle's recommendation and a request alike
@@ -146,7 +149,7 @@ def check_manifest(m: dict, where: str) -> None:
         g = _dict(graphs, graph, f"{where}: graphs")
         for side, names in (("inputs", inputs), ("outputs", outputs)):
             io = _dict(g, side, f"{where}: graphs.{graph}")
-            optional = OPTIONAL_OUTPUTS[graph] if side == "outputs" else set()
+            optional = OPTIONAL_OUTPUTS[graph] if side == "outputs" else OPTIONAL_INPUTS[graph]
             if not names <= set(io) <= names | optional:
                 extra = f" (optionally {sorted(optional)})" if optional else ""
                 raise BundleError(f"{where}: graphs.{graph}.{side} must name {sorted(names)}{extra}, "
@@ -168,14 +171,14 @@ def expected_shapes(m: dict, classes: int = 0,
     """Every graph input/output's shape as the manifest's sizes imply (batch 1); ``classes``: the rows of
     classes.json, when the bundle has one; ``detector``: the detector's ``Decoding``, when it has one."""
     side, f, s = m["preprocess"]["size"], m["feature_size"], m["state_size"]
-    found = {}
+    found, vision = {}, {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s), "classes": (1, classes),
+                         "tag_feature": (1, f), "tag_state": (1, s)}
     if detector is not None:
         found["detector"] = {"image": (1, detector.size, detector.size, 3),
                              "scores": (1, detector.points, len(detector.labels)),
                              "boxes": (1, detector.points, 4 * (detector.reg_max + 1))}
-    return {**found,
-            "vision": {"image": (1, side, side, 3), "feature": (1, f), "state": (1, s), "classes": (1, classes),
-                       "tag_feature": (1, f), "tag_state": (1, s)},
+        vision["detected"] = (1, 2 * len(detector.labels))
+    return {**found, "vision": vision,
             "language": {"embedding": (1, m["embedding_size"]), "feature": (1, f), "state": (1, s),
                          "logits": (1, m["vocab_size"])}}
 
@@ -193,6 +196,9 @@ def check_graphs(bundle: Bundle, graphs: dict[str, Graph]) -> None:
         if tag_start and (tag_start != TAG_START or "classes" not in graph.outputs):
             raise BundleError(f"{where}: outputs {sorted(tag_start)}, but a start from the tags alone needs all of "
                               f"{sorted(TAG_START | {'classes'})}")
+        if "detected" in graph.inputs and bundle.decoding is None:
+            raise BundleError(f"{where}: takes the detector's detections (input 'detected'), but the bundle has no "
+                              f"detector graph ({DETECTOR_FILE}) and manifest section")
         for side, names, output in (("inputs", inputs, False), ("outputs", outputs, True)):
             found = set(graph.outputs if output else graph.inputs)
             declared_names = set(m["graphs"][name][side])
