@@ -358,7 +358,7 @@ def cmd_caption(args) -> int:
 
 
 def cmd_detector(args) -> int:
-    from velm_convert import detector
+    from velm_convert import detector, detector_files
 
     files = list(datasets.file_set(datasets.flickr8k_layout(args.data), "train").files)
     if len(files) < args.calib_images + args.check_images:
@@ -369,9 +369,9 @@ def cmd_detector(args) -> int:
     print(detector.summary(section))
     target = Path(args.target)
     if (target / "manifest.json").is_file():
-        detector.add_to_bundle(target, model, section)
+        detector_files.add_to_bundle(target, model, section)
     else:
-        detector.write(target, model, section)
+        detector_files.write(target, model, section)
     return 0
 
 

@@ -31,16 +31,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from velm_convert import calibrate, opcheck, provenance
-from velm_convert import detector as detector_graph
+from velm_convert import calibrate, detector_files, opcheck, provenance
 from velm_convert.datasets import CaptionSet, progress_bar
 from velm_convert.model import Velm, count_macs, step_model, vision_model
 from velm_edge import __version__
 from velm_edge.errors import OptionError
 from velm_edge.runtime import bundle, preprocess
-from velm_edge.runtime.detect import as_tags
 from velm_edge.runtime.choices import PRECISIONS, check
 from velm_edge.runtime.decode import DecodeOptions
+from velm_edge.runtime.detect import as_tags
 from velm_edge.runtime.graph import Graph
 from velm_edge.runtime.quant import QParams, quantize
 
@@ -193,13 +192,13 @@ def _calibration_detections(cfg, detector: str | Path | None, calibration: Capti
     if detector is None:
         raise OptionError("this model's decoder was trained on a detector's detections: give --detector (the "
                           "bundle or velm-convert detector folder its training used)")
-    found = detector_graph.open_detector(detector)
+    found = detector_files.open_detector(detector)
     if found.decoding.labels != cfg.detection_labels:
         raise OptionError(f"--detector {detector} has other labels than the detector the model was trained on")
     if len(calibration.files) < n:
         raise OptionError("a model trained on detections is calibrated on photos read from files; this "
                           "calibration set has none")
-    dets = detector_graph.detections_of(found, list(calibration.files[:n]), progress)
+    dets = detector_files.detections_of(found, list(calibration.files[:n]), progress)
     return np.stack([as_tags(d, found.decoding.labels) for d in dets])
 
 
@@ -234,7 +233,7 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
     images = preprocess.to_float(calibration.images[:n])
     found = None
     if detector is not None:
-        found = detector_graph.load(detector)
+        found = detector_files.load(detector)
     if cfg.detection_labels:
         images = {"image": images, "detected": _calibration_detections(cfg, detector, calibration, n, progress)}
     traj = None
@@ -273,7 +272,7 @@ def export(velm: Velm, out: str | Path, precision: str, calibration: CaptionSet,
         manifest["edgetpu"] = compile_edgetpu(tmp) if edgetpu and precision == "int8" else None
         bundle.write_manifest(tmp, manifest)
         if found is not None:
-            detector_graph.add_to_bundle(tmp, *found)
+            detector_files.add_to_bundle(tmp, *found)
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp made it private

@@ -103,7 +103,7 @@ def detected_tags(files: list[Path], detector: str | Path, root: str | Path = DE
     ``files``, as tags (``detect.as_tags``; zeros for a file that cannot be decoded), and the detector's labels.
     Cached like features, under the graph's sha256: the int8 graph the device runs, so training sees what the
     device will see."""
-    from velm_convert.detector import detections_of, load, open_detector
+    from velm_convert.detector_files import detections_of, load, open_detector
 
     model, _ = load(detector)
     found = open_detector(detector)
