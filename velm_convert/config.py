@@ -37,6 +37,7 @@ class ModelConfig:
     embed_dim: int = 64  # E: word embedding size
     units: int = 256  # S: GRU state size
     dropout: float = 0.1  # dropout on the feature, the embeddings and the GRU output while training
+    pooled_dropout: float = 0.0  # dropout on the backbone's pooled output while training (a decoder with tags)
     # Caption words the decoder is conditioned on ("tags"): the ImageNet classifier's probability of each, summed
     # over the classes that name it (velm_convert.imagenet_words), enters the feature beside the image.  Empty: none.
     tag_words: tuple[str, ...] = ()
@@ -101,6 +102,9 @@ class TrainConfig:
     units: int = flag(ModelConfig.units, "GRU state size S")
     dropout: float = flag(ModelConfig.dropout,
         "dropout on feature, embeddings, GRU output (0.5 on small real data)")
+    pooled_dropout: float = flag(ModelConfig.pooled_dropout,
+        "dropout on the frozen backbone's pooled output while training a decoder with tags, so that it leans on "
+        "the tags and detections too (0 = off)")
     batch_norm: bool = flag(ModelConfig.batch_norm,
         "batch normalization in the seed CNN (slower per step on CPU)")
     max_length: int = flag(ModelConfig.max_length,

@@ -93,6 +93,8 @@ def _head(cfg: ModelConfig, pooled, tokens, tags=None, detected=None):
         feature = keras.layers.Dense(cfg.feature_dim, activation="relu", name="feature")(pooled)
     else:  # relu(W pooled + b + T tags [+ D detected]): an image without the objects its tags name is still
         # described by them
+        if cfg.pooled_dropout:  # training only: the image part is not always whole, so the tags are heard
+            pooled = keras.layers.Dropout(cfg.pooled_dropout, name="pooled_dropout")(pooled)
         parts = [keras.layers.Dense(cfg.feature_dim, name="feature")(pooled),
                  keras.layers.Dense(cfg.feature_dim, use_bias=False, name="feature_tags")(tags)]
         if detected is not None:
@@ -175,8 +177,8 @@ def vision_model(model: keras.Model, classifier: tuple[np.ndarray, np.ndarray] |
 
 def _tags_alone(model: keras.Model):
     """(feature, initial state) of a tagged model with the image part withheld: relu(b + T tags [+ D detected]), as
-    in training with ``image_dropout`` or a text caption.  The bias is added by an identity FULLY_CONNECTED layer (an op the
-    Edge TPU runs), and the initial state comes from the model's own "init_state" layer."""
+    in training with ``image_dropout`` or a text caption.  The bias is added by an identity FULLY_CONNECTED layer
+    (an op the Edge TPU runs), and the initial state comes from the model's own "init_state" layer."""
     image_part = model.get_layer("feature")
     add_bias = keras.layers.Dense(image_part.units, name="tags_alone_bias")
     tagged = model.get_layer("feature_tags").output

@@ -41,6 +41,7 @@ def bundle_info(path: str | Path, runtime: RuntimeOptions | None = None, isolate
         "metrics": m.get("metrics") or {},
         "training": m.get("training"), "decoding": m.get("decoding"), "grounding": classes,
         "edgetpu": m.get("edgetpu"), "detector": _detector(m.get("detector")),
+        "decoder_takes_detections": "detected" in graphs["vision"]["inputs"],
     }
 
 
@@ -109,6 +110,9 @@ def format_info(info: dict) -> str:
                      + (f"; int8 against float: precision {a.get('precision')}, recall {a.get('recall')}" if a else ""))
         if det.get("source"):
             lines.append(f"{'':10s} from {det['source'].get('package')}: {det['source'].get('licence')}")
+        lines.append(f"{'':10s} " + ("the decoder was trained on its detections: the vision graph takes them, so it "
+                                     "runs for every caption" if info.get("decoder_takes_detections") else
+                                     "captions are grounded in its detections at decode time"))
     metrics = info["metrics"]
     if metrics.get("bundle"):
         b = metrics["bundle"]
