@@ -21,9 +21,9 @@ from velm_convert.model import Velm
 from velm_edge.runtime import bundle as bundle_format
 from velm_edge.runtime import preprocess
 from velm_edge.runtime.captioner import GROUNDING, Captioner
+from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.detect import as_tags
 from velm_edge.runtime.image_file import read_image
-from velm_edge.runtime.decode import DecodeOptions
 from velm_edge.runtime.quant import dequantize, quantize
 
 
