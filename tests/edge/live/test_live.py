@@ -102,11 +102,11 @@ def test_overlapping_vision_and_decoding_gives_the_same_captions(captioner, tmp_
         def __init__(self):
             self.calls = 0
 
-        def encode_frame(self, image):
+        def encode_frame(self, image, earlier=None):
             self.calls += 1
             if self.calls == 3:
                 raise RuntimeError("the vision graph failed")
-            return captioner.encode_frame(image)
+            return captioner.encode_frame(image, earlier=earlier)
 
         def decode_encoded(self, encoded):
             return captioner.decode_encoded(encoded)

@@ -28,6 +28,24 @@ def photo():
         yield cap
 
 
+@pytest.fixture(scope="module")
+def decode_time_only(tmp_path_factory):
+    """The shapes bundle with the photo bundle's detector added: a detector whose objects the decoder was never
+    trained on (grounding at decode time only), as bundles made before the decoder took them."""
+    import shutil
+
+    from velm_edge.runtime.bundle import DEFAULT_BUNDLE, SHAPES_BUNDLE, read_manifest, write_manifest
+
+    root = tmp_path_factory.mktemp("bundles") / "shapes-detecting.velm"
+    shutil.copytree(SHAPES_BUNDLE, root)
+    shutil.copy(DEFAULT_BUNDLE / "detector.tflite", root / "detector.tflite")
+    photo, manifest = read_manifest(DEFAULT_BUNDLE), read_manifest(root)
+    manifest["detector"] = {**photo["detector"], "words": {}}
+    manifest["graphs"]["detector"] = photo["graphs"]["detector"]
+    write_manifest(root, manifest)
+    return root
+
+
 def one_hot(distances: list[int], bins: int) -> np.ndarray:
     """Box distribution logits that put (nearly) all probability on the given bins (left, top, right, bottom)."""
     out = np.full((4, bins), -30.0, np.float32)
@@ -162,10 +180,24 @@ def test_a_bundle_without_a_detector_captions_as_before_and_refuses_detect():
             cap.detect(frame)
 
 
-def test_no_detect_switches_the_detector_off(photo):
+def test_no_detect_leaves_the_detections_out_but_a_decoder_trained_on_them_still_gets_them(photo, decode_time_only):
     frame = PHOTOS["astronaut"]
     off = photo.decode_encoded(photo.encode_frame(frame, photo.detection.override(detect=False)))
-    assert off.detections == () and "detect" not in off.timings_ms
+    on = photo.caption(frame)
+    assert photo.takes_detections and off.detections == () and on.detections
+    assert off.text == on.text and "detect" in off.timings_ms  # the same caption: it was fed the same objects
+    with Captioner.open(decode_time_only) as old:  # a bundle that grounds at decode time only: the detector is off
+        off = old.decode_encoded(old.encode_frame(frame, old.detection.override(detect=False)))
+        assert not old.takes_detections and off.detections == () and "detect" not in off.timings_ms
+
+
+def test_what_the_vision_graph_is_fed_comes_from_the_frame_or_an_earlier_one(photo):
+    """The decoder hears the detections: a frame's own, or (live --detect-every) an earlier frame's."""
+    astronaut, cat = PHOTOS["astronaut"], PHOTOS["cat"]
+    own = photo.encode_frame(cat)
+    borrowed = photo.encode_frame(cat, earlier=photo.encode_frame(astronaut))
+    assert {d.label for d in borrowed.detections} == {d.label for d in photo.detect(astronaut)}
+    assert "detect" not in borrowed.timings_ms and not np.array_equal(own.feature, borrowed.feature)
 
 
 def test_velm_edge_detect_prints_draws_and_reports_bad_files(tmp_path, capsys):
