@@ -103,12 +103,11 @@ def detected_tags(files: list[Path], detector: str | Path, root: str | Path = DE
     ``files``, as tags (``detect.as_tags``; zeros for a file that cannot be decoded), and the detector's labels.
     Cached like features, under the graph's sha256: the int8 graph the device runs, so training sees what the
     device will see."""
-    from velm_convert.detector_files import detections_of, load, open_detector
+    from velm_convert.detector_files import FILE, detections_of, open_detector
 
-    model, _ = load(detector)
-    found = open_detector(detector)
+    found = open_detector(detector)  # a bundle and a folder alike hold the graph as FILE
     labels = found.decoding.labels
-    cache = FeatureCache(root, "detected", found.decoding.size, "letterbox", hashlib.sha256(model).hexdigest())
+    cache = FeatureCache(root, "detected", found.decoding.size, "letterbox", file_sha256(Path(detector) / FILE))
     out = np.zeros((len(files), 2 * len(labels)), np.float32)
     bar = progress_bar(len(files), f"detections of {len(files)} images", progress)
     for i, file in enumerate(files):

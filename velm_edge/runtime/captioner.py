@@ -208,7 +208,7 @@ class Captioner:
     @property
     def takes_detections(self) -> bool:
         """Whether the bundle's decoder was trained on its detector's detections (its vision graph takes them)."""
-        return "detected" in self.bundle.manifest["graphs"]["vision"]["inputs"]
+        return self._graphs().q_detected is not None
 
     def batches(self, rows: int) -> bool:
         """Whether a beam search of ``rows`` beams runs them as one batch, one invoke a step, on this thread
