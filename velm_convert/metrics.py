@@ -77,36 +77,48 @@ def bleu(hyps: Sequence[str], refs: Refs, max_n: int = 4) -> list[float]:
 def cider_d(hyps: Sequence[str], refs: Refs, n: int = 4, sigma: float = 6.0) -> float:
     """Corpus CIDEr-D (mean over images; 0..10 scale, typically reported as is)."""
     _check(hyps, refs)
-    ref_grams = [[Counter({g: c for k in range(1, n + 1) for g, c in _ngrams(normalize(r), k).items()})
-                  for r in rs] for rs in refs]
-    df: Counter = Counter()
-    for grams in ref_grams:
-        df.update(set().union(*grams))
-    log_n_docs = math.log(len(refs))
+    scorer = CiderD(refs, n, sigma)
+    return sum(scorer.score(i, normalize(h)) for i, h in enumerate(hyps)) / len(hyps)
 
-    def vector(counts: Counter):
-        vec = [dict() for _ in range(n)]
+
+def _grams(words: Sequence[str], n: int) -> Counter:
+    return Counter({g: c for k in range(1, n + 1) for g, c in _ngrams(words, k).items()})
+
+
+class CiderD:
+    """CIDEr-D of one image's caption against its references, with document frequencies over ``refs`` (every
+    image's references): ``cider_d``'s corpus mode, and the reward of self-critical training (``velm_convert.scst``),
+    where the references' vectors are computed once and each caption is scored as it is sampled."""
+
+    def __init__(self, refs: Refs, n: int = 4, sigma: float = 6.0):
+        self.n, self.sigma = n, sigma
+        ref_grams = [[_grams(normalize(r), n) for r in rs] for rs in refs]
+        self.df: Counter = Counter()
+        for grams in ref_grams:
+            self.df.update(set().union(*grams))
+        self.log_n_docs = math.log(len(refs))
+        self.refs = [[self._vector(g) for g in grams] for grams in ref_grams]
+
+    def _vector(self, counts: Counter):
+        vec = [dict() for _ in range(self.n)]
         for g, tf in counts.items():
-            vec[len(g) - 1][g] = tf * (log_n_docs - math.log(max(1.0, df[g])))
+            vec[len(g) - 1][g] = tf * (self.log_n_docs - math.log(max(1.0, self.df[g])))
         norms = [math.sqrt(sum(v * v for v in d.values())) for d in vec]
         length = sum(tf for g, tf in counts.items() if len(g) == 2)
         return vec, norms, length
 
-    total = 0.0
-    for h, grams in zip(hyps, ref_grams):
-        hw = normalize(h)
-        hv, hn, hl = vector(Counter({g: c for k in range(1, n + 1) for g, c in _ngrams(hw, k).items()}))
-        acc = np.zeros(n)
-        for r in grams:
-            rv, rn, rl = vector(r)
-            penalty = math.exp(-((hl - rl) ** 2) / (2 * sigma**2))
-            for k in range(n):
+    def score(self, image: int, words: Sequence[str]) -> float:
+        """CIDEr-D of ``words`` (a normalized caption) for the image at index ``image`` of ``refs``."""
+        hv, hn, hl = self._vector(_grams(words, self.n))
+        acc = np.zeros(self.n)
+        for rv, rn, rl in self.refs[image]:
+            penalty = math.exp(-((hl - rl) ** 2) / (2 * self.sigma**2))
+            for k in range(self.n):
                 dot = sum(min(w, rv[k].get(g, 0.0)) * rv[k].get(g, 0.0) for g, w in hv[k].items())
                 if hn[k] and rn[k]:
                     dot /= hn[k] * rn[k]
                 acc[k] += dot * penalty
-        total += 10.0 * float(acc.mean()) / len(grams)
-    return total / len(hyps)
+        return 10.0 * float(acc.mean()) / len(self.refs[image])
 
 
 def score(hyps: Sequence[str], refs: Refs) -> dict[str, float]:
