@@ -128,6 +128,15 @@ class TrainConfig:
         "is conditioned on its detections too, computed once per photo (needs --tags)")
     image_dropout: float = flag(0.0,
         "share of the image captions trained with the image withheld, so the decoder learns to use the tags")
+    scst_epochs: int = flag(0,
+        "self-critical epochs after the cross-entropy ones (backbone with cached features only): the decoder samples "
+        "captions of each training photo and learns from their CIDEr-D against the photo's references; the epoch "
+        "kept is still the one with the best dev BLEU-4 (0 = off)")
+    scst_learning_rate: float = flag(5e-5, "Adam learning rate of the self-critical epochs")
+    scst_samples: int = flag(5, "captions sampled per photo in a self-critical step (the baseline is their mean)")
+    scst_withheld: float = flag(0.25,
+        "share of the photos sampled with the image withheld in a self-critical step, from their tags and "
+        "detections alone (where the second decoding starts), so that start learns from the references too")
     max_vocab: int = flag(10_000, "vocabulary cap, specials included")
     batch_size: int = flag(32,
         "sequences per step (split across GPUs when several are visible)")

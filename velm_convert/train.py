@@ -93,6 +93,8 @@ def train(cfg: TrainConfig) -> Velm:
     if cfg.tags or cfg.text_captions or cfg.image_dropout or cfg.text_images != "none":
         raise OptionError("--tags (and --text-captions, --image-dropout, --text-images) need --backbone "
                           "efficientnet_lite0: its ImageNet classifier names the tags")
+    if cfg.scst_epochs:
+        raise OptionError("--scst-epochs trains a head on cached features: it needs --backbone efficientnet_lite0")
     run = start_run(cfg, load_data)
     train_set, val_set, vocab, mcfg = run.train, run.val, run.vocab, run.model_config
     tr_idx, tr_seq = encode_captions(train_set, vocab, cfg.max_length)

@@ -4,7 +4,8 @@
 image pipeline: the backbone's pooled features of every image are computed once (``feature_cache``),
 then only the head (feature projection, initial state, embedding, GRU, logits) trains, on those
 vectors, in minutes on 2 cores.  After every epoch the dev split is captioned (greedy) and scored;
-the epoch with the best dev BLEU-4 is the model kept.  At the end the trained head is put on top of
+the epoch with the best dev BLEU-4 is the model kept.  With ``--scst-epochs N``, N self-critical epochs
+(``velm_convert.scst``) follow from that epoch, each scored the same way.  At the end the trained head is put on top of
 the real backbone, so ``model.keras`` takes images like every other VELM and exports the same way.
 
 Writes the same files as ``velm_convert.train`` (model.keras, history.csv, curve.png, train.json).
@@ -93,16 +94,20 @@ class DevScore(keras.callbacks.Callback):
         self.best, self.best_epoch, self.best_weights, self.scores = -1.0, -1, None, {}
 
     def on_epoch_end(self, epoch, logs=None):
-        velm = Velm(self.model, self.vocab, self.cfg)
-        s = metrics.score(velm.caption(self.inputs), self.dev.captions)
+        s = self.consider(epoch)
         if logs is not None:
             logs["dev_bleu4"], logs["dev_cider"] = s["bleu4"], s["cider"]
-        log.info("epoch %d: dev BLEU-4 %.4f, CIDEr-D %.4f", epoch + 1, s["bleu4"], s["cider"])
+        if epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+    def consider(self, epoch: int, what: str = "epoch") -> dict:
+        """Score the model's weights now (after ``epoch``, counted from 0) and keep them if they are the best."""
+        s = metrics.score(Velm(self.model, self.vocab, self.cfg).caption(self.inputs), self.dev.captions)
+        log.info("%s %d: dev BLEU-4 %.4f, CIDEr-D %.4f", what, epoch + 1, s["bleu4"], s["cider"])
         if s["bleu4"] > self.best:
             self.best, self.best_epoch, self.scores = s["bleu4"], epoch, s
             self.best_weights = self.model.get_weights()
-        elif epoch - self.best_epoch >= self.patience:
-            self.model.stop_training = True
+        return s
 
 
 @dataclasses.dataclass
@@ -225,6 +230,10 @@ def train_cached(cfg: TrainConfig) -> Velm:
                           f"and {cfg.text_weight}")
     if cfg.detector and not cfg.tags:
         raise OptionError("--detector conditions a decoder trained on tags on detections too: add --tags")
+    if cfg.scst_epochs < 0 or cfg.scst_samples < 2 or cfg.scst_learning_rate <= 0 or not 0 <= cfg.scst_withheld < 1:
+        raise OptionError(f"--scst-epochs must be at least 0, --scst-samples at least 2 (their mean is each one's "
+                          f"baseline), --scst-learning-rate above 0 and --scst-withheld in [0, 1), got "
+                          f"{cfg.scst_epochs}, {cfg.scst_samples}, {cfg.scst_learning_rate} and {cfg.scst_withheld}")
     if cfg.tags and cfg.backbone != "efficientnet_lite0":
         raise OptionError("--tags needs --backbone efficientnet_lite0 (its ImageNet classifier names the tags)")
     texts = text_captions(cfg.text_captions) if cfg.text_captions else []
@@ -269,6 +278,9 @@ def train_cached(cfg: TrainConfig) -> Velm:
     x, y, w = pairs["train"]
     history = head.fit(x, y, sample_weight=w, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
                        validation_data=pairs["dev"], callbacks=callbacks, verbose=1 if cfg.progress else 2)
+    if cfg.scst_epochs:
+        self_critical(head, cfg, vocab, mcfg, train_set, (x, y, w), dev_score, len(history.history.get("loss", [])),
+                      tagger, detected.get("train"))
     train_seconds = time.monotonic() - t1
     if dev_score.best_weights is not None:
         head.set_weights(dev_score.best_weights)
@@ -281,4 +293,31 @@ def train_cached(cfg: TrainConfig) -> Velm:
     return finish_run(Velm(model, vocab, mcfg), run, cfg, history, budget, train_seconds, len(pairs["train"][1]),
                       count_macs(model, mcfg), dev_score.scores, text_captions=len(texts),
                       best_epoch=dev_score.best_epoch + 1, selected_by="dev BLEU-4 (greedy)",
+                      self_critical_epochs=cfg.scst_epochs,
                       backbone_weights=efficientnet_lite.ATTRIBUTION)
+
+
+def self_critical(head: keras.Model, cfg: TrainConfig, vocab: Vocab, mcfg, train_set: FeatureSet, pairs: tuple,
+                  dev_score: DevScore, done: int, tagger: Tagger | None, detected) -> None:
+    """``cfg.scst_epochs`` of ``velm_convert.scst`` from the best cross-entropy epoch, each scored on the dev split
+    like those (``done``: how many ran); the training sequences without an image (the rows of ``pairs``, the
+    cross-entropy's (inputs, targets, weights), whose pooled features are all zero) keep their cross-entropy, and
+    ``cfg.scst_withheld`` of the photos are sampled from their tags alone."""
+    from velm_convert import scst
+
+    if dev_score.best_weights is not None:
+        head.set_weights(dev_score.best_weights)
+    images = {"pooled": train_set.features}
+    if tagger is not None:
+        images["tags"] = tagger.tags(train_set.features)
+    if detected is not None:
+        images["detected"] = detected[0]
+    x, y, w = pairs
+    blank = ~np.asarray(x["pooled"]).any(axis=1)
+    without_image = ({k: np.asarray(v)[blank] for k, v in x.items()}, y[blank], w[blank]) if blank.any() else None
+    def scored(e: int, facts: dict) -> None:
+        dev_score.consider(done + e, f"self-critical epoch {e + 1}, epoch")
+
+    scst.finetune(head, images, train_set.captions, vocab, mcfg.steps, without_image,
+                  smoothed_loss(cfg.label_smoothing), cfg.scst_epochs, cfg.scst_learning_rate, cfg.scst_samples,
+                  cfg.batch_size, cfg.seed, cfg.scst_withheld, scored, cfg.progress)

@@ -108,6 +108,26 @@ def test_training_on_cached_features_keeps_the_best_dev_epoch(tmp_path, flickr_l
     assert metrics_bleu(from_images, dev.captions) == pytest.approx(info["val_metrics"]["bleu4"], abs=1e-4)
 
 
+def test_self_critical_epochs_follow_and_the_kept_epoch_is_still_the_best_on_dev(tmp_path, flickr_like, caplog):
+    from velm_convert.model import Velm
+    from velm_convert.train import train
+
+    cfg = TrainConfig(out=str(tmp_path / "run"), dataset="flickr8k", annotations=str(flickr_like),
+                      backbone="efficientnet_lite0", image_size=SIZE, feature_dim=32, embed_dim=16, units=32,
+                      min_count=3, epochs=2, batch_size=16, learning_rate=3e-3, feature_cache=str(tmp_path / "cache"),
+                      progress=False, scst_epochs=2, scst_learning_rate=1e-3, scst_samples=3)
+    with caplog.at_level("INFO"):
+        train(cfg)
+    info = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert info["self_critical_epochs"] == 2 and 1 <= info["best_epoch"] <= 4
+    scored = [r.getMessage() for r in caplog.records if "self-critical epoch" in r.getMessage()]
+    assert len([m for m in scored if "dev BLEU-4" in m]) == 2, scored  # both scored on dev like the others
+    loaded = Velm.load(tmp_path / "run" / "model.keras")
+    dev = datasets.load_images(datasets.file_set(datasets.flickr8k_layout(flickr_like), "dev"), SIZE)
+    kept = metrics_bleu(loaded.caption(preprocess.to_float(dev.images)), dev.captions)
+    assert kept == pytest.approx(info["val_metrics"]["bleu4"], abs=1e-4)
+
+
 def metrics_bleu(hyps, refs):
     from velm_convert import metrics
 
@@ -141,6 +161,10 @@ def test_tags_need_the_imagenet_backbone_and_text_needs_tags(tmp_path, flickr_li
         train(TrainConfig(backbone="efficientnet_lite0", tags=True, image_dropout=1.0, **base))
     with pytest.raises(OptionError, match="need --backbone efficientnet_lite0"):
         train(TrainConfig(backbone="seed", tags=True, **base))
+    with pytest.raises(OptionError, match="--scst-epochs trains a head on cached features"):
+        train(TrainConfig(backbone="seed", scst_epochs=2, **base))
+    with pytest.raises(OptionError, match="--scst-samples at least 2"):
+        train(TrainConfig(backbone="efficientnet_lite0", scst_epochs=2, scst_samples=1, **base))
     assert not (tmp_path / "run").exists()
 
 
