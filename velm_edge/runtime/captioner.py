@@ -297,7 +297,8 @@ class Captioner:
         """The decode loop from (feature, state); ``classes`` (a grounded bundle's class probabilities) and
         ``detections`` (its detector's objects; None where it did not run) steer it when ``options.ground`` is on
         (see ``velm_edge.runtime.grounding``): a caption that names none of the classifier's confident words nor
-        the objects found, or names a person the detector does not see, is decoded a second time, with them
+        the objects found, or not the object the detector is surest of, or names a person the detector does not
+        see, is decoded a second time, with them
         raised and without people, by a beam of at most 2, and from ``tag_start`` (the start from the tags alone,
         of a decoder trained on tags) when there is one."""
         g = self._graphs()
@@ -305,9 +306,9 @@ class Captioner:
         bias, boost = self.plain_bias, None
         if classes is not None and self.words is not None and options.ground > 0:
             bias, boost = self.words.bias(classes, options.ground)
-        banned = np.zeros(0, np.int64)
+        banned = surest = np.zeros(0, np.int64)
         if self.detected_words is not None and options.ground > 0 and detections is not None:
-            banned, boost = self.detected_words.apply(detections, boost)
+            banned, boost, surest = self.detected_words.apply(detections, boost)
 
         def run(bias, boost, options, start=(feature, state)):
             return decode.decode(self.step_fn(start[0]), start[1], v.start_id, v.end_id, self.max_steps, options,
@@ -316,7 +317,8 @@ class Captioner:
         t0 = time.perf_counter()
         d = run(bias, None, options)  # the decoder's own caption, <unk> and the classifier's unseen words held back
         said = list(d.tokens)
-        misses = boost is not None and not boost[said].any()  # it names no confident word and no object found
+        misses = boost is not None and not boost[said].any()  # it names no confident word and no object found,
+        misses |= surest.size > 0 and not np.isin(surest, said).any()  # or not the object the detector is surest of
         invents = bool(np.isin(banned, said).any())  # it names a person the detector does not see
         if misses or invents:  # again, raised and without the banned words,
             second = options.override(beam_size=min(2, options.beam_size))  # a narrower beam: two thirds of the cost

@@ -48,6 +48,8 @@ class Nudge:
     boost: float = 6.0  # logit units added to a confident word, times its probability, until it is said
     rival_penalty: float = 4.0  # logit units taken from the classifier's other words while a word is confident
     rival_ceiling: float = 0.05  # ...unless the classifier gives them at least this probability
+    surest: float = 0.6  # a caption that leaves out the object the detector is surest of, at least this sure, is
+    # decoded again (an object it sees should be named: "a dog running through the grass" for a clock tower is not)
 
 
 NUDGE = Nudge()
@@ -129,7 +131,9 @@ class DetectedWords:
     - the words of a label listed in ``detector.unseen_banned`` ("person") are banned while the detector sees no
       such object: a caption that invents people the detector did not find is decoded again without them;
     - the words of every label it sees join the boost, by ``Nudge.boost`` times the detection's score, so a
-      caption that names none of the objects is decoded again with them raised."""
+      caption that names none of the objects is decoded again with them raised;
+    - the words of the object it is surest of, when at least ``Nudge.surest`` sure: a caption that names none of
+      them is decoded again too, even if it names another object."""
 
     def __init__(self, section: dict, vocab, where: str):
         words, banned = section.get("words", {}), section.get("unseen_banned", [])
@@ -149,9 +153,13 @@ class DetectedWords:
         self.banned = tuple(banned)
         self.vocab_size, self.nudge = len(vocab), NUDGE
 
-    def apply(self, detections, boost: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(banned token ids, boost) for one frame's detections: ``boost`` (from ``WordTable.bias``, or None) with
-        the seen labels' words raised, and the words of ``unseen_banned`` labels it does not see."""
+    def apply(self, detections, boost: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(banned token ids, boost, surest token ids) for one frame's detections (best first): ``boost`` (from
+        ``WordTable.bias``, or None) with the seen labels' words raised, the words of ``unseen_banned`` labels it
+        does not see, and the words of the best detection if it reaches ``Nudge.surest`` (else none)."""
+        surest = np.zeros(0, np.int64)
+        if detections and detections[0].score >= self.nudge.surest and detections[0].label in self.ids:
+            surest = self.ids[detections[0].label]
         seen: dict[str, float] = {}
         for d in detections:
             seen[d.label] = max(seen.get(d.label, 0.0), d.score)
@@ -160,7 +168,7 @@ class DetectedWords:
             if label in self.ids:
                 boost = np.zeros(self.vocab_size) if boost is None else boost
                 boost[self.ids[label]] = np.maximum(boost[self.ids[label]], self.nudge.boost * score)
-        return (np.concatenate(unseen) if unseen else np.zeros(0, np.int64)), boost
+        return (np.concatenate(unseen) if unseen else np.zeros(0, np.int64)), boost, surest
 
 
 def no_grounding(vocab_size: int, unk_id: int) -> np.ndarray:

@@ -162,11 +162,13 @@ def test_detected_words_ban_people_nobody_sees_and_raise_what_is_seen(photo):
     words = DetectedWords(photo.bundle.manifest["detector"], photo.vocab, "m")
     person = set(words.ids["person"].tolist())
     assert {photo.vocab.id(w) for w in ("man", "woman", "people", "boy")} <= person
-    banned, boost = words.apply((), None)
-    assert set(banned.tolist()) == person and boost is None
+    banned, boost, surest = words.apply((), None)
+    assert set(banned.tolist()) == person and boost is None and surest.size == 0
     seen = (detect.Detection("dog", 0.8, (0, 0, 5, 5)), detect.Detection("person", 0.6, (0, 0, 5, 5)))
-    banned, boost = words.apply(seen, None)
-    assert banned.size == 0
+    banned, boost, surest = words.apply(seen, None)
+    assert banned.size == 0 and set(surest.tolist()) == set(words.ids["dog"].tolist())  # the surest must be named
+    unsure = (detect.Detection("dog", words.nudge.surest - 0.01, (0, 0, 5, 5)),)
+    assert words.apply(unsure, None)[2].size == 0  # ... only when the detector is sure enough of it
     assert boost[photo.vocab.id("dog")] == pytest.approx(words.nudge.boost * 0.8)
     assert boost[photo.vocab.id("man")] == pytest.approx(words.nudge.boost * 0.6)
     assert boost[photo.vocab.id("cat")] == 0
