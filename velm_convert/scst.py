@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from velm_convert.datasets import progress_bar
 from velm_convert.metrics import CiderD
 from velm_edge.runtime.tokenizer import Vocab
 
@@ -111,11 +112,8 @@ def finetune(head: keras.Model, images: dict[str, np.ndarray], refs: Sequence[Se
     for epoch in range(epochs):
         order = rng.permutation(n)
         drawn, greedy = [], []
-        batches = range(0, n, batch_size)
-        if progress:
-            from tqdm import tqdm
-            batches = tqdm(batches, desc=f"self-critical epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
-        for b in batches:
+        bar = progress_bar(n, f"self-critical epoch {epoch + 1}/{epochs}", progress)
+        for b in range(0, n, batch_size):
             idx = order[b:b + batch_size]
             rows = {k: v[idx] for k, v in images.items()}
             rows["pooled"][rng.random(len(idx)) < withheld] = 0.0
@@ -137,6 +135,8 @@ def finetune(head: keras.Model, images: dict[str, np.ndarray], refs: Sequence[Se
                 pick = rng.integers(0, len(y), 2 * batch_size)
                 xe = ({k: v[pick] for k, v in x.items()}, y[pick], w[pick])
             step(inputs, tokens.astype(np.int32), advantages(r).reshape(-1).astype(np.float32), *xe)
+            bar.update(len(idx))
+        bar.close()
         facts = {"sampled_cider": float(np.mean(drawn)), "greedy_cider": float(np.mean(greedy))}
         log.info("self-critical epoch %d: sampled CIDEr-D %.3f, greedy %.3f (training photos)", epoch + 1,
                  facts["sampled_cider"], facts["greedy_cider"])

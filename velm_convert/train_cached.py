@@ -97,7 +97,7 @@ class DevScore(keras.callbacks.Callback):
         s = self.consider(epoch)
         if logs is not None:
             logs["dev_bleu4"], logs["dev_cider"] = s["bleu4"], s["cider"]
-        if epoch - self.best_epoch >= self.patience:
+        if epoch != self.best_epoch and epoch - self.best_epoch >= self.patience:
             self.model.stop_training = True
 
     def consider(self, epoch: int, what: str = "epoch") -> dict:
@@ -315,6 +315,7 @@ def self_critical(head: keras.Model, cfg: TrainConfig, vocab: Vocab, mcfg, train
     x, y, w = pairs
     blank = ~np.asarray(x["pooled"]).any(axis=1)
     without_image = ({k: np.asarray(v)[blank] for k, v in x.items()}, y[blank], w[blank]) if blank.any() else None
+
     def scored(e: int, facts: dict) -> None:
         dev_score.consider(done + e, f"self-critical epoch {e + 1}, epoch")
 
