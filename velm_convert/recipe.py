@@ -5,7 +5,8 @@ bundle from a Flickr8k directory laid out like the shared copy (captions.csv, im
 text-only captions: training the head on frozen EfficientNet-Lite0 features of the 6,000 training photos and
 on the text conditioned on its own object words, the COCO detector converted first (``velm-convert detector``:
 NanoDet from an npm package, int8, calibrated on training photos) and the decoder conditioned on its
-detections too, best epoch by dev BLEU-4, int8 export calibrated on training photos with the detector put
+detections too, then self-critical epochs (``velm_convert.scst``: the decoder's own sampled captions scored by
+CIDEr-D), best epoch by dev BLEU-4, int8 export calibrated on training photos with the detector put
 into the bundle, parity on the 1,000 test photos. ``velm-convert recipe shapes --out
 runs/recipe-shapes`` rebuilds the shapes bundle (60,000 synthetic scenes, int8, parity on 2,000 held-out
 scenes). Each runs exactly the ``velm-convert`` commands below and then compares the new bundle's quality with
@@ -75,13 +76,15 @@ RECIPES = {
     "photo": Recipe(
         "the shipped real-world model: the COCO detector (NanoDet, int8), then EfficientNet-Lite0 (ImageNet, "
         "frozen) + GRU on Flickr8k's 6,000 training photos and COCO's text-only captions, the decoder conditioned "
-        "on the words of its ImageNet classes and on the detector's objects, 8 epochs, seed 0, int8, beam search 3 "
+        "on the words of its ImageNet classes and on the detector's objects, 8 epochs then 10 self-critical ones, "
+        "seed 0, int8, beam search 3 "
         "with no repeated word pair (needs --data, a Flickr8k directory, and --text-captions, COCO's captions.csv)",
         train=("--dataset", "flickr8k", "--annotations", DATA, "--backbone", "efficientnet_lite0",
                "--image-size", "224", "--feature-dim", "512", "--embed-dim", "256", "--units", "512",
                "--dropout", "0.5", "--label-smoothing", "0.1", "--max-length", "18", "--min-count", "5",
                "--batch-size", "64", "--epochs", "8", "--learning-rate", "0.002", "--patience", "3", "--seed", "0",
-               "--tags", "--text-captions", TEXT, "--image-dropout", "0.25", "--pooled-dropout", "0.5"),
+               "--tags", "--text-captions", TEXT, "--image-dropout", "0.25", "--pooled-dropout", "0.5",
+               "--scst-epochs", "10"),
         export=("--dataset", "flickr8k", "--annotations", DATA, "--precision", "int8", "--calib-images", "300",
                 "--calib-samples", "3000", "--parity-images", "1000", "--beam-size", "3", "--length-penalty", "0",
                 "--no-repeat-ngram", "2", "--ground", "0.3"),
