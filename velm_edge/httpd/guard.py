@@ -14,7 +14,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from velm_edge.errors import OptionError
+from velm_edge.errors import OptionError, quoted
 from velm_edge.httpd.connections import RequestReader
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
             return False
         origin = self.headers.get("Origin")
         if origin is not None and not self._origin_allowed(origin):
-            self.refuse(HTTPStatus.FORBIDDEN, f"requests from the web page at {origin[:80]!r} are not allowed; "
+            self.refuse(HTTPStatus.FORBIDDEN, f"requests from the web page at {quoted(origin)} are not allowed; "
                         "start the server with --allow-origin for it", close=True)
             return False
         if self.token:
@@ -244,6 +244,12 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def framing_error(self) -> str | None:
         """Why the message's framing cannot be trusted (h11's rules), or None."""
+        if self.headers.defects or self.headers.get_payload():  # the stdlib parser stops at a line it cannot
+            # read ("Content-Length : 5") and keeps the rest as a payload: RFC 9112 5.1 asks for 400, never to ignore
+            return "a malformed header line (no whitespace is allowed between a header's name and its colon)"
+        for name, value in self.headers.items():
+            if "\0" in value:
+                return f"a NUL byte in the {name[:80]} header"
         lengths = self.headers.get_all("Content-Length") or []
         if len({v.strip() for v in lengths}) > 1:
             return "conflicting Content-Length headers"
@@ -262,6 +268,10 @@ class GuardedHandler(BaseHTTPRequestHandler):
         if self.server.grace_over:
             self.refuse(HTTPStatus.SERVICE_UNAVAILABLE, "the server is stopping", close=True)
             return
+        why = self.framing_error()  # first: a preflight's body, too, must never be read as a second request
+        if why:
+            self.refuse(HTTPStatus.BAD_REQUEST, why, close=True)
+            return
         if self.command == "OPTIONS" and self.headers.get("Origin") and self.headers.get(
                 "Access-Control-Request-Method"):
             self._preflight()
@@ -269,10 +279,6 @@ class GuardedHandler(BaseHTTPRequestHandler):
         if self.command not in self.methods:
             self.refuse(HTTPStatus.NOT_IMPLEMENTED, f"{self.command} is not supported; use {', '.join(self.methods)}",
                         {"Allow": ", ".join(self.methods)}, close=True)
-            return
-        why = self.framing_error()
-        if why:
-            self.refuse(HTTPStatus.BAD_REQUEST, why, close=True)
             return
         if not self.allowed():
             return

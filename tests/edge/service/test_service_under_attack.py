@@ -117,6 +117,30 @@ def test_conflicting_content_lengths_are_refused(service):
     assert statuses(exchange(service.port, data)) == [400]
 
 
+def test_whitespace_before_a_header_colon_is_refused_not_ignored(service):
+    """RFC 9112 5.1: a server MUST answer 400.  Ignored, "Content-Length : N" left its body to be served as a
+    second request (h11, nginx and Go refuse it)."""
+    smuggled = head(path="/v1/info")
+    data = head(close=False, extra=(f"Content-Length : {len(smuggled)}",)) + smuggled
+    assert statuses(exchange(service.port, data)) == [400]
+    assert statuses(exchange(service.port, head(extra=("X-Note\t: a",)))) == [400]
+
+
+def test_a_nul_in_a_header_value_is_refused(service):
+    assert statuses(exchange(service.port, head(extra=("X-Note: a\x00b",)))) == [400]
+    assert statuses(exchange(service.port, head(extra=("X-Note: a b",)))) == [200]  # other bytes are fine
+
+
+def test_a_preflights_body_is_never_served_as_a_second_request(captioner):
+    allowed = "http://127.0.0.1:9"
+    with CaptionService(captioner, ServiceOptions(port=0, workers=1, allow_origin=(allowed,))) as service:
+        smuggled = head(path="/v1/info")
+        preflight = ("Origin: " + allowed, "Access-Control-Request-Method: POST")
+        data = head("OPTIONS", "/v1/caption", body=smuggled, close=False, extra=preflight)
+        assert statuses(exchange(service.port, data)) == [400]
+        assert statuses(exchange(service.port, head("OPTIONS", "/v1/caption", extra=preflight))) == [204]
+
+
 def test_absolute_form_targets_with_a_foreign_authority_are_refused(service):
     assert statuses(exchange(service.port, head(path="http://evil.example/health"))) == [400]
     assert statuses(exchange(service.port, head(path=f"http://127.0.0.1:{service.port}/health"))) == [200]
