@@ -39,3 +39,14 @@ class SourceError(VelmError, RuntimeError):
 
 class SinkError(VelmError, ValueError):
     """A sink that cannot work here (a missing program, package or display) or failed while running."""
+
+
+def quoted(value, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: a message quotes what it was given, never
+    all of it (a 5 MB field must not come back in a 5 MB error)."""
+    return cut(repr(value), limit)
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """``text`` as it is, or its first ``limit`` characters and how long it was."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from velm_edge.errors import OptionError
+from velm_edge.errors import OptionError, cut, quoted
 
 SCALARS = (int, float, str)
 
@@ -35,7 +35,7 @@ def boolean(text: str) -> bool:
     value = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
              "off": False}.get(text.strip().lower())
     if value is None:
-        raise ValueError(f"not a yes/no value: {text!r}")
+        raise ValueError(f"not a yes/no value: {quoted(text)}")
     return value
 
 
@@ -84,12 +84,12 @@ def parse_query(spec: str, query: str, keys: tuple[Key, ...]) -> dict[str, Any]:
     try:
         raw = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True, strict_parsing=bool(query)).items()}
     except ValueError:
-        raise OptionError(f"{spec}: expected ?KEY=VALUE&KEY=VALUE after the '?', got {query!r}") from None
+        raise OptionError(f"{spec}: expected ?KEY=VALUE&KEY=VALUE after the '?', got {quoted(query)}") from None
     unknown = sorted(set(raw) - set(known))
     if unknown:
         listed = ", ".join(known) if known else "none (this kind takes no ?options)"
-        raise OptionError(f"{spec}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                          f"known: {listed}")
+        named = ", ".join(cut(u, 40) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if unknown[5:] else "")
+        raise OptionError(f"{spec}: unknown option{'s' if len(unknown) > 1 else ''} {named}; known: {listed}")
     values = {}
     for name, text in raw.items():
         key = known[name]
@@ -97,7 +97,7 @@ def parse_query(spec: str, query: str, keys: tuple[Key, ...]) -> dict[str, Any]:
             values[name] = key.type(text)
         except ValueError:
             raise OptionError(f"{spec}: {name} must be {getattr(key.type, '__name__', 'valid')}, "
-                              f"got {text!r}") from None
+                              f"got {quoted(text)}") from None
     return values
 
 

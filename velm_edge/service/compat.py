@@ -37,12 +37,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
 
+from velm_edge.errors import cut, quoted
 from velm_edge.service.refusal import Refusal
 
 MAX_IMAGES = 8
 NO_IMAGE_ANSWER = ("velm-edge describes images and cannot answer text. Send an image (Ollama: \"images\"; OpenAI: "
                    "an image_url with a data: URL) and the answer is its caption.")
-_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)", re.DOTALL)
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)",
+                       re.DOTALL | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,20 @@ class Ask:
 # -- requests -------------------------------------------------------------------------------------------
 
 def read_json(body: bytes) -> dict:
-    """The request body as a JSON object; Refusal 400 for anything else (nesting too deep included)."""
+    """The request body as a JSON object; Refusal 400 for anything else: nesting too deep, NaN and Infinity
+    (not JSON, though Python's parser takes them), and any text but UTF-8 without a BOM (``json.loads`` would
+    guess UTF-16 and UTF-32; RFC 8259 8.1 and Go's encoding/json, Ollama's, take UTF-8 only)."""
     try:
-        value = json.loads(body)
+        value = json.loads(body.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise Refusal(HTTPStatus.BAD_REQUEST, f"the body is not JSON: {str(e)[:120]}") from None
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"the body is not JSON: {cut(str(e), 120)}") from None
     if not isinstance(value, dict):
         raise Refusal(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
     return value
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _field(request: dict, name: str, kinds: tuple, default=None):
@@ -90,21 +98,26 @@ def _base64_image(text, where: str) -> bytes:
     """The bytes of a base64 image (a ``data:`` URL is taken too); Refusal 400 when it is not one."""
     if not isinstance(text, str):
         raise Refusal(HTTPStatus.BAD_REQUEST, f"{where} must be a base64 string")
-    if not text.startswith("data:"):
+    if not _is_data_url(text):
         return _decode_base64(text, where)
     m = _DATA_URL.fullmatch(text)
     if m is None:
         raise Refusal(HTTPStatus.BAD_REQUEST, f"{where} must be a base64 data: URL "
                       "(data:image/jpeg;base64,...)")
     if m.group(1) and not m.group(1).lower().startswith(("image/", "application/octet-stream")):
-        raise Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"{where} is a data: URL of {m.group(1)}, not of an "
+        raise Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"{where} is a data: URL of {quoted(m.group(1))}, not of an "
                       "image")
     return _decode_base64(m.group(3), where)
 
 
+def _is_data_url(text: str) -> bool:
+    return text[:5].lower() == "data:"  # a URL's scheme is case-insensitive (RFC 3986 3.1)
+
+
 def _decode_base64(text: str, where: str) -> bytes:
+    """Strict base64, except that line breaks are skipped, as Go's decoder (Ollama's) skips them."""
     try:
-        data = base64.b64decode(text, validate=True)
+        data = base64.b64decode(text.replace("\r", "").replace("\n", ""), validate=True)
     except (binascii.Error, ValueError):
         raise Refusal(HTTPStatus.BAD_REQUEST, f"{where} is not valid base64") from None
     if not data:
@@ -182,14 +195,14 @@ def openai_chat(request: dict) -> Ask:
         url = url.get("url") if isinstance(url, dict) else url
         if not isinstance(url, str):
             raise Refusal(HTTPStatus.BAD_REQUEST, f"{where}.image_url.url must be a string", param="messages")
-        if not url.startswith("data:"):
+        if not _is_data_url(url):
             raise Refusal(HTTPStatus.BAD_REQUEST, f"{where}: remote image URLs are not fetched (velm-edge "
                           "works offline); send the image as a data: URL", param="messages")
         _images([url], f"{where}.image_url", images)
     response_format = _field(request, "response_format", (dict,), {})
     kind = response_format.get("type", "text")
     if kind not in ("text", "json_object"):
-        raise Refusal(HTTPStatus.BAD_REQUEST, f"response_format {kind!r} cannot be followed by a captioner; use "
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"response_format {quoted(kind)} cannot be followed by a captioner; use "
                       "\"json_object\" for {\"captions\": [{\"text\", \"tags\", \"detections\", \"confidence\"}]} "
                       "or \"text\"",
                       param="response_format")
@@ -261,7 +274,7 @@ class Model:
         """Refusal 404 unless ``asked`` names this model: Ollama names carry a tag (``velm-photo:latest``),
         OpenAI names do not."""
         if asked not in (self.name, f"{self.name}:latest"):
-            raise Refusal(HTTPStatus.NOT_FOUND, f"model {str(asked)[:80]!r} not found: this server has "
+            raise Refusal(HTTPStatus.NOT_FOUND, f"model {quoted(str(asked))} not found: this server has "
                           f"{self.name!r}", param="model")
 
     def ollama(self) -> dict:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from velm_edge import __version__
-from velm_edge.errors import FrameError, OptionError
+from velm_edge.errors import FrameError, OptionError, quoted
 from velm_edge.httpd import BoundedServer, EventBoard, GuardedHandler, check_bind, http_url
 from velm_edge.live import pipeline
 from velm_edge.live.sources import Source
@@ -259,7 +259,8 @@ class ServiceHandler(ProtocolRoutes, GuardedHandler):
             return None
         text = text.strip()
         if not text.isascii() or not text.isdigit():
-            self.refuse(HTTPStatus.BAD_REQUEST, f"Content-Length must be a whole number, got {text[:40]!r}", close=True)
+            self.refuse(HTTPStatus.BAD_REQUEST, f"Content-Length must be a whole number, got {quoted(text, 40)}",
+                        close=True)
             return None
         length = int(text) if len(text) <= 18 else o.max_body_bytes + 1  # no 5,000-digit int() (ValueError)
         if length > o.max_body_bytes:

@@ -294,3 +294,38 @@ def test_a_foreign_page_and_a_foreign_host_are_refused_on_the_new_routes(service
     with socket.create_connection(("127.0.0.1", service.port), timeout=10) as s:
         s.sendall(b"GET /api/tags HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 403")
+
+
+def test_an_error_quotes_at_most_80_characters_of_what_it_was_given(service):
+    """A 5 MB response_format.type once came back whole in a 5 MB 400."""
+    huge = "x" * 5_000_000
+    status, answer, _ = call(service.port, "POST", "/v1/chat/completions", {
+        "model": service.model.name, "response_format": {"type": huge},
+        "messages": [{"role": "user", "content": "x"}]})
+    error = json.loads(answer)["error"]
+    assert status == 400 and error["param"] == "response_format" and len(answer) < 1000
+    assert "'xxxx" in error["message"] and "5000002 characters" in error["message"]
+
+
+def test_data_urls_in_any_case_and_base64_with_line_breaks_are_taken_as_ollama_and_browsers_do(service, captioner):
+    image = scene_jpeg()
+    folded = "\r\n".join(b64(image)[i:i + 76] for i in range(0, len(b64(image)), 76))  # MIME's 76-column lines
+    status, answer, _ = call(service.port, "POST", "/api/generate", {
+        "model": service.model.name, "prompt": "x", "images": [folded], "stream": False})
+    assert status == 200 and json.loads(answer)["response"] == direct(captioner, image)
+    status, answer, _ = call(service.port, "POST", "/v1/chat/completions", {
+        "model": service.model.name, "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "DATA:image/jpeg;BASE64," + b64(image)}}]}]})
+    assert status == 200 and json.loads(answer)["choices"][0]["message"]["content"] == direct(captioner, image)
+    status, answer, _ = call(service.port, "POST", "/api/generate", {
+        "model": service.model.name, "prompt": "x", "images": [b64(image)[:-4] + "@@@@"], "stream": False})
+    assert status == 400  # otherwise still strict
+
+
+@pytest.mark.parametrize("body", [b'{"model": "x", "options": {"temperature": NaN}}', b'{"x": Infinity}',
+                                  b'{"x": -Infinity}', '{"model": "x"}'.encode("utf-16"),
+                                  b'\xef\xbb\xbf{"model": "x"}', '{"model": "x"}'.encode("utf-32")],
+                         ids=["NaN", "Infinity", "-Infinity", "UTF-16", "UTF-8 BOM", "UTF-32"])
+def test_json_that_is_not_plain_utf8_json_is_refused(service, body):
+    status, answer, _ = call(service.port, "POST", "/api/generate", body)
+    assert status == 400 and "not JSON" in json.loads(answer)["error"]
