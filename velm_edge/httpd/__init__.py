@@ -4,7 +4,8 @@ both stand on it.
 - ``connections``: ``BoundedServer``, one selector thread reads every connection's request line and
   headers (a waiting connection costs a socket, not a thread; ``header_timeout_s`` in total, idle
   keep-alive included, so slow, silent and idle clients are cut off and the oldest make room for new
-  ones); whole requests go to at most ``max_connections`` handler threads; ``shutdown`` + ``drain``
+  ones; a head not whole within 64 KiB gets 414 or 431 from that thread); whole requests go to at most
+  ``max_connections`` handler threads; ``shutdown`` + ``drain``
   answer what was read, then stop.
 - ``guard``: ``GuardedHandler``, GET/HEAD/POST dispatch through ``routes``; HTTP/1.1 framing checked as
   h11 does (one Content-Length, no body on GET/HEAD, origin-form targets); the Host check (one Host

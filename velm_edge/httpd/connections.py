@@ -3,6 +3,7 @@ take whole requests (see the package's docstring)."""
 
 from __future__ import annotations
 
+import json
 import queue
 import select
 import selectors
@@ -62,9 +63,8 @@ class RequestReader:
 
 def head_complete(buf: bytes | bytearray) -> bool:
     """True when ``buf`` holds a whole request line and headers, or something the parser must answer now
-    (a request line that is not ``METHOD TARGET HTTP/x.y``, or more than the parser takes)."""
-    if len(buf) > MAX_HEAD_BYTES:
-        return True
+    (a request line that is not ``METHOD TARGET HTTP/x.y``).  A head that is not whole within
+    ``MAX_HEAD_BYTES`` is never handed on: the selector answers it (``BoundedServer._too_large``)."""
     end = buf.find(b"\n")
     if end < 0:
         return False
@@ -73,8 +73,9 @@ def head_complete(buf: bytes | bytearray) -> bool:
     return buf.find(b"\n\r\n", end) >= 0 or buf.find(b"\n\n", end) >= 0
 
 
-MAX_HEAD_BYTES = 65537  # more and the parser goes on from the socket (in a thread, within the same deadline): a
-# waiting connection holds at most this plus one read of buffer, so the waiting ones cannot swell the process
+MAX_HEAD_BYTES = 65537  # a request line and headers not whole within this get 414 or 431 from the selector thread,
+# which closes the connection: a waiting connection holds at most this plus one read of buffer, so the waiting ones
+# cannot swell the process, and an endless header block never reaches a handler thread
 
 
 class _Waiting:
@@ -194,6 +195,33 @@ class BoundedServer(HTTPServer):
             self._waiting.pop(w.sock.fileno())
             self._sel.unregister(w.sock)
             self._dispatch(w)
+        elif len(w.buf) > MAX_HEAD_BYTES:
+            self._too_large(w)
+
+    def _too_large(self, w: _Waiting) -> None:
+        """Answer a head that is not whole within ``MAX_HEAD_BYTES`` from this thread and close the connection, as
+        nginx does: 414 while the request line has not ended, else 431.  In the handler's error format (JSON for
+        the API); what the client already sent is read first, so the answer is not lost to a reset."""
+        line_ended = b"\n" in w.buf
+        status, phrase = (431, "Request Header Fields Too Large") if line_ended else (414, "URI Too Long")
+        why = "the request's headers are too large" if line_ended else "the request line is too long"
+        if getattr(self.RequestHandlerClass, "json_errors", False):
+            body, kind = json.dumps({"error": why, "status": status}).encode(), "application/json"
+        else:
+            body, kind = (why + "\n").encode(), "text/plain; charset=utf-8"
+        answer = (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+                  f"Connection: close\r\n\r\n").encode() + body
+        try:
+            for _ in range(16):  # what is already in the socket's buffer (a bounded amount)
+                if not w.sock.recv(65536):
+                    break
+        except OSError:
+            pass
+        try:
+            w.sock.send(answer)  # a few hundred bytes: the socket's send buffer takes them whole
+        except OSError:
+            pass
+        self._close(w)
 
     def _expire(self) -> None:
         now = time.monotonic()

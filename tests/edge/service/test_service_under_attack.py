@@ -117,6 +117,31 @@ def test_conflicting_content_lengths_are_refused(service):
     assert statuses(exchange(service.port, data)) == [400]
 
 
+def test_a_header_block_past_the_limit_is_answered_431_at_once_and_never_takes_a_thread(captioner):
+    """64 connections that send 66 KB of headers and no blank line once each held a handler thread until the
+    header deadline (a token-bearing request waited 4.5 s); now the selector answers each at once and closes it."""
+    endless = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + (b"X-Pad: " + b"a" * 1000 + b"\r\n") * 66
+    with CaptionService(captioner, ServiceOptions(port=0, workers=2, token=TOKEN, timeout_s=5.0)) as service:
+        t0 = time.monotonic()
+        answer = exchange(service.port, endless)
+        assert statuses(answer) == [431] and time.monotonic() - t0 < 1.0
+        assert body_json(answer) == {"error": "the request's headers are too large", "status": 431}
+        long_line = b"GET /" + b"a" * 70_000
+        assert statuses(exchange(service.port, long_line)) == [414]
+        socks = []
+        try:
+            for _ in range(64):
+                s = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+                s.sendall(endless)  # and keep the connection open
+                socks.append(s)
+            t0 = time.monotonic()
+            assert statuses(exchange(service.port, head(token=TOKEN)))[0] == 200
+            assert time.monotonic() - t0 < 1.0
+        finally:
+            for s in socks:
+                s.close()
+
+
 def test_whitespace_before_a_header_colon_is_refused_not_ignored(service):
     """RFC 9112 5.1: a server MUST answer 400.  Ignored, "Content-Length : N" left its body to be served as a
     second request (h11, nginx and Go refuse it)."""
