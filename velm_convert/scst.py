@@ -119,13 +119,12 @@ def finetune(head: keras.Model, images: dict[str, np.ndarray], refs: Sequence[Se
             rows["pooled"][rng.random(len(idx)) < withheld] = 0.0
             tokens = sampler(rows, samples)
             image_of = np.repeat(idx, samples)
-            words = [[vocab.tokens[t] for t in row if t not in (vocab.pad_id, vocab.end_id)] for row in tokens]
-            r = np.array([reward.score(i, w) for i, w in zip(image_of, words)]).reshape(len(idx), samples)
+            r = np.array([reward.score(i, vocab.decode(row).split()) for i, row in zip(image_of, tokens)])
+            r = r.reshape(len(idx), samples)
             drawn.append(r.mean())
             if b % (20 * batch_size) == 0:  # now and then the greedy caption's CIDEr-D, to watch the training
                 g = sampler(rows, 1, greedy=True)
-                greedy += [reward.score(i, [vocab.tokens[t] for t in row if t not in (vocab.pad_id, vocab.end_id)])
-                           for i, row in zip(idx, g)]
+                greedy += [reward.score(i, vocab.decode(row).split()) for i, row in zip(idx, g)]
             start = np.full((len(tokens), 1), vocab.start_id, np.int32)
             inputs = {k: np.repeat(v, samples, axis=0) for k, v in rows.items()}
             inputs["tokens"] = np.concatenate([start, tokens[:, :-1]], axis=1).astype(np.int32)

@@ -14,7 +14,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from velm_edge.errors import OptionError, quoted
+from velm_edge.errors import OptionError, cut, quoted
 from velm_edge.httpd.connections import RequestReader
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
             return "a malformed header line (no whitespace is allowed between a header's name and its colon)"
         for name, value in self.headers.items():
             if "\0" in value:
-                return f"a NUL byte in the {name[:80]} header"
+                return f"a NUL byte in the {cut(name)} header"
         lengths = self.headers.get_all("Content-Length") or []
         if len({v.strip() for v in lengths}) > 1:
             return "conflicting Content-Length headers"

@@ -298,9 +298,8 @@ class Captioner:
         ``detections`` (its detector's objects; None where it did not run) steer it when ``options.ground`` is on
         (see ``velm_edge.runtime.grounding``): a caption that names none of the classifier's confident words nor
         the objects found, or not the object the detector is surest of, or names a person the detector does not
-        see, is decoded a second time, with them
-        raised and without people, by a beam of at most 2, and from ``tag_start`` (the start from the tags alone,
-        of a decoder trained on tags) when there is one."""
+        see, is decoded a second time, with them raised and without people, by a beam of at most 2, and from
+        ``tag_start`` (the start from the tags alone, of a decoder trained on tags) when there is one."""
         g = self._graphs()
         v, options = self.vocab, options or self.options
         bias, boost = self.plain_bias, None
